@@ -1,0 +1,39 @@
+"""``cbmon config``: validate a configuration file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cbmon.config import load_config
+from cbmon.durations import format_duration
+
+
+@click.group()
+def config() -> None:
+    """Configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check(file: Path) -> None:
+    """Validate FILE: prints a summary, or one line per problem and exits 2."""
+    loaded = load_config(file, environ={})
+    tables = loaded.tables
+    thresholds = loaded.thresholds
+    lines = [
+        f"{file}: ok",
+        f"  logs    {tables.logs.table_schema}.{tables.logs.table}",
+        f"  errors  {tables.errors.table_schema}.{tables.errors.table}",
+        f"  queue   {tables.queue.table_schema}.{tables.queue.table}",
+        f"  success rate  ok > {thresholds.success_rate.normal:.2%}, "
+        f"critical < {thresholds.success_rate.alert:.2%}",
+        f"  avg latency   ok < {format_duration(thresholds.avg_latency.normal)}, "
+        f"critical > {format_duration(thresholds.avg_latency.alert)}",
+        f"  backlog       ok < {thresholds.backlog.normal}, "
+        f"critical > {thresholds.backlog.alert}",
+        f"  poll every {format_duration(loaded.file.poll_interval)}, "
+        f"listen on {loaded.file.listen}",
+    ]
+    click.echo("\n".join(lines))

@@ -1,0 +1,340 @@
+"""Configuration: a YAML file, environment variables and flags, validated into frozen values.
+
+Precedence, lowest first: built-in defaults (the reference schema and the operators' baseline),
+the YAML file, environment variables (``CBMON_DSN``, ``CBMON_WEBHOOK_SECRET``), then flags.
+Every problem becomes one line that names the key, raised as :class:`ConfigError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from cbmon.durations import format_duration, parse_duration
+from cbmon.errors import ConfigError
+
+DSN_ENV = "CBMON_DSN"
+WEBHOOK_SECRET_ENV = "CBMON_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+
+
+def _seconds(value: object) -> float:
+    """Durations are strings the Prometheus way; a bare number is refused to avoid unit doubt."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a duration such as 500ms, 5s, 1m or 24h")
+    if isinstance(value, int | float):
+        if value == 0:
+            return 0.0
+        raise ValueError(f"{value!r} has no unit; write it the Prometheus way, e.g. 5s or 500ms")
+    return parse_duration(value)
+
+
+def _ratio(value: object) -> float:
+    """A ratio from 0 to 1, also accepted as a percentage string such as ``99.5%``."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a ratio such as 0.995 or 99.5%") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError("must be a ratio such as 0.995 or 99.5%")
+    if not 0 <= number <= 1:
+        raise ValueError(f"{value!r} is outside 0..1 (0% to 100%)")
+    return number
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+Ratio = Annotated[float, BeforeValidator(_ratio)]
+Name = Annotated[str, Field(min_length=1, max_length=63)]
+_LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):(?P<port>\d{1,5})$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9863`` for IPv6; an empty host means every interface)."""
+    match = _LISTEN.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:9863 or :9863")
+    port = int(match["port"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0..65535")
+    host = match["host"].strip("[]") or "0.0.0.0"  # noqa: S104
+    return host, port
+
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LogsTable(_Model):
+    """The attempt log: one row per delivery attempt."""
+
+    table_schema: Name = Field("public", alias="schema")
+    table: Name = "callback_logs"
+    id: Name = "id"
+    event_type: Name = "event_type"
+    status: Name = "status"
+    execution_time: Name = "execution_time"
+    created_at: Name = "created_at"
+    success_statuses: tuple[str, ...] = Field(("COMPLETED",), min_length=1)
+    execution_time_unit: Literal["ms", "s"] = "ms"
+
+
+class ErrorsTable(_Model):
+    """The error table: one row per recorded failure."""
+
+    table_schema: Name = Field("public", alias="schema")
+    table: Name = "callback_errors"
+    id: Name = "id"
+    event_type: Name = "event_type"
+    error_message: Name = "error_message"
+    created_at: Name = "created_at"
+
+
+class QueueTable(_Model):
+    """The queue: rows whose ``processed_at`` is NULL are waiting (the backlog)."""
+
+    table_schema: Name = Field("public", alias="schema")
+    table: Name = "callback_queue"
+    id: Name = "id"
+    event_type: Name = "event_type"
+    created_at: Name = "created_at"
+    processed_at: Name = "processed_at"
+
+
+class Tables(_Model):
+    logs: LogsTable = LogsTable()
+    errors: ErrorsTable = ErrorsTable()
+    queue: QueueTable = QueueTable()
+
+
+class SuccessRateThreshold(_Model):
+    """Higher is better: ok above ``normal``, critical below ``alert``."""
+
+    normal: Ratio = 0.995
+    alert: Ratio = 0.99
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SuccessRateThreshold:
+        if self.normal < self.alert:
+            raise ValueError(
+                f"normal ({self.normal:g}) must not be below alert ({self.alert:g}): "
+                "a success rate is ok above normal and critical below alert"
+            )
+        return self
+
+
+class LatencyThreshold(_Model):
+    """Lower is better: ok below ``normal``, critical above ``alert`` (average latency)."""
+
+    normal: Seconds = 0.150
+    alert: Seconds = 0.500
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyThreshold:
+        if self.normal > self.alert:
+            raise ValueError(
+                f"normal ({format_duration(self.normal)}) must not be above alert "
+                f"({format_duration(self.alert)})"
+            )
+        return self
+
+
+class BacklogThreshold(_Model):
+    """Lower is better: ok below ``normal`` waiting items, critical above ``alert``."""
+
+    normal: Annotated[int, Field(ge=0, strict=True)] = 1000
+    alert: Annotated[int, Field(ge=0, strict=True)] = 5000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BacklogThreshold:
+        if self.normal > self.alert:
+            raise ValueError(f"normal ({self.normal}) must not be above alert ({self.alert})")
+        return self
+
+
+class Thresholds(_Model):
+    """The operators' baseline. Between ``normal`` and ``alert`` lies the warning band."""
+
+    success_rate: SuccessRateThreshold = SuccessRateThreshold()
+    avg_latency: LatencyThreshold = LatencyThreshold()
+    backlog: BacklogThreshold = BacklogThreshold()
+    slow_callback: Seconds = 0.200
+
+
+class Slo(_Model):
+    """How the sidecar judges the baseline: over a sliding window, held for ``for``."""
+
+    window: Seconds = 300.0
+    for_: Seconds = Field(60.0, alias="for")
+    min_events: Annotated[int, Field(ge=0, strict=True)] = 20
+
+
+class Alerting(_Model):
+    """Where alert notifications go. The signing secret never lives in this file."""
+
+    webhooks: tuple[Annotated[str, Field(pattern=r"^https?://\S+$")], ...] = ()
+    secret_file: Path | None = None
+    timeout: Seconds = 5.0
+    max_retries: Annotated[int, Field(ge=0, le=10, strict=True)] = 3
+    repeat_interval: Seconds = 4 * 3600.0
+
+
+class Database(_Model):
+    dsn_file: Path | None = None
+    statement_timeout: Seconds = 5.0
+    connect_timeout: Seconds = 5.0
+
+
+class Reader(_Model):
+    """How the incremental reader walks the log and error tables."""
+
+    batch_size: Annotated[int, Field(ge=1, strict=True)] = 500_000
+    gap_grace: Seconds = 10.0
+    startup_gap_scan: Annotated[int, Field(ge=0, strict=True)] = 10_000
+
+
+class FileConfig(_Model):
+    """The YAML file's shape; every key is optional."""
+
+    listen: str = "0.0.0.0:9863"  # noqa: S104 - an exporter listens for its scraper
+    poll_interval: Seconds = 5.0
+    max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
+    max_execution_time: Seconds = 3600.0
+    database: Database = Database()
+    reader: Reader = Reader()
+    tables: Tables = Tables()
+    thresholds: Thresholds = Thresholds()
+    slo: Slo = Slo()
+    alerting: Alerting = Alerting()
+
+    @model_validator(mode="after")
+    def _checks(self) -> FileConfig:
+        parse_listen(self.listen)
+        if self.poll_interval <= 0:
+            raise ValueError("poll_interval must be above 0s")
+        return self
+
+
+class Config(_Model):
+    """Everything cbmon runs with: the file's values plus the DSN and secret resolved."""
+
+    file: FileConfig = FileConfig()
+    dsn: str | None = Field(default=None, repr=False)
+    webhook_secret: str | None = Field(default=None, repr=False)
+    source: str = "defaults"
+
+    # Short-hands so callers do not walk the tree for the common values.
+    @property
+    def tables(self) -> Tables:
+        return self.file.tables
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.file.thresholds
+
+    def require_dsn(self) -> str:
+        if not self.dsn:
+            raise ConfigError(
+                f"no database given: pass --dsn, set {DSN_ENV}, or set database.dsn_file"
+            )
+        return self.dsn
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    return ".".join("for" if part == "for_" else str(part) for part in loc) or "(top level)"
+
+
+def _flatten(error: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {_location(item['loc'])}: {message}")
+    return ConfigError("\n".join(lines))
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): must be a mapping of keys to values")
+    return data
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    dsn: str | None = None,
+    webhook_secret: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the :class:`Config` from a file, flag ``overrides`` (file-shaped) and the environment.
+
+    ``overrides`` use the file's keys (``{"slo": {"window": "10m"}}``), so a flag is checked by
+    the same rules as the key it stands for and its error names that key.
+    """
+    env = os.environ if environ is None else environ
+    data: Mapping[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        data = _read_yaml(Path(path))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        file = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _flatten(exc, source) from None
+    resolved_dsn = dsn or env.get(DSN_ENV) or None
+    if resolved_dsn is None and file.database.dsn_file is not None:
+        resolved_dsn = _read_secret_file(file.database.dsn_file, "database.dsn_file") or None
+    secret = webhook_secret or env.get(WEBHOOK_SECRET_ENV) or None
+    if secret is None and file.alerting.secret_file is not None:
+        secret = _read_secret_file(file.alerting.secret_file, "alerting.secret_file") or None
+    return Config(file=file, dsn=resolved_dsn, webhook_secret=secret, source=source)

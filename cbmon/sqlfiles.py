@@ -1,0 +1,24 @@
+"""The SQL files shipped with cbmon, loaded once and formatted with quoted identifiers only."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import LiteralString, cast
+
+from psycopg import sql
+
+
+@functools.cache
+def text(name: str) -> str:
+    """The raw text of ``sql/<name>`` as shipped in the package."""
+    return resources.files("cbmon").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def template(name: str) -> sql.SQL:
+    """``sql/<name>`` as a composable; fill its ``{placeholders}`` with ``sql.Identifier``s.
+
+    The files are part of the package, never user input, so treating them as literal strings
+    is what psycopg's typing asks for.
+    """
+    return sql.SQL(cast(LiteralString, text(name)))

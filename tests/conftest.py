@@ -1,0 +1,100 @@
+"""Shared fixtures: a real PostgreSQL, and a fresh schema with the reference tables per test.
+
+PostgreSQL is found from ``CBMON_TEST_DSN``, else 127.0.0.1:5432 if it answers, else an
+embedded server from the ``pgserver`` package. Tests that need an external binary skip when it
+is missing, unless ``CBMON_REQUIRE_BINARIES`` is set (CI sets it), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cbmon import schema
+from cbmon.config import Config, load_config
+
+LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A DSN for a PostgreSQL where the test role may create schemas and roles."""
+    env = os.environ.get("CBMON_TEST_DSN")
+    if env:
+        yield env
+        return
+    if _answers(LOCAL_DSN):
+        yield LOCAL_DSN
+        return
+    import pgserver  # the embedded fallback, only when no server answers
+
+    data = Path(tempfile.gettempdir()) / "cbmon-test-pgdata"
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    yield str(server.get_uri())
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; skip without it, or fail when CI demands every binary."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("CBMON_REQUIRE_BINARIES"):
+            pytest.fail(f"{message}, and CBMON_REQUIRE_BINARIES is set")
+        pytest.skip(message)
+    return path
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    """A schema of its own holding the reference tables, dropped after the test."""
+
+    dsn: str
+    name: str
+    conn: psycopg.Connection[Any]  # autocommit, search_path set to the schema
+
+    def config(self, **overrides: Any) -> Config:
+        tables = {table: {"schema": self.name} for table in ("logs", "errors", "queue")}
+        merged: dict[str, Any] = {"tables": tables}
+        for key, value in overrides.items():
+            merged[key] = value
+        return load_config(overrides=merged, dsn=self.dsn, environ={})
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new connection (autocommit unless told otherwise) with the schema on its path."""
+        kwargs.setdefault("autocommit", True)
+        conn = psycopg.connect(self.dsn, **kwargs)
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(self.name)))
+        if not kwargs["autocommit"]:
+            conn.commit()
+        return conn
+
+
+@pytest.fixture
+def pg(pg_dsn: str) -> Iterator[PgSchema]:
+    name = f"cbmon_test_{secrets.token_hex(4)}"
+    schema.apply(pg_dsn, schema=name, role=None)
+    conn = psycopg.connect(pg_dsn, autocommit=True)
+    conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(name)))
+    try:
+        yield PgSchema(dsn=pg_dsn, name=name, conn=conn)
+    finally:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+        conn.close()
