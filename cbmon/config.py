@@ -76,7 +76,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, port
 
 
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -212,7 +211,7 @@ class Reader(_Model):
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
-    listen: str = "0.0.0.0:9863"  # noqa: S104 - an exporter listens for its scraper
+    listen: str = "0.0.0.0:9863"
     poll_interval: Seconds = 5.0
     max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
     max_execution_time: Seconds = 3600.0

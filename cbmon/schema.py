@@ -37,9 +37,7 @@ def apply(dsn: str, *, schema: str = "public", role: str | None = DEFAULT_ROLE) 
     try:
         with conn:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            conn.execute(
-                sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema))
-            )
+            conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
             conn.execute(sqlfiles.template("schema.sql"))
             if role is not None:
                 conn.execute(roles_sql(role, schema))

@@ -9,6 +9,7 @@ when above ``alert``; everything in between, boundaries included, is a warning.
 from __future__ import annotations
 
 import enum
+import math
 
 from cbmon.config import Thresholds
 
@@ -27,7 +28,7 @@ class State(enum.IntEnum):
 
 
 def judge_higher_is_better(value: float | None, normal: float, alert: float) -> State:
-    if value is None or value != value:  # noqa: PLR0124 - NaN check
+    if value is None or math.isnan(value):
         return State.UNKNOWN
     if value > normal:
         return State.OK
@@ -37,7 +38,7 @@ def judge_higher_is_better(value: float | None, normal: float, alert: float) -> 
 
 
 def judge_lower_is_better(value: float | None, normal: float, alert: float) -> State:
-    if value is None or value != value:  # noqa: PLR0124 - NaN check
+    if value is None or math.isnan(value):
         return State.UNKNOWN
     if value < normal:
         return State.OK

@@ -31,8 +31,7 @@ def check(file: Path) -> None:
         f"critical < {thresholds.success_rate.alert:.2%}",
         f"  avg latency   ok < {format_duration(thresholds.avg_latency.normal)}, "
         f"critical > {format_duration(thresholds.avg_latency.alert)}",
-        f"  backlog       ok < {thresholds.backlog.normal}, "
-        f"critical > {thresholds.backlog.alert}",
+        f"  backlog       ok < {thresholds.backlog.normal}, critical > {thresholds.backlog.alert}",
         f"  poll every {format_duration(loaded.file.poll_interval)}, "
         f"listen on {loaded.file.listen}",
     ]

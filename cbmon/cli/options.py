@@ -15,7 +15,7 @@ from cbmon.errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float, Any]):
     """A duration the Prometheus way (``500ms``, ``5s``, ``1m``, ``24h``), as seconds."""
 
     name = "duration"
@@ -85,9 +85,7 @@ def build_config(
     webhook_secret: str | None = None,
 ) -> Config:
     """Load the configuration the way every command does; errors name the key (exit 2)."""
-    return load_config(
-        config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret
-    )
+    return load_config(config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret)
 
 
 def drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,16 @@ def schema() -> None:
 
 
 _schema_name = click.option(
-    "--schema", "schema_name", default="public", show_default=True,
+    "--schema",
+    "schema_name",
+    default="public",
+    show_default=True,
     help="Database schema the tables go into.",
 )
 _role = click.option(
-    "--role", default=reference.DEFAULT_ROLE, show_default=True,
+    "--role",
+    default=reference.DEFAULT_ROLE,
+    show_default=True,
     help="Name of the read-only login role cbmon connects as.",
 )
 _no_role = click.option("--no-role", is_flag=True, help="Do not create or grant the role.")

@@ -1,0 +1,151 @@
+"""The Prometheus collector: builds every metric family from the in-memory state at scrape time.
+
+A scrape copies the state under a short lock and formats it; it never queries the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from cbmon import __version__
+from cbmon.poller import BUCKETS
+from cbmon.state import POLL_BUCKETS, CallbackTotals, State, View
+
+
+def _bucket_pairs(
+    bounds: Iterable[float], counts: Iterable[int], total: int
+) -> list[tuple[str, float]]:
+    pairs = [(_le(bound), float(count)) for bound, count in zip(bounds, counts, strict=True)]
+    pairs.append(("+Inf", float(total)))
+    return pairs
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class CallbackCollector(Collector):
+    """Callbacks, errors, the queue and cbmon's own health, from :class:`State`."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._state.view()
+        yield from self._callbacks(view)
+        yield from self._queue(view)
+        yield from self._health(view)
+
+    def _callbacks(self, view: View) -> Iterator[Metric]:
+        def counter(name: str, doc: str, value: Callable[[CallbackTotals], float]) -> Metric:
+            family = CounterMetricFamily(name, doc, labels=["event_type"])
+            for label, totals in sorted(view.callbacks.items()):
+                family.add_metric([label], value(totals))
+            return family
+
+        yield counter(
+            "cbmon_callback_attempts",
+            "Callback delivery attempts logged since cbmon started.",
+            lambda t: t.attempts,
+        )
+        yield counter(
+            "cbmon_callback_failures",
+            "Callback delivery attempts whose status is not a success status.",
+            lambda t: t.failures,
+        )
+        yield counter(
+            "cbmon_callback_invalid_durations",
+            "Attempts whose execution_time is negative, NaN, infinite or absurd; "
+            "left out of the duration histogram.",
+            lambda t: t.invalid,
+        )
+        yield counter(
+            "cbmon_callback_errors",
+            "Rows added to the callback error table since cbmon started.",
+            lambda t: t.errors,
+        )
+        histogram = HistogramMetricFamily(
+            "cbmon_callback_duration_seconds",
+            "Execution time of callback attempts that have a valid one.",
+            labels=["event_type"],
+        )
+        for label, totals in sorted(view.callbacks.items()):
+            histogram.add_metric(
+                [label],
+                buckets=_bucket_pairs(BUCKETS, totals.buckets, totals.observed),
+                sum_value=totals.sum_seconds,
+            )
+        yield histogram
+
+    @staticmethod
+    def _queue(view: View) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "cbmon_queue_backlog",
+            "Queue rows waiting to be processed (processed_at IS NULL) at the last poll.",
+            value=view.backlog,
+        )
+        yield GaugeMetricFamily(
+            "cbmon_queue_oldest_age_seconds",
+            "Age of the oldest waiting queue row; 0 when nothing waits.",
+            value=view.oldest_age_seconds,
+        )
+
+    @staticmethod
+    def _health(view: View) -> Iterator[Metric]:
+        info = GaugeMetricFamily("cbmon_build_info", "cbmon's version.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "cbmon_database_up",
+            "1 when the last poll of the database succeeded, 0 otherwise.",
+            value=1 if view.database_up else 0,
+        )
+        yield CounterMetricFamily("cbmon_polls", "Polls attempted.", value=view.polls_total)
+        yield CounterMetricFamily(
+            "cbmon_poll_errors", "Polls that failed.", value=view.poll_errors_total
+        )
+        poll = HistogramMetricFamily(
+            "cbmon_poll_duration_seconds", "Wall time of each successful poll."
+        )
+        poll.add_metric(
+            [],
+            buckets=_bucket_pairs(POLL_BUCKETS, view.poll_buckets, view.poll_count),
+            sum_value=view.poll_sum,
+        )
+        yield poll
+        yield GaugeMetricFamily(
+            "cbmon_last_poll_timestamp_seconds",
+            "Unix time of the last successful poll; 0 before the first.",
+            value=view.last_poll_timestamp,
+        )
+        lag = GaugeMetricFamily(
+            "cbmon_reader_lag_rows",
+            "Ids between the newest row read and the newest row visible.",
+            labels=["table"],
+        )
+        gaps = GaugeMetricFamily(
+            "cbmon_reader_open_gaps",
+            "Ids below the newest row read whose transactions had not committed, still watched.",
+            labels=["table"],
+        )
+        for table in sorted(view.lag_rows):
+            lag.add_metric([table], view.lag_rows[table])
+            gaps.add_metric([table], view.open_gaps.get(table, 0))
+        yield lag
+        yield gaps
+        yield GaugeMetricFamily(
+            "cbmon_event_types", "Distinct event_type labels in use.", value=view.event_types
+        )
+        yield CounterMetricFamily(
+            "cbmon_event_types_folded",
+            'Distinct event types folded into event_type="other" beyond max_event_types.',
+            value=view.folded_total,
+        )

@@ -1,0 +1,79 @@
+"""An embedded PostgreSQL for the demo and for machines without a database.
+
+The ``pgserver`` package bundles PostgreSQL in its wheel and serves on a Unix socket only, so
+nothing listens on the network. Its data lives under the user's cache directory. As root,
+pgserver runs the server as a ``pgserver`` system user and opens read access on the data
+directory's parents, so the default path sits under a cache directory, never a home.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cbmon.errors import CbmonError
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or (
+        "/var/cache" if os.geteuid() == 0 else str(Path.home() / ".cache")
+    )
+    return Path(cache) / "cbmon" / "pgdata"
+
+
+class EmbeddedPostgres:
+    """A running embedded server. Use as a context manager; it stops on exit."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = data_dir or default_data_dir()
+        self._server: Any = None
+
+    def start(self) -> EmbeddedPostgres:
+        try:
+            import pgserver
+        except ImportError:
+            raise CbmonError(
+                "the embedded PostgreSQL needs the pgserver package: pip install 'cbmon[embedded]'"
+            ) from None
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            raise CbmonError(f"embedded PostgreSQL in {self.data_dir} did not start: {exc}") from None
+        log.info("embedded PostgreSQL running from %s", self.data_dir)
+        return self
+
+    @property
+    def dsn(self) -> str:
+        if self._server is None:
+            raise CbmonError("embedded PostgreSQL is not running")
+        return str(self._server.get_uri())
+
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server (``mode`` as pg_ctl's ``-m``: smart, fast or immediate)."""
+        from pgserver import _commands
+
+        user = self._server.system_user if self._server is not None else None
+        _commands.pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.data_dir, user=user)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

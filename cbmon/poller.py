@@ -1,0 +1,208 @@
+"""One poll: what is new in the attempt log and the error table, and the queue as it stands.
+
+Everything a poll reads comes from one REPEATABLE READ, READ ONLY transaction, so the log,
+the errors and the queue describe the same moment. Aggregation happens in SQL over the new
+rows only; the poller returns per-event-type deltas and never touches metrics itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel, sql
+
+from cbmon import sqlfiles
+from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
+from cbmon.reader import ReadResult, Snapshot, Source, TailReader
+
+# Histogram bucket bounds in seconds. 0.15, 0.2 and 0.5 are the baseline's and the design
+# limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
+BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallbackDelta:
+    """Attempts read in one poll for one raw event type."""
+
+    attempts: int
+    failures: int
+    observed: int  # attempts with a valid execution_time
+    sum_seconds: float
+    buckets: tuple[int, ...]  # cumulative counts, one per bound of BUCKETS
+    invalid: int  # execution_time present but negative, NaN, infinite or absurd
+    slow: int  # valid execution_time above thresholds.slow_callback
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueState:
+    backlog: int
+    oldest_created: float | None  # unix seconds of the oldest waiting row, by the db's clock
+    db_now: float  # the database's clock at the poll, unix seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult:
+    callbacks: dict[str | None, CallbackDelta]
+    errors: dict[str | None, int]
+    queue: QueueState
+    lag_rows: dict[str, int]
+    open_gaps: dict[str, int]
+    snapshot: Snapshot
+
+    @property
+    def caught_up(self) -> bool:
+        return not any(self.lag_rows.values())
+
+
+def _table(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table)
+
+
+def _logs_source(logs: LogsTable, config: Config) -> Source:
+    column = sql.Identifier
+    # Durations are compared in the column's own unit so bucket edges stay exact (150 ms).
+    scale = 1000.0 if logs.execution_time_unit == "ms" else 1.0
+    x = sql.SQL("{}::float8").format(column(logs.execution_time))
+    valid = sql.SQL("({x} >= 0 AND {x} <= %(max_time)s)").format(x=x)  # NaN > all, so out
+    select: list[sql.Composable] = [
+        sql.SQL(
+            "sum(CASE WHEN {status} IS NOT NULL AND {status}::text = ANY(%(success)s) "
+            "THEN 0 ELSE 1 END)"
+        ).format(status=column(logs.status)),
+        sql.SQL("sum(CASE WHEN {valid} THEN 1 ELSE 0 END)").format(valid=valid),
+        sql.SQL("sum(CASE WHEN {valid} THEN {x} ELSE 0 END)").format(valid=valid, x=x),
+        sql.SQL("sum(CASE WHEN {x} IS NOT NULL AND NOT {valid} THEN 1 ELSE 0 END)").format(
+            valid=valid, x=x
+        ),
+        sql.SQL("sum(CASE WHEN {valid} AND {x} > %(slow)s THEN 1 ELSE 0 END)").format(
+            valid=valid, x=x
+        ),
+    ]
+    params: dict[str, Any] = {
+        "success": list(logs.success_statuses),
+        "max_time": config.file.max_execution_time * scale,
+        "slow": config.thresholds.slow_callback * scale,
+    }
+    for index, bound in enumerate(BUCKETS):
+        select.append(
+            sql.SQL("sum(CASE WHEN {valid} AND {x} <= {bound} THEN 1 ELSE 0 END)").format(
+                valid=valid, x=x, bound=sql.Placeholder(f"le_{index}")
+            )
+        )
+        params[f"le_{index}"] = round(bound * scale, 9)
+    return Source(
+        name="logs",
+        table=_table(logs.table_schema, logs.table),
+        id_column=column(logs.id),
+        group_by=sql.SQL("{}::text").format(column(logs.event_type)),
+        select=select,
+        params=params,
+    )
+
+
+def _errors_source(errors: ErrorsTable) -> Source:
+    return Source(
+        name="errors",
+        table=_table(errors.table_schema, errors.table),
+        id_column=sql.Identifier(errors.id),
+        group_by=sql.SQL("{}::text").format(sql.Identifier(errors.event_type)),
+        select=(),
+        params={},
+    )
+
+
+def _queue_query(queue: QueueTable) -> sql.Composed:
+    return sqlfiles.template("queries/queue_state.sql").format(
+        table=_table(queue.table_schema, queue.table),
+        created_at=sql.Identifier(queue.created_at),
+        processed_at=sql.Identifier(queue.processed_at),
+    )
+
+
+def _delta(row: tuple[Any, ...], scale: float) -> CallbackDelta:
+    attempts, failures, observed, total, invalid, slow, *buckets = row[1:]
+    return CallbackDelta(
+        attempts=int(attempts),
+        failures=int(failures or 0),
+        observed=int(observed or 0),
+        sum_seconds=float(total or 0.0) / scale,
+        buckets=tuple(int(b or 0) for b in buckets),
+        invalid=int(invalid or 0),
+        slow=int(slow or 0),
+    )
+
+
+class Poller:
+    """Owns the readers' state. ``poll`` is called by one thread only, never concurrently."""
+
+    def __init__(self, config: Config) -> None:
+        reader: Reader = config.file.reader
+        tables = config.tables
+        self._scale = 1000.0 if tables.logs.execution_time_unit == "ms" else 1.0
+        self.logs = self._reader(_logs_source(tables.logs, config), reader)
+        self.errors = self._reader(_errors_source(tables.errors), reader)
+        self._queue_query = _queue_query(tables.queue)
+
+    @staticmethod
+    def _reader(source: Source, reader: Reader) -> TailReader:
+        return TailReader(
+            source,
+            batch_size=reader.batch_size,
+            gap_grace=reader.gap_grace,
+            startup_gap_scan=reader.startup_gap_scan,
+        )
+
+    def poll(self, conn: psycopg.Connection[Any]) -> PollResult:
+        """Read one batch of new rows under one snapshot. Raises ``psycopg.Error`` on failure.
+
+        If it raises, the readers keep their previous state, so the next poll reads the same
+        rows again: nothing is lost and nothing is counted twice.
+        """
+        saved = (self.logs.high_water, list(self.logs.gaps))
+        saved_errors = (self.errors.high_water, list(self.errors.gaps))
+        conn.autocommit = False
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                snapshot = self._snapshot(cur)
+                now = time.monotonic()
+                logs = self.logs.read(cur, snapshot, now)
+                errors = self.errors.read(cur, snapshot, now)
+                queue = self._queue(cur)
+        except BaseException:
+            self.logs.high_water, self.logs.gaps = saved
+            self.errors.high_water, self.errors.gaps = saved_errors
+            raise
+        return PollResult(
+            callbacks={row[0]: _delta(row, self._scale) for row in logs.rows},
+            errors={row[0]: int(row[1]) for row in errors.rows},
+            queue=queue,
+            lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
+            open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
+            snapshot=snapshot,
+        )
+
+    @staticmethod
+    def _snapshot(cur: psycopg.Cursor[Any]) -> Snapshot:
+        row = cur.execute(sqlfiles.template("queries/snapshot.sql")).fetchone()
+        assert row is not None
+        return Snapshot(xmin=int(row[0]), xmax=int(row[1]))
+
+    def _queue(self, cur: psycopg.Cursor[Any]) -> QueueState:
+        row = cur.execute(self._queue_query).fetchone()
+        assert row is not None
+        backlog, oldest, db_now = row
+        return QueueState(
+            backlog=int(backlog),
+            oldest_created=None if oldest is None else float(oldest),
+            db_now=float(db_now),
+        )
+
+
+def summarize(result: ReadResult) -> str:
+    """A short description of a read, for debug logs."""
+    return f"{result.new_rows} new rows, lag {result.lag_rows}, {result.open_gaps} open gap ids"

@@ -1,0 +1,99 @@
+"""The JSON report: the stable machine format, documented in docs/report.md.
+
+Ratios are 0..1, latencies milliseconds, ages seconds, times ISO 8601 in UTC. A figure that
+cannot be computed (no attempts, no valid durations) is ``null``, never NaN.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from cbmon.report.model import Bucket, Report, Row
+
+FORMAT_VERSION = 1
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def row_dict(row: Row) -> dict[str, Any]:
+    figures = row.figures
+    data: dict[str, Any] = {} if row.event_type is None else {"event_type": row.event_type}
+    data.update(
+        calls=figures.calls,
+        failures=figures.failures,
+        success_rate=figures.success_rate,
+        avg_ms=figures.avg_ms,
+        p50_ms=figures.p50_ms,
+        p95_ms=figures.p95_ms,
+        p99_ms=figures.p99_ms,
+        max_ms=figures.max_ms,
+        slow_share=figures.slow_share,
+        errors=figures.errors,
+        observed=figures.observed,
+        verdicts={name: state.label for name, state in row.verdicts.items()},
+    )
+    return data
+
+
+def _bucket(bucket: Bucket) -> dict[str, Any]:
+    return {
+        "start": _time(bucket.start),
+        "overall": row_dict(bucket.overall),
+        "event_types": [row_dict(row) for row in bucket.event_types],
+    }
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    thresholds = report.thresholds
+    period = report.period
+    return {
+        "version": FORMAT_VERSION,
+        "generated_at": _time(report.generated_at),
+        "period": {
+            "from": _time(period.start),
+            "to": _time(period.end),
+            "seconds": period.seconds,
+            "event_types": list(period.event_types) if period.event_types else None,
+            "by": period.by,
+            "empty": report.empty,
+        },
+        "verdict": report.verdict.label,
+        "overall": row_dict(report.overall),
+        "event_types": [row_dict(row) for row in report.event_types],
+        "queue": {
+            "backlog": report.queue.backlog,
+            "oldest_age_seconds": report.queue.oldest_age_seconds,
+            "verdicts": {"backlog": report.queue.verdict.label},
+        },
+        "top_errors": [
+            {
+                "message": item.message,
+                "count": item.count,
+                "last_seen": _time(item.last_seen),
+                "event_types": item.event_types,
+            }
+            for item in report.top_errors
+        ],
+        "series": None if report.series is None else [_bucket(b) for b in report.series],
+        "thresholds": {
+            "success_rate": {
+                "normal": thresholds.success_rate.normal,
+                "alert": thresholds.success_rate.alert,
+            },
+            "avg_latency_ms": {
+                "normal": round(thresholds.avg_latency.normal * 1000, 6),
+                "alert": round(thresholds.avg_latency.alert * 1000, 6),
+            },
+            "backlog": {"normal": thresholds.backlog.normal, "alert": thresholds.backlog.alert},
+            "slow_callback_ms": round(thresholds.slow_callback * 1000, 6),
+            "min_events": report.min_events,
+        },
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(to_dict(report), indent=2, allow_nan=False) + "\n"

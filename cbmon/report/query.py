@@ -1,0 +1,282 @@
+"""Reading a report's figures from the database: every aggregate is computed there.
+
+All statements run in one read-only REPEATABLE READ transaction, so the log, the error table
+and the queue are read as of one moment and ``now()`` is the same in all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel, sql
+from psycopg.rows import dict_row
+
+from cbmon import sqlfiles
+from cbmon.config import Config
+from cbmon.db import first_line
+from cbmon.durations import format_duration
+from cbmon.errors import ConfigError, DatabaseError
+from cbmon.report.model import (
+    Bucket,
+    Figures,
+    Period,
+    Queue,
+    Report,
+    Row,
+    TopError,
+    judge,
+)
+from cbmon.report.period import PeriodRequest, resolve
+from cbmon.report.progress import Progress
+
+STEPS = ("hour", "day")
+DbRow = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    period: PeriodRequest = PeriodRequest()
+    event_types: tuple[str, ...] | None = None
+    by: str | None = None
+    top: int = 10
+
+
+def _name(schema: str, table: str) -> str:
+    return f"{schema}.{table}"
+
+
+class _Source:
+    """The configured tables as quoted identifiers, and the statements built on them."""
+
+    def __init__(self, config: Config):
+        tables = config.tables
+        self.logs_name = _name(tables.logs.table_schema, tables.logs.table)
+        self.errors_name = _name(tables.errors.table_schema, tables.errors.table)
+        self.queue_name = _name(tables.queue.table_schema, tables.queue.table)
+        logs, errors, queue = tables.logs, tables.errors, tables.queue
+        self.logs = {
+            "logs": sql.Identifier(logs.table_schema, logs.table),
+            "event_type": sql.Identifier(logs.event_type),
+            "status": sql.Identifier(logs.status),
+            "execution_time": sql.Identifier(logs.execution_time),
+            "created_at": sql.Identifier(logs.created_at),
+        }
+        self.errors = {
+            "errors": sql.Identifier(errors.table_schema, errors.table),
+            "event_type": sql.Identifier(errors.event_type),
+            "error_message": sql.Identifier(errors.error_message),
+            "created_at": sql.Identifier(errors.created_at),
+        }
+        self.queue = {
+            "queue": sql.Identifier(queue.table_schema, queue.table),
+            "created_at": sql.Identifier(queue.created_at),
+            "processed_at": sql.Identifier(queue.processed_at),
+        }
+        self.seen = {
+            "logs": self.logs["logs"],
+            "logs_event_type": self.logs["event_type"],
+            "errors": self.errors["errors"],
+            "errors_event_type": self.errors["event_type"],
+        }
+
+    def statement(self, name: str, identifiers: Mapping[str, sql.Composable]) -> sql.Composed:
+        return sqlfiles.template(f"report/{name}.sql").format(**identifiers)
+
+
+def _query(
+    conn: psycopg.Connection[Any],
+    statement: sql.Composed,
+    params: Mapping[str, Any],
+    what: str,
+    timeout: float,
+) -> list[DbRow]:
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+    except psycopg.errors.QueryCanceled:
+        raise DatabaseError(
+            f"{what}: stopped by the statement timeout ({format_duration(timeout)}); "
+            "raise it with --statement-timeout"
+        ) from None
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{what}: {first_line(exc)}") from None
+
+
+def _utc(value: datetime) -> datetime:
+    """A timestamp column without a zone holds UTC here: the session's zone is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _figures(row: DbRow, errors: int) -> Figures:
+    return Figures(
+        calls=int(row["calls"]),
+        failures=int(row["failures"]),
+        observed=int(row["observed"]),
+        avg_ms=row["avg_ms"],
+        p50_ms=row["p50_ms"],
+        p95_ms=row["p95_ms"],
+        p99_ms=row["p99_ms"],
+        max_ms=row["max_ms"],
+        slow=int(row["slow"]),
+        errors=errors,
+    )
+
+
+def _key(row: DbRow) -> str | None:
+    return None if row["is_overall"] else str(row["event_type"])
+
+
+def _rows(
+    summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config
+) -> tuple[Row, tuple[Row, ...]]:
+    """Join attempts and errors by event type; an event type with only errors has 0 calls."""
+    by_key: dict[str | None, DbRow] = {_key(row): row for row in summary}
+    error_counts = {_key(row): int(row["errors"]) for row in errors}
+    thresholds, min_events = config.thresholds, config.file.slo.min_events
+
+    def make(key: str | None) -> Row:
+        counted = by_key.get(key)
+        found = error_counts.get(key, 0)
+        figures = Figures(errors=found) if counted is None else _figures(counted, found)
+        return Row(key, figures, judge(figures, thresholds, min_events))
+
+    keys = sorted({key for key in (*by_key, *error_counts) if key is not None})
+    return make(None), tuple(make(key) for key in keys)
+
+
+def _series(summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config) -> tuple[Bucket, ...]:
+    """Buckets that hold attempts or errors, oldest first; renderers fill the empty ones."""
+    grouped: dict[datetime, tuple[list[DbRow], list[DbRow]]] = {}
+    for row in summary:
+        grouped.setdefault(row["bucket"], ([], []))[0].append(row)
+    for row in errors:
+        grouped.setdefault(row["bucket"], ([], []))[1].append(row)
+    buckets = []
+    for start in sorted(grouped):
+        attempts, recorded = grouped[start]
+        overall, per_type = _rows(attempts, recorded, config)
+        buckets.append(Bucket(_utc(start), overall, per_type))
+    return tuple(buckets)
+
+
+class _Reader:
+    def __init__(self, conn: psycopg.Connection[Any], config: Config, timeout: float):
+        self.conn = conn
+        self.config = config
+        self.timeout = timeout
+        self.source = _Source(config)
+
+    def run(
+        self, name: str, identifiers: Mapping[str, sql.Composable], params: Mapping[str, Any],
+        what: str,
+    ) -> list[DbRow]:
+        statement = self.source.statement(name, identifiers)
+        return _query(self.conn, statement, params, what, self.timeout)
+
+
+def _params(config: Config, start: datetime, end: datetime, request: ReportRequest) -> dict[str, Any]:
+    logs = config.tables.logs
+    factor = 1.0 if logs.execution_time_unit == "ms" else 1000.0
+    return {
+        "from": start,
+        "to": end,
+        "event_types": list(request.event_types) if request.event_types else None,
+        "success": list(logs.success_statuses),
+        # max_execution_time is in seconds; the column is in its own unit.
+        "max_value": config.file.max_execution_time * 1000.0 / factor,
+        "factor": factor,
+        "slow_ms": round(config.thresholds.slow_callback * 1000.0, 6),
+        "limit": request.top,
+    }
+
+
+def fetch_report(
+    conn: psycopg.Connection[Any],
+    config: Config,
+    request: ReportRequest,
+    *,
+    progress: Progress,
+    timeout: float,
+) -> Report:
+    """Read every figure of the report over ``conn`` (opened with ``autocommit=False``)."""
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    reader = _Reader(conn, config, timeout)
+    source = reader.source
+    try:
+        with conn.transaction():
+            # date_trunc buckets follow the session's zone: UTC makes them the same everywhere.
+            conn.execute("SET LOCAL TIME ZONE 'UTC'")
+            now_row = conn.execute("SELECT now()").fetchone()
+            assert now_row is not None
+            now: datetime = now_row[0]
+            start, end = resolve(request.period, now)
+            params = _params(config, start, end, request)
+            logs_what = f"reading {source.logs_name}"
+            errors_what = f"reading {source.errors_name}"
+            with progress.step(f"aggregating {source.logs_name}"):
+                summary = reader.run("summary", source.logs, params, logs_what)
+            with progress.step(f"counting {source.errors_name}"):
+                errors = reader.run("errors", source.errors, params, errors_what)
+                top = reader.run("top_errors", source.errors, params, errors_what)
+            with progress.step(f"reading {source.queue_name}"):
+                queue_row = reader.run("queue", source.queue, {}, f"reading {source.queue_name}")
+            series = None
+            if request.by is not None:
+                series_params = {**params, "unit": request.by}
+                with progress.step(f"aggregating {source.logs_name} by {request.by}"):
+                    per_bucket = reader.run("series", source.logs, series_params, logs_what)
+                    errors_per_bucket = reader.run(
+                        "errors_series", source.errors, series_params, errors_what
+                    )
+                series = _series(per_bucket, errors_per_bucket, config)
+            overall, per_type = _rows(summary, errors, config)
+            _check_event_types(reader, request.event_types, per_type)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{source.logs_name}: {first_line(exc)}") from None
+    queue = queue_row[0]
+    return Report(
+        period=Period(start, end, request.event_types, request.by),
+        overall=overall,
+        event_types=per_type,
+        queue=Queue.judged(int(queue["backlog"]), float(queue["oldest_age_seconds"]),
+                           config.thresholds),
+        top_errors=tuple(
+            TopError(str(row["message"]), int(row["occurrences"]),
+                     _utc(row["last_seen"]), int(row["event_types"]))
+            for row in top
+        ),
+        series=series,
+        thresholds=config.thresholds,
+        min_events=config.file.slo.min_events,
+        generated_at=_utc(now),
+    )
+
+
+def _check_event_types(
+    reader: _Reader, wanted: tuple[str, ...] | None, found: tuple[Row, ...]
+) -> None:
+    """A filter naming an event type never logged is a typo, not an empty report.
+
+    Only names absent from the period are looked up, so a correct filter costs nothing more.
+    """
+    present = {row.event_type for row in found}
+    for event_type in wanted or ():
+        if event_type in present:
+            continue
+        rows = reader.run(
+            "event_type_seen",
+            reader.source.seen,
+            {"event_type": event_type},
+            f"looking up event type {event_type!r}",
+        )
+        if not rows[0]["seen"]:
+            raise ConfigError(
+                f"--event-type: {event_type!r} never appears in {reader.source.logs_name} "
+                f"or {reader.source.errors_name}"
+            )

@@ -1,0 +1,146 @@
+"""``cbmon serve`` as a long-running service: the poll loop, the HTTP server and shutdown.
+
+One thread polls, so polls never overlap; the HTTP server answers scrapes from memory in its
+own threads. When the database goes away the loop keeps serving, marks it down and retries
+with backoff; the readers keep their position, so counts stay exact across outages.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import psycopg
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+
+from cbmon.collector import CallbackCollector
+from cbmon.config import Config, parse_listen
+from cbmon.db import connect, describe, first_line
+from cbmon.errors import CbmonError
+from cbmon.poller import CallbackDelta, Poller, PollResult
+from cbmon.server import MetricsServer
+from cbmon.state import State
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+class PollObserver(Protocol):
+    """Something fed after every successful poll (the SLO evaluator is one)."""
+
+    def observe(
+        self, result: PollResult, deltas: dict[str, tuple[CallbackDelta | None, int]]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        observers: list[PollObserver] | None = None,
+    ) -> None:
+        self.config = config
+        self.dsn = config.require_dsn()
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.state = State(config.file.max_event_types)
+        self.poller = Poller(config)
+        self.observers: list[PollObserver] = list(observers or [])
+        self.registry.register(CallbackCollector(self.state))
+        ProcessCollector(registry=self.registry)
+        self.stop_event = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self.server: MetricsServer | None = None
+
+    def add_observer(self, observer: PollObserver) -> None:
+        self.observers.append(observer)
+
+    # -- readiness -------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        if not self.state.database_up:
+            return False, "database unreachable or not polled yet"
+        age = time.time() - self.state.last_poll_timestamp
+        limit = 3 * self.config.file.poll_interval + self.config.file.database.statement_timeout
+        if age > limit:
+            return False, f"last successful poll {age:.0f}s ago"
+        return True, "ready"
+
+    # -- the loop ---------------------------------------------------------------------------
+    def start_server(self) -> MetricsServer:
+        host, port = parse_listen(self.config.file.listen)
+        try:
+            self.server = MetricsServer((host, port), self.registry, self.readiness)
+        except OSError as exc:
+            raise CbmonError(
+                f"cannot listen on {self.config.file.listen}: {exc.strerror}"
+            ) from None
+        self.server.start()
+        return self.server
+
+    def poll_once(self) -> PollResult:
+        """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``."""
+        if self._conn is None or self._conn.closed:
+            db = self.config.file.database
+            self._conn = connect(
+                self.dsn,
+                statement_timeout=db.statement_timeout,
+                connect_timeout=db.connect_timeout,
+            )
+            log.info("connected to %s", describe(self.dsn))
+        started = time.monotonic()
+        result = self.poller.poll(self._conn)
+        deltas = self.state.label_deltas(result)
+        self.state.apply(result, deltas, time.monotonic() - started)
+        for observer in self.observers:
+            observer.observe(result, deltas)
+        return result
+
+    def run(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
+        """Poll until :attr:`stop_event` is set. Never raises for database trouble."""
+        interval = self.config.file.poll_interval
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                result = self.poll_once()
+            except (psycopg.Error, CbmonError) as exc:
+                failures += 1
+                self.state.poll_failed()
+                self._drop_connection()
+                delay = min(MAX_BACKOFF, max(interval, 2 ** (failures - 1))) * (
+                    0.8 + 0.4 * random.random()
+                )
+                text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                log.warning("poll failed (%s); retrying in %.1fs", text, delay)
+                self.stop_event.wait(delay)
+                continue
+            if failures:
+                log.info("database back after %d failed polls", failures)
+            failures = 0
+            if on_poll is not None:
+                on_poll(result)
+            if result.caught_up:
+                self.stop_event.wait(interval)
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error as exc:
+                log.debug("closing a broken connection: %s", first_line(exc))
+            self._conn = None
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.stop()
+        for observer in self.observers:
+            observer.close()
+        self._drop_connection()

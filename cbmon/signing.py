@@ -1,0 +1,75 @@
+"""Standard Webhooks signatures (standardwebhooks.com), as the worker sends them.
+
+``webhook-id`` is the receiver's idempotency key and must stay the same across retries of one
+message; ``webhook-timestamp`` is the time of this attempt; ``webhook-signature`` is
+``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")). Secrets are ``whsec_`` + base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
+
+from cbmon.errors import CbmonError, ConfigError
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's marker, not a secret
+
+
+class SignatureError(CbmonError):
+    """A webhook's headers are missing, too old or too new, or no signature matches."""
+
+
+def new_secret(nbytes: int = 24) -> str:
+    """A fresh random secret in the ``whsec_`` form senders and receivers share."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")
+
+
+def _webhook(secret: str) -> Webhook:
+    try:
+        return Webhook(secret)
+    except (binascii.Error, ValueError, EmptyWebhookSecretError):
+        # never echo the secret itself
+        raise ConfigError("webhook secret must be 'whsec_' followed by base64") from None
+
+
+def check_secret(secret: str) -> None:
+    """Raise ConfigError unless ``secret`` is usable for signing."""
+    _webhook(secret)
+
+
+def _text(body: str | bytes) -> str:
+    return body.decode("utf-8") if isinstance(body, bytes) else body
+
+
+def sign(secret: str, msg_id: str, timestamp: int | None, body: str | bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``body``; ``timestamp`` defaults to now."""
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    signature = _webhook(secret).sign(
+        msg_id=msg_id, timestamp=datetime.fromtimestamp(ts, tz=UTC), data=_text(body)
+    )
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature,
+    }
+
+
+def verify(secret: str, body: str | bytes, headers: dict[str, str]) -> Any:
+    """The parsed JSON body if the headers carry a valid signature, else SignatureError.
+
+    Comparison is constant-time and the timestamp must be within five minutes of now.
+    """
+    try:
+        return _webhook(secret).verify(_text(body), dict(headers))
+    except WebhookVerificationError as exc:
+        raise SignatureError(f"webhook signature rejected: {exc}") from None
+    except ValueError:
+        # a malformed signature header (bad base64, no "v1," part) or a body that is not JSON
+        raise SignatureError("webhook signature rejected: malformed header or body") from None

@@ -1,0 +1,202 @@
+"""The totals cbmon holds in memory, fed by polls and read by scrapes.
+
+The poller thread writes and scrape threads read, under one lock held only for dictionary
+updates and copies. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+from cbmon.poller import BUCKETS, CallbackDelta, PollResult
+
+UNKNOWN_EVENT_TYPE = "unknown"
+OTHER_EVENT_TYPE = "other"
+POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_MAX_FOLDED_REMEMBERED = 100_000
+
+
+@dataclasses.dataclass
+class CallbackTotals:
+    attempts: int = 0
+    failures: int = 0
+    observed: int = 0
+    sum_seconds: float = 0.0
+    buckets: list[int] = dataclasses.field(default_factory=lambda: [0] * len(BUCKETS))
+    invalid: int = 0
+    slow: int = 0
+    errors: int = 0
+
+    def add(self, delta: CallbackDelta) -> None:
+        self.attempts += delta.attempts
+        self.failures += delta.failures
+        self.observed += delta.observed
+        self.sum_seconds += delta.sum_seconds
+        self.invalid += delta.invalid
+        self.slow += delta.slow
+        for index, count in enumerate(delta.buckets):
+            self.buckets[index] += count
+
+    def copy(self) -> CallbackTotals:
+        return dataclasses.replace(self, buckets=list(self.buckets))
+
+
+class EventTypeLabels:
+    """Maps raw event types to label values, at most ``cap`` of them; the rest fold to other."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._known: set[str] = set()
+        self._folded: set[str] = set()
+        self.folded_total = 0
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def label(self, raw: str | None) -> str:
+        value = raw if raw else UNKNOWN_EVENT_TYPE
+        if value in self._known:
+            return value
+        if len(self._known) < self.cap:
+            self._known.add(value)
+            return value
+        if value not in self._folded:
+            self.folded_total += 1
+            if len(self._folded) < _MAX_FOLDED_REMEMBERED:
+                self._folded.add(value)
+        return OTHER_EVENT_TYPE
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """A consistent copy of the state for one scrape."""
+
+    callbacks: dict[str, CallbackTotals]
+    backlog: int
+    oldest_age_seconds: float
+    database_up: bool
+    last_poll_timestamp: float
+    polls_total: int
+    poll_errors_total: int
+    poll_buckets: tuple[int, ...]
+    poll_count: int
+    poll_sum: float
+    lag_rows: dict[str, int]
+    open_gaps: dict[str, int]
+    event_types: int
+    folded_total: int
+
+
+class State:
+    def __init__(self, max_event_types: int, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.labels = EventTypeLabels(max_event_types)
+        self._callbacks: dict[str, CallbackTotals] = {}
+        self._backlog = 0
+        self._oldest_created: float | None = None
+        self._clock_offset = 0.0  # database clock minus our clock, from the last poll
+        self._database_up = False
+        self._last_poll = 0.0
+        self._polls = 0
+        self._poll_errors = 0
+        self._poll_buckets = [0] * len(POLL_BUCKETS)
+        self._poll_count = 0
+        self._poll_sum = 0.0
+        self._lag: dict[str, int] = {}
+        self._gaps: dict[str, int] = {}
+
+    def label_deltas(self, result: PollResult) -> dict[str, tuple[CallbackDelta | None, int]]:
+        """The poll's deltas keyed by label value (after folding): ``(callbacks, errors)``."""
+        merged: dict[str, tuple[CallbackDelta | None, int]] = {}
+        with self._lock:
+            for raw, delta in result.callbacks.items():
+                label = self.labels.label(raw)
+                previous, errors = merged.get(label, (None, 0))
+                merged[label] = (delta if previous is None else _sum(previous, delta), errors)
+            for raw, count in result.errors.items():
+                label = self.labels.label(raw)
+                previous_delta, errors = merged.get(label, (None, 0))
+                merged[label] = (previous_delta, errors + count)
+        return merged
+
+    def apply(
+        self,
+        result: PollResult,
+        deltas: dict[str, tuple[CallbackDelta | None, int]],
+        duration: float,
+    ) -> None:
+        """Add one successful poll (``deltas`` from :meth:`label_deltas`)."""
+        with self._lock:
+            for label, (delta, errors) in deltas.items():
+                totals = self._callbacks.setdefault(label, CallbackTotals())
+                if delta is not None:
+                    totals.add(delta)
+                totals.errors += errors
+            self._backlog = result.queue.backlog
+            self._oldest_created = result.queue.oldest_created
+            self._clock_offset = result.queue.db_now - self._clock()
+            self._database_up = True
+            self._last_poll = self._clock()
+            self._polls += 1
+            self._poll_count += 1
+            self._poll_sum += duration
+            for index, bound in enumerate(POLL_BUCKETS):
+                if duration <= bound:
+                    self._poll_buckets[index] += 1
+            self._lag = dict(result.lag_rows)
+            self._gaps = dict(result.open_gaps)
+
+    def poll_failed(self) -> None:
+        with self._lock:
+            self._database_up = False
+            self._polls += 1
+            self._poll_errors += 1
+
+    @property
+    def database_up(self) -> bool:
+        with self._lock:
+            return self._database_up
+
+    @property
+    def last_poll_timestamp(self) -> float:
+        with self._lock:
+            return self._last_poll
+
+    def view(self) -> View:
+        with self._lock:
+            if self._oldest_created is None:
+                oldest_age = 0.0
+            else:
+                oldest_age = max(0.0, self._clock() + self._clock_offset - self._oldest_created)
+            return View(
+                callbacks={label: totals.copy() for label, totals in self._callbacks.items()},
+                backlog=self._backlog,
+                oldest_age_seconds=oldest_age,
+                database_up=self._database_up,
+                last_poll_timestamp=self._last_poll,
+                polls_total=self._polls,
+                poll_errors_total=self._poll_errors,
+                poll_buckets=tuple(self._poll_buckets),
+                poll_count=self._poll_count,
+                poll_sum=self._poll_sum,
+                lag_rows=dict(self._lag),
+                open_gaps=dict(self._gaps),
+                event_types=len(self.labels),
+                folded_total=self.labels.folded_total,
+            )
+
+
+def _sum(a: CallbackDelta, b: CallbackDelta) -> CallbackDelta:
+    return CallbackDelta(
+        attempts=a.attempts + b.attempts,
+        failures=a.failures + b.failures,
+        observed=a.observed + b.observed,
+        sum_seconds=a.sum_seconds + b.sum_seconds,
+        buckets=tuple(x + y for x, y in zip(a.buckets, b.buckets, strict=True)),
+        invalid=a.invalid + b.invalid,
+        slow=a.slow + b.slow,
+    )

@@ -1,0 +1,512 @@
+"""The reference callback worker: delivers ``callback_queue`` rows to HTTP receivers.
+
+What the source article's Python worker means to do, made safe to run as several copies:
+
+* wakes on ``LISTEN callback_queue`` (the mechanism's queue trigger notifies it), and polls
+  every ``poll_interval`` anyway, so a lost notification or a database without the trigger
+  only delays work;
+* claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them (``next_attempt_at`` moved
+  past the longest the batch can take), so each claim is delivered by exactly one worker and
+  no transaction stays open during HTTP calls;
+* POSTs a Standard Webhooks signed body with a timeout; ``webhook-id`` is ``msg_<queue id>``,
+  the same on every retry, so receivers can drop duplicates;
+* records every attempt in ``callback_logs``, every failure in ``callback_errors``, and either
+  marks the row processed (success, or retries exhausted) or schedules the retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import psycopg
+import requests
+from psycopg import sql
+
+from cbmon import signing
+from cbmon.db import connect, first_line
+from cbmon.errors import ConfigError, DatabaseError
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3  # the article's rule; a router policy may ask for fewer, never more
+CHANNEL = "callback_queue"
+FAILED_CHANNEL = "callback_failed"  # told when a row's retries are exhausted
+
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+TIMEOUT = "TIMEOUT"
+
+_WAIT_SLICE = 0.2  # seconds between checks of the stop event while idle
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how far apart a failed delivery is tried again.
+
+    Stored per event type as ``callback_router.retry_policy`` JSON with these keys.
+    """
+
+    max_retries: int = MAX_RETRIES
+    backoff: str = "exponential"  # or "fixed"
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 300.0
+
+    @classmethod
+    def from_json(cls, value: Any, default: RetryPolicy) -> RetryPolicy:
+        """The policy a router row asks for; keys it lacks or gets wrong keep ``default``'s."""
+        if not isinstance(value, dict):
+            return default
+        try:
+            retries = int(value.get("max_retries", default.max_retries))
+            backoff = str(value.get("backoff", default.backoff))
+            base = float(value.get("backoff_seconds", default.backoff_seconds))
+            cap = float(value.get("max_backoff_seconds", default.max_backoff_seconds))
+            return cls(
+                max_retries=max(0, min(MAX_RETRIES, retries)),
+                backoff="fixed" if backoff == "fixed" else "exponential",
+                backoff_seconds=max(0.0, base),
+                max_backoff_seconds=max(0.0, cap),
+            )
+        except (TypeError, ValueError):
+            log.warning("ignoring malformed retry_policy %r", value)
+            return default
+
+    def delay(
+        self, attempt: int, *, retry_after: float | None = None, jitter: float = 1.0
+    ) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based).
+
+        ``jitter`` in (0, 1] spreads retries of many rows apart; a receiver's Retry-After is
+        honoured up to ``max_backoff_seconds``.
+        """
+        base = self.backoff_seconds
+        if self.backoff != "fixed":
+            base *= 2 ** max(0, attempt - 1)
+        seconds = min(self.max_backoff_seconds, base) * jitter
+        if retry_after is not None:
+            seconds = max(seconds, min(retry_after, self.max_backoff_seconds))
+        return seconds
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    default_url: str | None = None  # for event types whose router row names no target_url
+    secret: str | None = None  # whsec_...; None sends unsigned (webhook-id still set)
+    timeout: float = 5.0  # seconds to connect, and between bytes of the response
+    poll_interval: float = 5.0  # longest sleep without a notification
+    batch_size: int = 10
+    retry: RetryPolicy = RetryPolicy()  # for event types without a router row
+    channel: str = CHANNEL
+    reconnect_delay: float = 2.0
+
+    def check(self) -> None:
+        if self.timeout <= 0 or self.poll_interval <= 0:
+            raise ConfigError("worker timeout and poll interval must be positive")
+        if self.batch_size < 1:
+            raise ConfigError("worker batch size must be at least 1")
+        if self.secret is not None:
+            signing.check_secret(self.secret)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim hides a row from other workers: longer than the batch can take."""
+        return self.batch_size * (self.timeout * 2 + 1) + 30
+
+
+@dataclass(frozen=True)
+class Claim:
+    queue_id: int
+    event_type: str
+    payload: Any
+    attempt: int  # 1-based, already counted in callback_queue.attempts
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Route:
+    target_url: str | None
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    execution_ms: float | None  # None when no response came back
+    http_status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == COMPLETED
+
+
+@dataclass
+class WorkerStats:
+    """Counts since the worker started; written by the worker's thread only."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    exhausted: int = 0
+    lost_leases: int = 0
+
+
+def message_id(queue_id: int) -> str:
+    """The webhook-id of a queue row: the receiver's idempotency key across retries."""
+    return f"msg_{queue_id}"
+
+
+def build_body(claim: Claim) -> str:
+    """The JSON posted for a claim, in Standard Webhooks' {type, timestamp, data} shape.
+
+    Built only from the row, so every retry sends the same bytes.
+    """
+    envelope = {
+        "type": claim.event_type,
+        "timestamp": claim.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": claim.payload,
+    }
+    return json.dumps(envelope, separators=(",", ":"), sort_keys=True)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Statements:
+    """The worker's SQL for one schema; names are quoted identifiers, values bound."""
+
+    def __init__(self, schema: str) -> None:
+        s = sql.Identifier(schema)
+        q = sql.SQL("{}.callback_queue").format(s)
+        self.router_exists = sql.SQL(
+            "SELECT 1 FROM pg_catalog.pg_tables"
+            " WHERE schemaname = {} AND tablename = 'callback_router'"
+        ).format(sql.Literal(schema))
+        self.claim = sql.SQL(
+            """
+            WITH due AS (
+                SELECT id FROM {q}
+                WHERE processed_at IS NULL
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                ORDER BY created_at, id
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {q} AS q
+            SET attempts = q.attempts + 1,
+                next_attempt_at = now() + make_interval(secs => %(lease)s)
+            FROM due WHERE q.id = due.id
+            RETURNING q.id, q.event_type, q.payload, q.attempts, q.created_at
+            """
+        ).format(q=q)
+        self.routes = sql.SQL(
+            "SELECT event_type, target_url, retry_policy FROM {}.callback_router"
+            " WHERE event_type = ANY(%s) AND enabled"
+        ).format(s)
+        self.log = sql.SQL(
+            "INSERT INTO {}.callback_logs"
+            " (event_type, status, execution_time, queue_id, attempt, http_status)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+        ).format(s)
+        self.error = sql.SQL(
+            "INSERT INTO {}.callback_errors (event_type, error_message, queue_id, attempt)"
+            " VALUES (%s, %s, %s, %s)"
+        ).format(s)
+        # Only the holder of the current lease may settle a row (attempts still ours).
+        self.finish = sql.SQL(
+            "UPDATE {q} SET processed_at = now(), next_attempt_at = NULL,"
+            " last_error = coalesce(%(error)s, last_error)"
+            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
+        ).format(q=q)
+        self.retry = sql.SQL(
+            "UPDATE {q} SET next_attempt_at = now() + make_interval(secs => %(delay)s),"
+            " last_error = %(error)s"
+            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
+        ).format(q=q)
+        self.release = sql.SQL(
+            "UPDATE {q} SET attempts = attempts - 1, next_attempt_at = NULL"
+            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
+        ).format(q=q)
+        self.next_due = sql.SQL(
+            "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM {q}"
+            " WHERE processed_at IS NULL AND next_attempt_at > now()"
+        ).format(q=q)
+
+
+@dataclass
+class _Conns:
+    work: psycopg.Connection[Any] | None = None
+    listen: psycopg.Connection[Any] | None = None
+    has_router: bool | None = None
+
+
+class Worker:
+    """Delivers queued callbacks until ``stop`` is set.
+
+    Run it in a thread (``threading.Thread(target=worker.run)``) or call ``process_once()``
+    from a loop of your own. Several workers, in threads or processes, share a queue safely.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        options: WorkerOptions | None = None,
+        stop: threading.Event | None = None,
+        name: str = "cbmon-worker",
+    ) -> None:
+        self.options = options or WorkerOptions()
+        self.options.check()
+        self.dsn = dsn
+        self.schema = schema
+        self.name = name
+        self.stop = stop or threading.Event()
+        self.ready = threading.Event()  # set once LISTEN is in place and run() is looping
+        self.stats = WorkerStats()
+        self._sql = _Statements(schema)
+        self._conns = _Conns()
+        self._http = requests.Session()
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _work(self) -> psycopg.Connection[Any]:
+        if self._conns.work is None or self._conns.work.closed:
+            self._conns.work = connect(self.dsn, statement_timeout=30, application_name=self.name)
+            self._conns.has_router = None
+        return self._conns.work
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        if self._conns.listen is None or self._conns.listen.closed:
+            conn = connect(self.dsn, statement_timeout=30, application_name=self.name)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.options.channel)))
+            self._conns.listen = conn
+        return self._conns.listen
+
+    def close(self) -> None:
+        for conn in (self._conns.work, self._conns.listen):
+            if conn is not None:
+                conn.close()
+        self._conns = _Conns()
+        self._http.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def process_once(self) -> int:
+        """Claim one batch of due rows and deliver it; the number of rows claimed."""
+        conn = self._work()
+        claims = self._claim(conn)
+        routes = self._routes(conn, {c.event_type for c in claims})
+        for index, claim in enumerate(claims):
+            if self.stop.is_set():
+                self._release(conn, claims[index:])
+                break
+            route = routes.get(claim.event_type, Route(None, self.options.retry))
+            outcome = self.deliver(claim, route)
+            self._record(conn, claim, route, outcome)
+        return len(claims)
+
+    def _claim(self, conn: psycopg.Connection[Any]) -> list[Claim]:
+        rows = conn.execute(
+            self._sql.claim,
+            {"limit": self.options.batch_size, "lease": self.options.lease_seconds},
+        ).fetchall()
+        claims = sorted(
+            (Claim(int(r[0]), str(r[1]), r[2], int(r[3]), r[4]) for r in rows),
+            key=lambda c: c.queue_id,
+        )
+        self.stats.claimed += len(claims)
+        return claims
+
+    def _routes(self, conn: psycopg.Connection[Any], event_types: set[str]) -> dict[str, Route]:
+        if not event_types:
+            return {}
+        if self._conns.has_router is None:
+            # the worker also serves the foundation tables alone, without the mechanism
+            self._conns.has_router = conn.execute(self._sql.router_exists).fetchone() is not None
+        if not self._conns.has_router:
+            return {}
+        rows = conn.execute(self._sql.routes, (sorted(event_types),)).fetchall()
+        return {
+            str(r[0]): Route(r[1], RetryPolicy.from_json(r[2], self.options.retry)) for r in rows
+        }
+
+    def deliver(self, claim: Claim, route: Route) -> Outcome:
+        """POST one claim to its receiver; never raises for HTTP trouble."""
+        url = route.target_url or self.options.default_url
+        if not url:
+            return Outcome(FAILED, None, None, f"no receiver URL for {claim.event_type}")
+        body = build_body(claim)
+        headers = {"content-type": "application/json", "user-agent": self.name}
+        msg_id = message_id(claim.queue_id)
+        if self.options.secret is not None:
+            headers.update(signing.sign(self.options.secret, msg_id, None, body))
+        else:
+            headers["webhook-id"] = msg_id
+        started = time.perf_counter()
+        try:
+            response = self._http.post(
+                url,
+                data=body.encode("utf-8"),
+                headers=headers,
+                timeout=self.options.timeout,
+                allow_redirects=False,  # a redirect is not an acknowledgement
+            )
+        except requests.Timeout:
+            return Outcome(TIMEOUT, None, None, f"no response within {self.options.timeout:g} s")
+        except requests.RequestException as exc:
+            # the exception text can hold the URL and its credentials: keep only the kind
+            return Outcome(FAILED, None, None, f"request failed: {type(exc).__name__}")
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        code = response.status_code
+        response.close()
+        if 200 <= code < 300:
+            return Outcome(COMPLETED, elapsed_ms, code, None)
+        retry_after = None
+        if code in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return Outcome(FAILED, elapsed_ms, code, f"HTTP {code}", retry_after)
+
+    def _record(
+        self, conn: psycopg.Connection[Any], claim: Claim, route: Route, outcome: Outcome
+    ) -> None:
+        done = outcome.ok or claim.attempt > route.policy.max_retries
+        key = {"id": claim.queue_id, "attempt": claim.attempt, "error": outcome.error}
+        with conn.transaction():
+            conn.execute(
+                self._sql.log,
+                (
+                    claim.event_type,
+                    outcome.status,
+                    outcome.execution_ms,
+                    claim.queue_id,
+                    claim.attempt,
+                    outcome.http_status,
+                ),
+            )
+            if not outcome.ok:
+                conn.execute(
+                    self._sql.error,
+                    (claim.event_type, outcome.error, claim.queue_id, claim.attempt),
+                )
+            if done:
+                settled = conn.execute(self._sql.finish, key).rowcount
+            else:
+                delay = route.policy.delay(
+                    claim.attempt,
+                    retry_after=outcome.retry_after,
+                    jitter=random.uniform(0.5, 1.0),
+                )
+                settled = conn.execute(self._sql.retry, {**key, "delay": delay}).rowcount
+            if done and not outcome.ok and settled:
+                # the article's "retries exhausted: send an alert notification"
+                note = {
+                    "queue_id": claim.queue_id,
+                    "event_type": claim.event_type,
+                    "attempts": claim.attempt,
+                    "error": outcome.error,
+                }
+                conn.execute("SELECT pg_notify(%s, %s)", (FAILED_CHANNEL, json.dumps(note)))
+        self._count(claim, outcome, done, settled)
+
+    def _count(self, claim: Claim, outcome: Outcome, done: bool, settled: int) -> None:
+        if outcome.ok:
+            self.stats.completed += 1
+        else:
+            self.stats.failed += 1
+            if done and settled:
+                self.stats.exhausted += 1
+                log.warning(
+                    "callback %d (%s) gave up after %d attempts: %s",
+                    claim.queue_id,
+                    claim.event_type,
+                    claim.attempt,
+                    outcome.error,
+                )
+        if not settled:
+            # the lease ran out and another worker took the row over; the attempt is logged
+            self.stats.lost_leases += 1
+            log.warning("lost the lease on callback %d while delivering it", claim.queue_id)
+
+    def _release(self, conn: psycopg.Connection[Any], claims: list[Claim]) -> None:
+        """Hand back claims not yet attempted, so another worker need not wait for the lease."""
+        with conn.transaction():
+            for claim in claims:
+                conn.execute(self._sql.release, {"id": claim.queue_id, "attempt": claim.attempt})
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Deliver until ``stop`` is set. Connection trouble after start-up is retried."""
+        self._listen()  # LISTEN before the first pass, so no insert falls between the two
+        self._work()
+        self.ready.set()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if self.process_once():
+                        continue
+                    self._wait(self._idle_seconds())
+                except (psycopg.OperationalError, DatabaseError) as exc:
+                    log.warning(
+                        "%s: database trouble, reconnecting: %s", self.name, first_line(exc)
+                    )
+                    self._drop_connections()
+                    self.stop.wait(self.options.reconnect_delay)
+        finally:
+            self.close()
+
+    def _drop_connections(self) -> None:
+        for conn in (self._conns.work, self._conns.listen):
+            if conn is not None:
+                conn.close()
+        self._conns = _Conns()
+
+    def _idle_seconds(self) -> float:
+        """Until the next poll, or sooner when a retry falls due before it."""
+        row = self._work().execute(self._sql.next_due).fetchone()
+        wait = self.options.poll_interval
+        if row is not None and row[0] is not None:
+            wait = min(wait, max(0.0, float(row[0])))
+        return wait
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, returning early on a notification or on stop."""
+        deadline = time.monotonic() + seconds
+        listen = self._listen()
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # notifies() hands over everything already received, so the backlog of
+            # notifications collected while busy is drained in one go
+            for _ in listen.notifies(timeout=min(remaining, _WAIT_SLICE), stop_after=1):
+                return

@@ -1,0 +1,27 @@
+-- The summary's figures per time bucket (date_trunc in the session's time zone, UTC), per
+-- event type and overall. Same rules as summary.sql.
+SELECT bucket,
+       event_type,
+       GROUPING(event_type) = 1                              AS is_overall,
+       count(*)                                              AS calls,
+       count(*) - count(CASE WHEN succeeded THEN 1 END)      AS failures,
+       count(ms)                                             AS observed,
+       avg(ms)                                               AS avg_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)       AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)      AS p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)      AS p99_ms,
+       max(ms)                                               AS max_ms,
+       count(CASE WHEN ms > %(slow_ms)s THEN 1 END)          AS slow
+FROM (
+    SELECT date_trunc(%(unit)s, {created_at})                             AS bucket,
+           COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS event_type,
+           COALESCE({status}::text = ANY (%(success)s::text[]), false)    AS succeeded,
+           CASE WHEN {execution_time}::float8 >= 0
+                 AND {execution_time}::float8 <= %(max_value)s::float8
+                THEN {execution_time}::float8 * %(factor)s::float8
+           END                                                            AS ms
+    FROM {logs}
+    WHERE {created_at} >= %(from)s AND {created_at} < %(to)s
+) AS attempts
+WHERE %(event_types)s::text[] IS NULL OR event_type = ANY (%(event_types)s::text[])
+GROUP BY GROUPING SETS ((bucket, event_type), (bucket))

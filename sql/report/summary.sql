@@ -1,0 +1,30 @@
+-- Per event type and overall (the empty grouping set) over the attempts in [from, to).
+-- One scan and one sort: the overall row comes from the same pass as the per-type rows.
+-- A duration is observed only when it is a number from 0 to max_execution_time. PostgreSQL
+-- sorts NaN above every number, so the upper bound also drops NaN and infinity.
+-- percentile_cont takes one fraction per call because openGauss accepts no array; PostgreSQL
+-- shares one sort between calls with the same ORDER BY.
+-- A subquery rather than a CTE: older planners (and openGauss) materialise every CTE.
+SELECT event_type,
+       GROUPING(event_type) = 1                              AS is_overall,
+       count(*)                                              AS calls,
+       count(*) - count(CASE WHEN succeeded THEN 1 END)      AS failures,
+       count(ms)                                             AS observed,
+       avg(ms)                                               AS avg_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)       AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)      AS p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)      AS p99_ms,
+       max(ms)                                               AS max_ms,
+       count(CASE WHEN ms > %(slow_ms)s THEN 1 END)          AS slow
+FROM (
+    SELECT COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS event_type,
+           COALESCE({status}::text = ANY (%(success)s::text[]), false)    AS succeeded,
+           CASE WHEN {execution_time}::float8 >= 0
+                 AND {execution_time}::float8 <= %(max_value)s::float8
+                THEN {execution_time}::float8 * %(factor)s::float8
+           END                                                            AS ms
+    FROM {logs}
+    WHERE {created_at} >= %(from)s AND {created_at} < %(to)s
+) AS attempts
+WHERE %(event_types)s::text[] IS NULL OR event_type = ANY (%(event_types)s::text[])
+GROUP BY GROUPING SETS ((event_type), ())

@@ -1,0 +1,280 @@
+"""The incremental poller is exact: totals equal SQL over the same rows, whatever the commit order."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from cbmon.poller import BUCKETS, Poller
+from cbmon.state import State
+from tests.conftest import PgSchema
+
+INSERT = "INSERT INTO callback_logs (event_type, status, execution_time) VALUES (%s, %s, %s)"
+
+
+def poll_into(poller: Poller, state: State, dsn_conn: psycopg.Connection[Any]) -> None:
+    """Poll until caught up, feeding the state as `cbmon serve` does."""
+    while True:
+        result = poller.poll(dsn_conn)
+        state.apply(result, state.label_deltas(result), 0.001)
+        if result.caught_up:
+            return
+
+
+def truth(pg: PgSchema, after_id: int) -> dict[str, dict[str, Any]]:
+    """Ground truth by an independent SQL query over every row above ``after_id``."""
+    bucket_sql = ", ".join(
+        f"count(*) FILTER (WHERE execution_time >= 0 AND execution_time <= 3600000 "
+        f"AND execution_time <= {bound * 1000})"
+        for bound in BUCKETS
+    )
+    rows = pg.conn.execute(
+        f"""
+        SELECT coalesce(nullif(event_type, ''), 'unknown'),
+               count(*),
+               count(*) FILTER (WHERE status IS DISTINCT FROM 'COMPLETED'),
+               count(*) FILTER (WHERE execution_time >= 0 AND execution_time <= 3600000),
+               coalesce(sum(execution_time) FILTER (
+                   WHERE execution_time >= 0 AND execution_time <= 3600000), 0) / 1000.0,
+               {bucket_sql}
+        FROM callback_logs WHERE id > %s GROUP BY 1
+        """,  # noqa: S608 - bounds are our own constants
+        [after_id],
+    ).fetchall()
+    return {
+        row[0]: {
+            "attempts": row[1],
+            "failures": row[2],
+            "observed": row[3],
+            "sum": float(row[4]),
+            "buckets": list(row[5:]),
+        }
+        for row in rows
+    }
+
+
+def assert_matches(state: State, expected: dict[str, dict[str, Any]]) -> None:
+    view = state.view()
+    got = {label: t for label, t in view.callbacks.items() if t.attempts}
+    assert sorted(got) == sorted(expected)
+    for label, want in expected.items():
+        totals = got[label]
+        assert totals.attempts == want["attempts"], label
+        assert totals.failures == want["failures"], label
+        assert totals.observed == want["observed"], label
+        assert math.isclose(totals.sum_seconds, want["sum"], rel_tol=1e-9, abs_tol=1e-9)
+        assert totals.buckets == want["buckets"], label
+
+
+def max_id(pg: PgSchema) -> int:
+    row = pg.conn.execute("SELECT coalesce(max(id), 0) FROM callback_logs").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_counts_start_at_the_tail_and_then_every_new_row(pg: PgSchema) -> None:
+    pg.conn.execute(INSERT, ("history", "COMPLETED", 10.0))
+    poller, state = Poller(pg.config()), State(500)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        assert state.view().callbacks == {}
+        start = max_id(pg)
+        for i in range(50):
+            status = "COMPLETED" if i % 5 else "FAILED"
+            pg.conn.execute(INSERT, ("order_created", status, float(i * 7)))
+        poll_into(poller, state, conn)
+    assert_matches(state, truth(pg, start))
+    assert "history" not in state.view().callbacks
+
+
+def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema) -> None:
+    poller, state = Poller(pg.config(reader={"gap_grace": "0s"})), State(500)
+    with pg.connect() as conn, pg.connect(autocommit=False) as slow:
+        poll_into(poller, state, conn)
+        start = max_id(pg)
+        slow.execute(INSERT, ("late", "FAILED", 120.0))  # takes the lower id, commits last
+        pg.conn.execute(INSERT, ("early", "COMPLETED", 80.0))
+        poll_into(poller, state, conn)
+        assert state.view().callbacks["early"].attempts == 1
+        assert "late" not in state.view().callbacks
+        assert poller.logs.open_gap_ids == 1
+        poll_into(poller, state, conn)  # the open transaction keeps the gap watched
+        assert poller.logs.open_gap_ids == 1
+        slow.commit()
+        poll_into(poller, state, conn)
+        poll_into(poller, state, conn)
+    assert_matches(state, truth(pg, start))
+    assert state.view().callbacks["late"].attempts == 1
+    assert poller.logs.open_gap_ids == 0
+
+
+def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
+    poller, state = Poller(pg.config(reader={"gap_grace": "0s"})), State(500)
+    with pg.connect() as conn, pg.connect(autocommit=False) as aborted:
+        poll_into(poller, state, conn)
+        aborted.execute(INSERT, ("never", "COMPLETED", 1.0))
+        pg.conn.execute(INSERT, ("kept", "COMPLETED", 1.0))
+        poll_into(poller, state, conn)
+        aborted.rollback()
+        poll_into(poller, state, conn)  # marks the gap with this snapshot's xmax
+        poll_into(poller, state, conn)  # every transaction below the mark has ended: give up
+        assert poller.logs.open_gap_ids == 0
+    assert "never" not in state.view().callbacks
+
+
+def test_concurrent_writers_committing_out_of_order_are_exact(pg: PgSchema) -> None:
+    """Eight writers hold transactions open for random times, some roll back, one poller reads."""
+    config = pg.config(reader={"gap_grace": "500ms", "batch_size": 50})
+    poller, state = Poller(config), State(500)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+    start = max_id(pg)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with pg.connect(autocommit=False) as wconn:
+                for _ in range(25):
+                    for _ in range(rng.randint(1, 8)):
+                        wconn.execute(
+                            INSERT,
+                            (
+                                rng.choice(["a", "b", "c", ""]),
+                                rng.choice(["COMPLETED"] * 9 + ["FAILED", "TIMEOUT"]),
+                                rng.choice([None, rng.uniform(0, 700), 150.0, 500.0, -1.0]),
+                            ),
+                        )
+                    stop.wait(rng.uniform(0, 0.03))
+                    if rng.random() < 0.15:
+                        wconn.rollback()
+                    else:
+                        wconn.commit()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(seed,)) for seed in range(8)]
+    for thread in writers:
+        thread.start()
+    with pg.connect() as conn:
+        while any(thread.is_alive() for thread in writers):
+            poll_into(poller, state, conn)
+        for thread in writers:
+            thread.join()
+        poll_into(poller, state, conn)
+        time.sleep(0.6)  # past gap_grace, so the last gaps are marked and then given up
+        poll_into(poller, state, conn)
+        poll_into(poller, state, conn)
+    assert not errors
+    assert_matches(state, truth(pg, start))
+    assert poller.logs.open_gap_ids == 0
+
+
+def test_bad_rows_are_counted_sensibly(pg: PgSchema) -> None:
+    poller, state = Poller(pg.config()), State(500)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        start = max_id(pg)
+        # event_type and status are NOT NULL in the reference schema; user tables may not be.
+        pg.conn.execute("ALTER TABLE callback_logs ALTER event_type DROP NOT NULL")
+        pg.conn.execute("ALTER TABLE callback_logs ALTER status DROP NOT NULL")
+        for event_type, status, duration in [
+            ("x", "COMPLETED", None),
+            ("x", "COMPLETED", -5.0),
+            ("x", "COMPLETED", float("nan")),
+            ("x", "COMPLETED", float("inf")),
+            ("x", "COMPLETED", float("-inf")),
+            ("x", "COMPLETED", 1e12),
+            ("x", "completed", 150.0),
+            ("x", None, 150.0),
+            (None, "COMPLETED", 200.0),
+            ("", "COMPLETED", 0.0),
+        ]:
+            pg.conn.execute(INSERT, (event_type, status, duration))
+        poll_into(poller, state, conn)
+    view = state.view()
+    x = view.callbacks["x"]
+    assert (x.attempts, x.failures, x.observed, x.invalid) == (8, 2, 2, 5)
+    assert x.buckets[BUCKETS.index(0.15)] == 2  # exactly 150 ms is in the le=0.15 bucket
+    unknown = view.callbacks["unknown"]
+    assert (unknown.attempts, unknown.observed, unknown.failures) == (2, 2, 0)
+    assert_matches(state, truth(pg, start))
+
+
+def test_event_types_beyond_the_cap_fold_into_other(pg: PgSchema) -> None:
+    poller, state = Poller(pg.config()), State(3)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        for name in ["e1", "e2", "e3", "e4", "e5", "e4"]:
+            pg.conn.execute(INSERT, (name, "COMPLETED", 10.0))
+        poll_into(poller, state, conn)
+    view = state.view()
+    assert sorted(view.callbacks) == ["e1", "e2", "e3", "other"]
+    assert view.callbacks["other"].attempts == 3
+    assert view.folded_total == 2
+
+
+def test_errors_and_queue(pg: PgSchema) -> None:
+    poller, state = Poller(pg.config()), State(500)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        pg.conn.execute(
+            "INSERT INTO callback_errors (event_type, error_message) "
+            "SELECT 'pay', 'timeout' FROM generate_series(1, 7)"
+        )
+        pg.conn.execute(
+            "INSERT INTO callback_queue (event_type, created_at, processed_at) VALUES "
+            "('a', now() - interval '90 seconds', NULL), ('a', now() - interval '1 hour', now()),"
+            "('b', now() - interval '10 seconds', NULL)"
+        )
+        poll_into(poller, state, conn)
+    view = state.view()
+    assert view.callbacks["pay"].errors == 7
+    assert view.backlog == 2
+    assert 89 <= view.oldest_age_seconds < 120
+
+
+@pytest.mark.parametrize("unit", ["ms", "s"])
+def test_custom_table_and_column_names(pg: PgSchema, unit: str) -> None:
+    pg.conn.execute(
+        """CREATE TABLE "Attempt Log" ("Id" bigserial PRIMARY KEY, kind text, outcome text,
+           took numeric, at timestamptz DEFAULT now())"""
+    )
+    config = pg.config(
+        tables={
+            "logs": {
+                "schema": pg.name,
+                "table": "Attempt Log",
+                "id": "Id",
+                "event_type": "kind",
+                "status": "outcome",
+                "execution_time": "took",
+                "created_at": "at",
+                "success_statuses": ["ok", "done"],
+                "execution_time_unit": unit,
+            },
+            "errors": {"schema": pg.name},
+            "queue": {"schema": pg.name},
+        }
+    )
+    poller, state = Poller(config), State(500)
+    scale = 1000 if unit == "ms" else 1
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        pg.conn.execute(
+            'INSERT INTO "Attempt Log" (kind, outcome, took) VALUES '
+            "('k', 'ok', %s), ('k', 'done', %s), ('k', 'bad', %s)",
+            [0.1 * scale, 0.15 * scale, 0.6 * scale],
+        )
+        poll_into(poller, state, conn)
+    k = state.view().callbacks["k"]
+    assert (k.attempts, k.failures, k.observed) == (3, 1, 3)
+    assert k.buckets[BUCKETS.index(0.15)] == 2
+    assert math.isclose(k.sum_seconds, 0.85)
