@@ -8,6 +8,7 @@ directory's parents, so the default path sits under a cache directory, never a h
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import subprocess
@@ -36,16 +37,18 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         try:
-            import pgserver
+            from pgserver.postgres_server import get_server
         except ImportError:
             raise CbmonError(
                 "the embedded PostgreSQL needs the pgserver package: pip install 'cbmon[embedded]'"
             ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            raise CbmonError(f"embedded PostgreSQL in {self.data_dir} did not start: {exc}") from None
+            raise CbmonError(
+                f"embedded PostgreSQL in {self.data_dir} did not start: {exc}"
+            ) from None
         log.info("embedded PostgreSQL running from %s", self.data_dir)
         return self
 
@@ -57,10 +60,10 @@ class EmbeddedPostgres:
 
     def restart(self, mode: str = "fast") -> None:
         """Restart the server (``mode`` as pg_ctl's ``-m``: smart, fast or immediate)."""
-        from pgserver import _commands
-
+        # pgserver builds its command wrappers at import time, so they are looked up by name.
+        commands: Any = importlib.import_module("pgserver._commands")
         user = self._server.system_user if self._server is not None else None
-        _commands.pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.data_dir, user=user)
+        commands.pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.data_dir, user=user)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -44,11 +44,10 @@ def pg_dsn() -> Iterator[str]:
     if _answers(LOCAL_DSN):
         yield LOCAL_DSN
         return
-    import pgserver  # the embedded fallback, only when no server answers
+    from cbmon.embedded import EmbeddedPostgres  # the fallback, only when no server answers
 
-    data = Path(tempfile.gettempdir()) / "cbmon-test-pgdata"
-    server = pgserver.get_server(data, cleanup_mode="stop")
-    yield str(server.get_uri())
+    with EmbeddedPostgres(Path(tempfile.gettempdir()) / "cbmon-test-pgdata") as server:
+        yield server.dsn
 
 
 def require_binary(name: str) -> str:

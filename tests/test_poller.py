@@ -1,4 +1,4 @@
-"""The incremental poller is exact: totals equal SQL over the same rows, whatever the commit order."""
+"""The incremental poller is exact: totals equal SQL over the same rows, in any commit order."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def truth(pg: PgSchema, after_id: int) -> dict[str, dict[str, Any]]:
                    WHERE execution_time >= 0 AND execution_time <= 3600000), 0) / 1000.0,
                {bucket_sql}
         FROM callback_logs WHERE id > %s GROUP BY 1
-        """,  # noqa: S608 - bounds are our own constants
+        """,
         [after_id],
     ).fetchall()
     return {

@@ -1,0 +1,5 @@
+"""``python -m cbmon`` runs the ``cbmon`` command."""
+
+from cbmon.cli import main
+
+main()

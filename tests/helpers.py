@@ -1,0 +1,82 @@
+"""Small helpers shared by tests: free ports, waiting, scraping, running cbmon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+CBMON = [sys.executable, "-m", "cbmon"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 15.0, every: float = 0.05) -> T:
+    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"gave up after {timeout}s; last value {last!r}")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted."""
+    text = requests.get(url, timeout=5).text
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def wait_for_sample(url: str, key: str, value: float, timeout: float = 15.0) -> dict[str, float]:
+    """Scrape ``url`` until sample ``key`` equals ``value``; return that scrape."""
+
+    def check() -> dict[str, float] | None:
+        metrics = scrape(url)
+        return metrics if metrics.get(key) == value else None
+
+    return wait_for(check, timeout)
+
+
+@contextmanager
+def running(
+    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` in the background; SIGTERM it (then kill) when the block ends."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
