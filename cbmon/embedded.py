@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,12 +44,18 @@ class EmbeddedPostgres:
                 "the embedded PostgreSQL needs the pgserver package: pip install 'cbmon[embedded]'"
             ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._server = get_server(self.data_dir, cleanup_mode="stop")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            raise CbmonError(
-                f"embedded PostgreSQL in {self.data_dir} did not start: {exc}"
-            ) from None
+        for attempt in (1, 2):
+            try:
+                self._server = get_server(self.data_dir, cleanup_mode="stop")
+                break
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+                # pg_ctl gives up after 10 s; a loaded machine can need a second try.
+                if attempt == 2:
+                    raise CbmonError(
+                        f"embedded PostgreSQL in {self.data_dir} did not start: {exc}"
+                    ) from None
+                log.warning("embedded PostgreSQL did not start (%s); trying again", exc)
+                time.sleep(1)
         log.info("embedded PostgreSQL running from %s", self.data_dir)
         return self
 

@@ -36,6 +36,10 @@ class CallbackDelta:
     slow: int  # valid execution_time above thresholds.slow_callback
 
 
+# (slot end in the database's unix seconds, raw event type, callbacks, errors)
+HistoryRow = tuple[float, str | None, CallbackDelta | None, int]
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueState:
     backlog: int
@@ -51,6 +55,9 @@ class PollResult:
     lag_rows: dict[str, int]
     open_gaps: dict[str, int]
     snapshot: Snapshot
+    # On the first poll only, when asked for: rows already there, per time slot, as
+    # ``(slot end in the database's unix seconds, raw event type, delta, errors)``.
+    history: tuple[HistoryRow, ...] = ()
 
     @property
     def caught_up(self) -> bool:
@@ -138,8 +145,14 @@ def _delta(row: tuple[Any, ...], scale: float) -> CallbackDelta:
 class Poller:
     """Owns the readers' state. ``poll`` is called by one thread only, never concurrently."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, backfill: float | None = None) -> None:
+        """``backfill``: seconds of history to read on the first poll (for the SLO window)."""
         reader: Reader = config.file.reader
+        self._backfill = backfill
+        self._created_at = (
+            sql.Identifier(config.tables.logs.created_at),
+            sql.Identifier(config.tables.errors.created_at),
+        )
         tables = config.tables
         self._scale = 1000.0 if tables.logs.execution_time_unit == "ms" else 1.0
         self.logs = self._reader(_logs_source(tables.logs, config), reader)
@@ -170,6 +183,9 @@ class Poller:
             with conn.transaction(), conn.cursor() as cur:
                 snapshot = self._snapshot(cur)
                 now = time.monotonic()
+                history: tuple[HistoryRow, ...] = ()
+                if self._backfill and self.logs.high_water is None:
+                    history = self._history(cur, self._backfill)
                 logs = self.logs.read(cur, snapshot, now)
                 errors = self.errors.read(cur, snapshot, now)
                 queue = self._queue(cur)
@@ -184,13 +200,48 @@ class Poller:
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
             snapshot=snapshot,
+            history=history,
         )
+
+    def history(self, conn: psycopg.Connection[Any], window: float) -> tuple[HistoryRow, ...]:
+        """The last ``window`` seconds of the log and error tables, per time slot, at once."""
+        conn.autocommit = False
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction(), conn.cursor() as cur:
+            return self._history(cur, window)
+
+    def _history(self, cur: psycopg.Cursor[Any], window: float) -> tuple[HistoryRow, ...]:
+        slot = max(1.0, round(window / 60))
+        found: dict[tuple[float, str | None], tuple[CallbackDelta | None, int]] = {}
+        sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
+        for source, created_at in sources:
+            query = sqlfiles.template("queries/backfill.sql").format(
+                key=source.group_by,
+                created_at=created_at,
+                aggregates=sql.SQL(", ").join(source.select) if source.select else sql.SQL("0"),
+                table=source.table,
+            )
+            params = dict(source.params, slot=slot, window=window)
+            for row in cur.execute(query, params):
+                key = (float(row[1]), row[0])
+                delta, errors = found.get(key, (None, 0))
+                if source is self.logs.source:
+                    delta = _delta((row[0], *row[2:]), self._scale)
+                else:
+                    errors += int(row[2])
+                found[key] = (delta, errors)
+        return tuple((at, raw, delta, errors) for (at, raw), (delta, errors) in found.items())
 
     @staticmethod
     def _snapshot(cur: psycopg.Cursor[Any]) -> Snapshot:
         row = cur.execute(sqlfiles.template("queries/snapshot.sql")).fetchone()
         assert row is not None
         return Snapshot(xmin=int(row[0]), xmax=int(row[1]))
+
+    def queue_state(self, conn: psycopg.Connection[Any]) -> QueueState:
+        with conn.cursor() as cur:
+            return self._queue(cur)
 
     def _queue(self, cur: psycopg.Cursor[Any]) -> QueueState:
         row = cur.execute(self._queue_query).fetchone()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from cbmon.collector import CallbackCollector
 from cbmon.config import Config, parse_listen
 from cbmon.db import connect, describe, first_line
 from cbmon.errors import CbmonError
+from cbmon.evaluator import Evaluator, EvaluatorCollector
 from cbmon.poller import CallbackDelta, Poller, PollResult
 from cbmon.server import MetricsServer
 from cbmon.state import State
@@ -29,6 +31,14 @@ from cbmon.state import State
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+
+
+def external_url(listen: str) -> str:
+    """The URL alerts point back to: this host's name when listening on every interface."""
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        host = socket.gethostname()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 class PollObserver(Protocol):
@@ -52,9 +62,13 @@ class Service:
         self.dsn = config.require_dsn()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.state = State(config.file.max_event_types)
-        self.poller = Poller(config)
-        self.observers: list[PollObserver] = list(observers or [])
+        self.poller = Poller(config, backfill=config.file.slo.window)
+        self.evaluator = Evaluator(
+            config, external_url(config.file.listen), self.state.labels.label
+        )
+        self.observers: list[PollObserver] = [self.evaluator, *(observers or [])]
         self.registry.register(CallbackCollector(self.state))
+        self.registry.register(EvaluatorCollector(self.evaluator))
         ProcessCollector(registry=self.registry)
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None

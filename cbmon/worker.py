@@ -223,7 +223,7 @@ class _Statements:
         ).format(q=q)
         self.routes = sql.SQL(
             "SELECT event_type, target_url, retry_policy FROM {}.callback_router"
-            " WHERE event_type = ANY(%s) AND enabled"
+            " WHERE event_type = ANY(%s)"  # enabled only stops queuing, not rows queued
         ).format(s)
         self.log = sql.SQL(
             "INSERT INTO {}.callback_logs"
@@ -249,6 +249,9 @@ class _Statements:
             "UPDATE {q} SET attempts = attempts - 1, next_attempt_at = NULL"
             " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
         ).format(q=q)
+        self.probe = sql.SQL(
+            "SELECT 1 FROM {q}, {s}.callback_logs, {s}.callback_errors LIMIT 0"
+        ).format(q=q, s=s)
         self.next_due = sql.SQL(
             "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM {q}"
             " WHERE processed_at IS NULL AND next_attempt_at > now()"
@@ -318,10 +321,24 @@ class Worker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_tables(self) -> None:
+        """Fail with one clear line when the queue or log tables are missing or unreadable."""
+        try:
+            self._work().execute(self._sql.probe)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise
+            raise DatabaseError(
+                f"worker cannot use the callback tables in schema {self.schema!r}: "
+                f"{first_line(exc)}"
+            ) from None
+
     # -- one pass --------------------------------------------------------------------------
 
     def process_once(self) -> int:
         """Claim one batch of due rows and deliver it; the number of rows claimed."""
+        if self.stop.is_set():
+            return 0
         conn = self._work()
         claims = self._claim(conn)
         routes = self._routes(conn, {c.event_type for c in claims})
@@ -466,12 +483,13 @@ class Worker:
 
     def run(self) -> None:
         """Deliver until ``stop`` is set. Connection trouble after start-up is retried."""
-        self._listen()  # LISTEN before the first pass, so no insert falls between the two
-        self._work()
-        self.ready.set()
         try:
+            self._listen()  # LISTEN before the first pass, so no insert falls between the two
+            self.check_tables()
+            self.ready.set()
             while not self.stop.is_set():
                 try:
+                    self._listen()  # back in place first after a reconnect
                     if self.process_once():
                         continue
                     self._wait(self._idle_seconds())

@@ -9,8 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from cbmon.config import DSN_ENV, Config, load_config
-from cbmon.durations import parse_duration
-from cbmon.errors import ConfigError
+from cbmon.durations import format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,5 +100,6 @@ def drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def fail(message: str) -> ConfigError:
-    return ConfigError(message)
+def as_duration(seconds: float | None) -> str | None:
+    """Flags arrive parsed; hand them to the config as Prometheus-style text again."""
+    return None if seconds is None else format_duration(seconds)

@@ -1,4 +1,4 @@
-"""``cbmon serve``: export exact callback metrics and judge the baseline."""
+"""``cbmon serve``: export exact callback metrics, judge the baseline, send alert webhooks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from types import FrameType
 
 import click
 
-from cbmon.cli.options import DURATION, build_config, config_option, drop_none, dsn_option
+from cbmon.cli.options import (
+    DURATION,
+    as_duration,
+    build_config,
+    config_option,
+    drop_none,
+    dsn_option,
+    window_option,
+)
+from cbmon.config import WEBHOOK_SECRET_ENV
 from cbmon.db import describe
 from cbmon.service import Service
 
@@ -31,15 +40,49 @@ log = logging.getLogger("cbmon")
     default=None,
     help="How often to read new rows [default: poll_interval, 5s].",
 )
+@window_option()
+@click.option(
+    "--for",
+    "for_",
+    type=DURATION,
+    default=None,
+    help="How long a state must hold before it fires [default: slo.for, 1m].",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    metavar="URL",
+    multiple=True,
+    help="Alert receiver (repeatable) [default: alerting.webhooks].",
+)
+@click.option(
+    "--webhook-secret",
+    metavar="SECRET",
+    envvar=WEBHOOK_SECRET_ENV,
+    show_envvar=True,
+    default=None,
+    help="Standard Webhooks signing secret (whsec_...); better from the environment.",
+)
 def serve(
     dsn: str | None,
     config_path: Path | None,
     listen: str | None,
     poll_interval: float | None,
+    window: float | None,
+    for_: float | None,
+    webhooks: tuple[str, ...],
+    webhook_secret: str | None,
 ) -> None:
     """Poll the callback tables and serve Prometheus metrics until SIGTERM or Ctrl-C."""
-    overrides = drop_none({"listen": listen, "poll_interval": _as_duration(poll_interval)})
-    config = build_config(config_path, dsn, overrides)
+    overrides = drop_none(
+        {
+            "listen": listen,
+            "poll_interval": as_duration(poll_interval),
+            "slo": {"window": as_duration(window), "for": as_duration(for_)},
+            "alerting": {"webhooks": list(webhooks) or None},
+        }
+    )
+    config = build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
     service = Service(config)
     server = service.start_server()
 
@@ -49,18 +92,16 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving %s/metrics; polling %s", server.url, describe(service.dsn))
+    receivers = len(config.file.alerting.webhooks)
+    log.info(
+        "serving %s/metrics; polling %s; %d alert receiver(s)%s",
+        server.url,
+        describe(service.dsn),
+        receivers,
+        ", signed" if receivers and config.webhook_secret else "",
+    )
     try:
         service.run()
     finally:
         service.close()
     log.info("stopped")
-
-
-def _as_duration(seconds: float | None) -> str | None:
-    """Flags arrive parsed; hand them to the config as the same Prometheus-style text."""
-    if seconds is None:
-        return None
-    from cbmon.durations import format_duration
-
-    return format_duration(seconds)

@@ -1,0 +1,131 @@
+"""``cbmon check``: one evaluation of the baseline straight from the database, for cron jobs
+and monitoring agents. Exit codes follow the Nagios plugin convention."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+import psycopg
+
+from cbmon.config import Config
+from cbmon.db import connect, first_line
+from cbmon.durations import format_duration
+from cbmon.errors import CbmonError, DatabaseError
+from cbmon.poller import Poller
+from cbmon.slo import ALERT_NAMES, OVERALL, Indicator, evaluate
+from cbmon.state import EventTypeLabels
+from cbmon.thresholds import State
+from cbmon.window import Window
+
+EXIT_CODES = {State.OK: 0, State.WARNING: 1, State.CRITICAL: 2, State.UNKNOWN: 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    status: State
+    window: float
+    indicators: list[Indicator]
+    message: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+class CheckError(CbmonError):
+    """Anything that stops the check from judging: Nagios wants UNKNOWN (3) for it."""
+
+    exit_code = 3
+
+
+def run_check(config: Config, window: float) -> CheckResult:
+    db = config.file.database
+    try:
+        conn = connect(
+            config.require_dsn(),
+            statement_timeout=db.statement_timeout,
+            connect_timeout=db.connect_timeout,
+        )
+    except DatabaseError as exc:
+        raise CheckError(str(exc)) from None
+    poller = Poller(config)
+    labels = EventTypeLabels(config.file.max_event_types)
+    try:
+        with conn:
+            history = poller.history(conn, window)
+            conn.autocommit = True
+            queue = poller.queue_state(conn)
+    except psycopg.Error as exc:
+        raise CheckError(f"query failed: {first_line(exc)}") from None
+    now = time.time()
+    offset = now - queue.db_now
+    slices = Window(window)
+    for at, raw, delta, errors in history:
+        slices.add(at + offset, {labels.label(raw): (delta, errors)})
+    overall, per_type = slices.totals(now)
+    indicators = evaluate(
+        overall, per_type, queue.backlog, config.thresholds, config.file.slo.min_events
+    )
+    judged = [i for i in indicators if i.slo in ALERT_NAMES and i.state is not State.UNKNOWN]
+    status = max((i.state for i in judged), default=State.OK)
+    return CheckResult(status, window, indicators, _message(status, judged, window))
+
+
+def _message(status: State, judged: list[Indicator], window: float) -> str:
+    worst = [i for i in judged if i.state is status and status is not State.OK]
+    detail = "; ".join(f"{i.slo} {format_value(i)} ({scope(i)})" for i in worst[:5])
+    if not detail:
+        detail = f"all indicators within the baseline over {format_duration(window)}"
+    return f"CBMON {status.name} - {detail}"
+
+
+def scope(indicator: Indicator) -> str:
+    return "all" if indicator.event_type == OVERALL else indicator.event_type
+
+
+def format_value(indicator: Indicator) -> str:
+    value = indicator.value
+    if value is None:
+        return "n/a"
+    if indicator.slo in ("success_rate", "slow_share"):
+        return f"{value * 100:.2f}%"
+    if indicator.slo in ("avg_latency", "p95_latency"):
+        return f"{value * 1000:.1f}ms"
+    return f"{value:.0f}"
+
+
+def to_json(result: CheckResult) -> str:
+    data: dict[str, Any] = {
+        "status": result.status.label,
+        "exit_code": result.exit_code,
+        "window": format_duration(result.window),
+        "message": result.message,
+        "indicators": [
+            {
+                "slo": i.slo,
+                "event_type": i.event_type or None,
+                "value": i.value,
+                "state": i.state.label,
+                "events": i.events,
+            }
+            for i in result.indicators
+        ],
+    }
+    return json.dumps(data, indent=2)
+
+
+def to_table(result: CheckResult) -> str:
+    rows = [("INDICATOR", "EVENT TYPE", "VALUE", "STATE", "EVENTS")]
+    for i in result.indicators:
+        state = "-" if i.slo not in ALERT_NAMES else i.state.label
+        rows.append((i.slo, scope(i), format_value(i), state, str(i.events)))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = [result.message, ""]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Notifications as Alertmanager's webhook payload, version "4", so its receivers accept them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cbmon.slo import Alert, Notification
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
+RECEIVER = "cbmon"
+
+
+def _time(seconds: float) -> str:
+    return (
+        datetime.fromtimestamp(seconds, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """A stable id of an alert's label set, 16 hex digits like Alertmanager's."""
+    text = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _alert(alert: Alert, external_url: str) -> dict[str, Any]:
+    value = "" if alert.value is None else f"{alert.value:g}"
+    return {
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": {
+            "summary": alert.summary,
+            "description": alert.description,
+            "value": value,
+            "threshold": alert.threshold,
+        },
+        "startsAt": _time(alert.starts_at),
+        "endsAt": ZERO_TIME if alert.ends_at is None else _time(alert.ends_at),
+        "generatorURL": f"{external_url}/metrics",
+        "fingerprint": fingerprint(alert.labels),
+    }
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    common = dict(maps[0]) if maps else {}
+    for other in maps[1:]:
+        common = {k: v for k, v in common.items() if other.get(k) == v}
+    return common
+
+
+def build(notification: Notification, external_url: str) -> dict[str, Any]:
+    alerts = [_alert(alert, external_url) for alert in notification.alerts]
+    group = notification.group
+    group_key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group.items())) + "}"
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": notification.status,
+        "receiver": RECEIVER,
+        "groupLabels": group,
+        "commonLabels": _common([a["labels"] for a in alerts]),
+        "commonAnnotations": _common([a["annotations"] for a in alerts]),
+        "externalURL": external_url,
+        "alerts": alerts,
+    }
+
+
+def encode(notification: Notification, external_url: str) -> bytes:
+    return json.dumps(build(notification, external_url), separators=(",", ":")).encode()

@@ -1,0 +1,286 @@
+"""Judging the window against the baseline, and deciding when an alert fires, changes or ends.
+
+Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from cbmon.config import Thresholds
+from cbmon.durations import format_duration
+from cbmon.thresholds import State, judge_avg_latency, judge_backlog, judge_success_rate
+from cbmon.window import Totals
+
+OVERALL = ""  # the event_type label value of indicators over every event type
+SLOS = ("success_rate", "avg_latency", "p95_latency", "slow_share", "backlog")
+ALERT_NAMES = {
+    "success_rate": "CallbackSuccessRateLow",
+    "avg_latency": "CallbackLatencyHigh",
+    "backlog": "CallbackBacklogHigh",
+}
+_JUDGES: dict[str, Callable[[float | None, Thresholds], State]] = {
+    "success_rate": judge_success_rate,
+    "avg_latency": judge_avg_latency,
+    "backlog": judge_backlog,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Indicator:
+    slo: str
+    event_type: str  # OVERALL for every event type together
+    value: float | None
+    state: State  # UNKNOWN for the extras, which the baseline does not judge
+    events: int  # attempts in the window (queue items for backlog)
+
+
+def evaluate(
+    overall: Totals,
+    per_type: dict[str, Totals],
+    backlog: int,
+    thresholds: Thresholds,
+    min_events: int,
+) -> list[Indicator]:
+    """Every indicator, overall and per event type. Too few events: success rate and latency
+    are not judged (UNKNOWN), so three calls with one failure do not wake anybody."""
+    indicators: list[Indicator] = []
+    for event_type, totals in [(OVERALL, overall), *sorted(per_type.items())]:
+        enough = totals.attempts >= max(1, min_events)
+        values = {
+            "success_rate": totals.success_rate,
+            "avg_latency": totals.avg_latency,
+            "p95_latency": totals.p95_latency,
+            "slow_share": totals.slow_share,
+        }
+        for slo, value in values.items():
+            judge = _JUDGES.get(slo)
+            state = judge(value, thresholds) if judge and enough else State.UNKNOWN
+            indicators.append(Indicator(slo, event_type, value, state, totals.attempts))
+    indicators.append(
+        Indicator("backlog", OVERALL, float(backlog), judge_backlog(backlog, thresholds), backlog)
+    )
+    return indicators
+
+
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """One alert as a receiver sees it (Alertmanager's alert object, before JSON)."""
+
+    alertname: str
+    slo: str
+    event_type: str
+    severity: str  # "warning" or "critical"
+    status: str  # "firing" or "resolved"
+    value: float | None
+    starts_at: float
+    ends_at: float | None  # None while firing
+    summary: str
+    description: str
+    threshold: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {"alertname": self.alertname, "severity": self.severity, "slo": self.slo}
+        if self.event_type != OVERALL:
+            labels["event_type"] = self.event_type
+        return labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """What one webhook call carries: the alerts of one indicator that changed."""
+
+    group: dict[str, str]  # labels the alerts share: alertname, slo, event_type
+    alerts: tuple[Alert, ...]
+    repeat: bool = False
+
+    @property
+    def status(self) -> str:
+        return "firing" if any(a.status == "firing" for a in self.alerts) else "resolved"
+
+
+@dataclasses.dataclass
+class _Track:
+    since_warning: float | None = None
+    since_critical: float | None = None
+    firing: State | None = None
+    started_at: float = 0.0
+    last_sent: float = 0.0
+    last: Indicator | None = None
+
+
+class AlertTracker:
+    """Holds each judged indicator's alert across evaluations.
+
+    A level must hold for ``for_`` seconds before it fires (``0`` fires at once); returning
+    to ok resolves at once; escalation and de-escalation resolve the old severity and fire
+    the new one; an unchanged firing alert is sent again every ``repeat_interval``; an
+    UNKNOWN evaluation (too few events) changes nothing.
+    """
+
+    def __init__(self, thresholds: Thresholds, for_: float, repeat_interval: float, window: float):
+        self.thresholds = thresholds
+        self.for_ = for_
+        self.repeat_interval = repeat_interval
+        self.window = window
+        self._tracks: dict[tuple[str, str], _Track] = {}
+
+    def update(self, indicators: Iterable[Indicator], now: float) -> list[Notification]:
+        notes: list[Notification] = []
+        for indicator in indicators:
+            if indicator.slo not in ALERT_NAMES:
+                continue
+            track = self._tracks.setdefault((indicator.slo, indicator.event_type), _Track())
+            note = self._step(track, indicator, now)
+            if note is not None:
+                notes.append(note)
+        return notes
+
+    def firing(self, now: float) -> list[Notification]:
+        """Every alert firing now, as repeat notifications (sent when a replica takes over)."""
+        notes = []
+        for track in self._tracks.values():
+            if track.firing is not None and track.last is not None:
+                alert = self._alert(track.last, track.firing, "firing", track.started_at, None)
+                notes.append(Notification(_group(alert), (alert,), repeat=True))
+                track.last_sent = now
+        return notes
+
+    def firing_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for (slo, _), track in self._tracks.items():
+            if track.firing is not None:
+                key = (ALERT_NAMES[slo], track.firing.label)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def _step(self, track: _Track, indicator: Indicator, now: float) -> Notification | None:
+        state = indicator.state
+        if state is State.UNKNOWN:
+            track.since_warning = track.since_critical = None
+            target = track.firing
+        else:
+            track.last = indicator
+            if state >= State.WARNING:
+                track.since_warning = track.since_warning if track.since_warning else now
+            else:
+                track.since_warning = None
+            if state >= State.CRITICAL:
+                track.since_critical = track.since_critical if track.since_critical else now
+            else:
+                track.since_critical = None
+            target = self._target(track, state, now)
+        if target == track.firing:
+            if target is not None and now - track.last_sent >= self.repeat_interval:
+                track.last_sent = now
+                assert track.last is not None
+                alert = self._alert(track.last, target, "firing", track.started_at, None)
+                return Notification(_group(alert), (alert,), repeat=True)
+            return None
+        alerts: list[Alert] = []
+        if track.firing is not None:
+            alerts.append(self._alert(indicator, track.firing, "resolved", track.started_at, now))
+        if target is not None:
+            track.started_at = now
+            alerts.append(self._alert(indicator, target, "firing", now, None))
+        track.firing = target
+        track.last_sent = now
+        return Notification(_group(alerts[0]), tuple(alerts))
+
+    def _target(self, track: _Track, state: State, now: float) -> State | None:
+        if state is State.OK:
+            return None
+        if track.since_critical is not None and now - track.since_critical >= self.for_:
+            return State.CRITICAL
+        if track.since_warning is not None and now - track.since_warning >= self.for_:
+            return State.WARNING
+        # Pending: a firing critical that fell back to warning keeps firing as warning only
+        # once warning has held for `for`, which it has, since warning began before critical.
+        return track.firing if track.firing is not None and state >= State.WARNING else None
+
+    def _alert(
+        self, indicator: Indicator, level: State, status: str, starts: float, ends: float | None
+    ) -> Alert:
+        summary, description, threshold = describe(indicator, level, self.thresholds, self.window)
+        return Alert(
+            alertname=ALERT_NAMES[indicator.slo],
+            slo=indicator.slo,
+            event_type=indicator.event_type,
+            severity=level.label,
+            status=status,
+            value=indicator.value,
+            starts_at=starts,
+            ends_at=ends,
+            summary=summary,
+            description=description,
+            threshold=threshold,
+        )
+
+
+def _group(alert: Alert) -> dict[str, str]:
+    labels = alert.labels
+    labels.pop("severity")
+    return labels
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 1000:.0f} ms"
+
+
+def describe(
+    indicator: Indicator, level: State, thresholds: Thresholds, window: float
+) -> tuple[str, str, str]:
+    """Summary, description and threshold, in words a person reads at 3 a.m."""
+    scope = (
+        "all event types"
+        if indicator.event_type == OVERALL
+        else f"event type {indicator.event_type}"
+    )
+    span = format_duration(window)
+    if indicator.slo == "success_rate":
+        limits = thresholds.success_rate
+        threshold = (
+            f"below {_percent(limits.alert)}"
+            if level is State.CRITICAL
+            else f"at or below {_percent(limits.normal)}"
+        )
+        summary = f"Callback success rate {_percent(indicator.value)} for {scope} ({threshold})"
+        description = (
+            f"Over the last {span}, {indicator.events} callback attempts for {scope} succeeded "
+            f"{_percent(indicator.value)} of the time. Healthy is above {_percent(limits.normal)}; "
+            f"below {_percent(limits.alert)} is critical. Look at the failing receivers and the "
+            "newest rows of the callback error table (cbmon report --since 1h)."
+        )
+    elif indicator.slo == "avg_latency":
+        latency = thresholds.avg_latency
+        threshold = (
+            f"above {_ms(latency.alert)}"
+            if level is State.CRITICAL
+            else f"at or above {_ms(latency.normal)}"
+        )
+        summary = f"Callback average latency {_ms(indicator.value)} for {scope} ({threshold})"
+        description = (
+            f"Over the last {span}, callbacks for {scope} took {_ms(indicator.value)} on average "
+            f"({indicator.events} attempts). Healthy is below {_ms(latency.normal)}; above "
+            f"{_ms(latency.alert)} is critical. Check the receivers' response times and the "
+            "worker's timeouts; slow receivers also grow the queue."
+        )
+    else:
+        backlog = thresholds.backlog
+        threshold = (
+            f"above {backlog.alert}" if level is State.CRITICAL else f"at or above {backlog.normal}"
+        )
+        count = "n/a" if indicator.value is None else f"{indicator.value:.0f}"
+        summary = f"Callback queue backlog {count} items ({threshold})"
+        description = (
+            f"{count} callbacks are waiting in the queue. Healthy is below {backlog.normal}; "
+            f"above {backlog.alert} is critical. Check that the workers are running and keeping "
+            "up, and cbmon_queue_oldest_age_seconds for how long the oldest has waited."
+        )
+    return summary, description, threshold
