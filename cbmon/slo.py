@@ -164,11 +164,13 @@ class AlertTracker:
         else:
             track.last = indicator
             if state >= State.WARNING:
-                track.since_warning = track.since_warning if track.since_warning else now
+                if track.since_warning is None:
+                    track.since_warning = now
             else:
                 track.since_warning = None
             if state >= State.CRITICAL:
-                track.since_critical = track.since_critical if track.since_critical else now
+                if track.since_critical is None:
+                    track.since_critical = now
             else:
                 track.since_critical = None
             target = self._target(track, state, now)
