@@ -92,11 +92,6 @@ class CallbackCollector(Collector):
             "Queue rows waiting to be processed (processed_at IS NULL) at the last poll.",
             value=view.backlog,
         )
-        yield GaugeMetricFamily(
-            "cbmon_queue_oldest_age_seconds",
-            "Age of the oldest waiting queue row; 0 when nothing waits.",
-            value=view.oldest_age_seconds,
-        )
 
     @staticmethod
     def _health(view: View) -> Iterator[Metric]:
@@ -148,4 +143,18 @@ class CallbackCollector(Collector):
             "cbmon_event_types_folded",
             'Distinct event types folded into event_type="other" beyond max_event_types.',
             value=view.folded_total,
+        )
+
+
+class QueueAgeCollector(Collector):
+    """The oldest waiting item's age grows between polls, so it is computed at scrape time."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "cbmon_queue_oldest_age_seconds",
+            "Age of the oldest waiting queue row; 0 when nothing waits.",
+            value=self._state.oldest_age_seconds(),
         )

@@ -17,8 +17,7 @@ from cbmon.config import Config
 from cbmon.leader import Leadership, lock_key
 from cbmon.notifier import Notifier, Receiver
 from cbmon.poller import CallbackDelta, PollResult
-from cbmon.slo import SLOS, AlertTracker, Indicator, Notification, evaluate
-from cbmon.thresholds import State
+from cbmon.slo import AlertTracker, Indicator, Notification, evaluate
 from cbmon.window import Window
 
 log = logging.getLogger(__name__)
@@ -145,6 +144,32 @@ class EvaluatorCollector(Collector):
             "1 on the replica that sends notifications, 0 on the others.",
             value=1 if evaluator.leadership.is_leader else 0,
         )
+
+    def _thresholds(self) -> Metric:
+        t = self._evaluator.config.thresholds
+        family = GaugeMetricFamily(
+            "cbmon_slo_threshold",
+            "Configured thresholds, in the units of cbmon_slo_value.",
+            labels=["slo", "level"],
+        )
+        for slo, normal, alert in (
+            ("success_rate", t.success_rate.normal, t.success_rate.alert),
+            ("avg_latency", t.avg_latency.normal, t.avg_latency.alert),
+            ("backlog", float(t.backlog.normal), float(t.backlog.alert)),
+        ):
+            family.add_metric([slo, "normal"], normal)
+            family.add_metric([slo, "alert"], alert)
+        return family
+
+
+class NotifierCollector(Collector):
+    """Delivery counters move between polls, so they are read at scrape time."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self._evaluator = evaluator
+
+    def collect(self) -> Iterator[Metric]:
+        evaluator = self._evaluator
         delivered = CounterMetricFamily(
             "cbmon_alert_notifications", "Notifications delivered (2xx).", labels=["receiver"]
         )
@@ -173,22 +198,3 @@ class EvaluatorCollector(Collector):
         yield failed
         yield retries
         yield pending
-
-    def _thresholds(self) -> Metric:
-        t = self._evaluator.config.thresholds
-        family = GaugeMetricFamily(
-            "cbmon_slo_threshold",
-            "Configured thresholds, in the units of cbmon_slo_value.",
-            labels=["slo", "level"],
-        )
-        for slo, normal, alert in (
-            ("success_rate", t.success_rate.normal, t.success_rate.alert),
-            ("avg_latency", t.avg_latency.normal, t.avg_latency.alert),
-            ("backlog", float(t.backlog.normal), float(t.backlog.alert)),
-        ):
-            family.add_metric([slo, "normal"], normal)
-            family.add_metric([slo, "alert"], alert)
-        return family
-
-
-__all__ = ["SLOS", "Evaluator", "EvaluatorCollector", "State"]

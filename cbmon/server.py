@@ -10,8 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from cbmon.exposition import Exposition
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _metrics(self) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        body = encoder(self.server.registry)
+        body, content_type = self.server.exposition.render(self.headers.get("Accept", ""))
         headers = {}
         if "gzip" in self.headers.get("Accept-Encoding", ""):
             body = gzip.compress(body, compresslevel=1)
@@ -71,9 +69,9 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, readiness: Readiness
+        self, address: tuple[str, int], exposition: Exposition, readiness: Readiness
     ) -> None:
-        self.registry = registry
+        self.exposition = exposition
         self.readiness = readiness
         if ":" in address[0]:
             self.address_family = socket.AF_INET6

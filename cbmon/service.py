@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +20,12 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from cbmon.collector import CallbackCollector
+from cbmon.collector import CallbackCollector, QueueAgeCollector
 from cbmon.config import Config, parse_listen
 from cbmon.db import connect, describe, first_line
 from cbmon.errors import CbmonError
-from cbmon.evaluator import Evaluator, EvaluatorCollector
+from cbmon.evaluator import Evaluator, EvaluatorCollector, NotifierCollector
+from cbmon.exposition import Exposition
 from cbmon.poller import CallbackDelta, Poller, PollResult
 from cbmon.server import MetricsServer
 from cbmon.state import State
@@ -55,21 +57,23 @@ class Service:
     def __init__(
         self,
         config: Config,
-        registry: CollectorRegistry | None = None,
         observers: list[PollObserver] | None = None,
     ) -> None:
         self.config = config
         self.dsn = config.require_dsn()
-        self.registry = registry if registry is not None else CollectorRegistry()
         self.state = State(config.file.max_event_types)
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(
             config, external_url(config.file.listen), self.state.labels.label
         )
         self.observers: list[PollObserver] = [self.evaluator, *(observers or [])]
-        self.registry.register(CallbackCollector(self.state))
-        self.registry.register(EvaluatorCollector(self.evaluator))
-        ProcessCollector(registry=self.registry)
+        polled, live = CollectorRegistry(), CollectorRegistry()
+        polled.register(CallbackCollector(self.state))
+        polled.register(EvaluatorCollector(self.evaluator))
+        live.register(QueueAgeCollector(self.state))
+        live.register(NotifierCollector(self.evaluator))
+        ProcessCollector(registry=live)
+        self.exposition = Exposition(polled, live)
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
@@ -91,7 +95,7 @@ class Service:
     def start_server(self) -> MetricsServer:
         host, port = parse_listen(self.config.file.listen)
         try:
-            self.server = MetricsServer((host, port), self.registry, self.readiness)
+            self.server = MetricsServer((host, port), self.exposition, self.readiness)
         except OSError as exc:
             raise CbmonError(
                 f"cannot listen on {self.config.file.listen}: {exc.strerror}"
@@ -115,11 +119,15 @@ class Service:
         self.state.apply(result, deltas, time.monotonic() - started)
         for observer in self.observers:
             observer.observe(result, deltas)
+        self.exposition.refresh()
         return result
 
     def run(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
         """Poll until :attr:`stop_event` is set. Never raises for database trouble."""
         interval = self.config.file.poll_interval
+        # Rendering after a poll holds the GIL for tens of milliseconds; a short switch interval
+        # lets a scrape arriving meanwhile be served from the cache without waiting for it.
+        sys.setswitchinterval(0.0005)
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -127,6 +135,7 @@ class Service:
             except (psycopg.Error, CbmonError) as exc:
                 failures += 1
                 self.state.poll_failed()
+                self.exposition.refresh()
                 self._drop_connection()
                 delay = min(MAX_BACKOFF, max(interval, 2 ** (failures - 1))) * (
                     0.8 + 0.4 * random.random()

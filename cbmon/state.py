@@ -166,12 +166,18 @@ class State:
         with self._lock:
             return self._last_poll
 
+    def oldest_age_seconds(self) -> float:
+        with self._lock:
+            return self._oldest_age()
+
+    def _oldest_age(self) -> float:
+        if self._oldest_created is None:
+            return 0.0
+        return max(0.0, self._clock() + self._clock_offset - self._oldest_created)
+
     def view(self) -> View:
         with self._lock:
-            if self._oldest_created is None:
-                oldest_age = 0.0
-            else:
-                oldest_age = max(0.0, self._clock() + self._clock_offset - self._oldest_created)
+            oldest_age = self._oldest_age()
             return View(
                 callbacks={label: totals.copy() for label, totals in self._callbacks.items()},
                 backlog=self._backlog,
