@@ -1,0 +1,479 @@
+"""The reference callback worker against a real PostgreSQL and real HTTP receivers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from psycopg import sql
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from cbmon import mechanism, signing
+from cbmon.errors import ConfigError, DatabaseError
+from cbmon.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body, parse_retry_after
+from tests.conftest import PgSchema
+
+# -- receivers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Behaviour = Callable[[int], Reply]  # the 0-based number of the request -> what to answer
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that records every POST and answers per ``behaviour``."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.hits: list[Hit] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver._lock:
+                    number = len(receiver.hits)
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.hits.append(Hit(headers, body, time.monotonic()))
+                reply = behaviour(number)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [h.headers["webhook-id"] for h in self.hits]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[[Behaviour], Receiver]]:
+    started: list[Receiver] = []
+
+    def start(behaviour: Behaviour = lambda n: Reply()) -> Receiver:
+        r = Receiver(behaviour)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.close()
+
+
+# -- database --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mech(pg: PgSchema) -> Iterator[mechanism.Installed]:
+    """The mechanism in the test's schema, with an executor role unique to this run."""
+    role = f"cbmon_exec_{secrets.token_hex(4)}"
+    try:
+        yield mechanism.apply(pg.dsn, schema=pg.name, executor_role=role)
+    finally:
+        ident = sql.Identifier(role)
+        if pg.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+            pg.conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+def _route(pg: PgSchema, event_type: str, url: str | None, **policy: Any) -> None:
+    merged = {"max_retries": 3, "backoff": "exponential", "backoff_seconds": 0.05, **policy}
+    pg.conn.execute(
+        "INSERT INTO callback_router (event_type, retry_policy, target_url) VALUES (%s, %s, %s)"
+        " ON CONFLICT (event_type) DO UPDATE"
+        " SET retry_policy = excluded.retry_policy, target_url = excluded.target_url",
+        (event_type, json.dumps(merged), url),
+    )
+
+
+def _enqueue(pg: PgSchema, event_type: str, count: int = 1) -> list[int]:
+    rows = pg.conn.execute(
+        "INSERT INTO callback_queue (event_type, payload)"
+        " SELECT %s, jsonb_build_object('n', g) FROM generate_series(1, %s) g RETURNING id",
+        (event_type, count),
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def _waiting(pg: PgSchema) -> int:
+    row = pg.conn.execute(
+        "SELECT count(*) FROM callback_queue WHERE processed_at IS NULL"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _run(workers: list[Worker], until: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Run the workers in threads until ``until()`` holds, then stop them and wait."""
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not until():
+            assert time.monotonic() < deadline, "workers did not finish in time"
+            time.sleep(0.05)
+    finally:
+        for w in workers:
+            w.stop.set()
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads), "a worker did not stop"
+
+
+def _options(url: str | None = None, **kw: Any) -> WorkerOptions:
+    kw.setdefault("poll_interval", 0.5)
+    kw.setdefault("retry", RetryPolicy(backoff_seconds=0.05))
+    return WorkerOptions(default_url=url, **kw)
+
+
+# -- behaviour -------------------------------------------------------------------------------
+
+
+def test_concurrent_workers_deliver_each_row_exactly_once(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    target = receiver(lambda n: Reply(delay=0.001))
+    ids = _enqueue(pg, "bulk", 300)
+    stop = threading.Event()
+    workers = [
+        Worker(pg.dsn, schema=pg.name, options=_options(target.url, batch_size=5), stop=stop)
+        for _ in range(3)
+    ]
+    _run(workers, lambda: _waiting(pg) == 0)
+
+    assert sorted(target.ids()) == sorted(f"msg_{i}" for i in ids)  # each once, none twice
+    logs = pg.conn.execute(
+        "SELECT queue_id, attempt, status FROM callback_logs ORDER BY queue_id"
+    ).fetchall()
+    assert logs == [(i, 1, "COMPLETED") for i in ids]
+    assert pg.conn.execute(
+        "SELECT count(*) FROM callback_queue WHERE attempts = 1 AND processed_at IS NOT NULL"
+    ).fetchone() == (300,)
+    assert sum(w.stats.completed for w in workers) == 300
+    assert sum(1 for w in workers if w.stats.claimed) >= 2, "the work was not shared"
+
+
+@pytest.mark.parametrize(("asked", "attempts"), [(10, 4), (3, 4), (1, 2), (0, 1)])
+def test_retries_at_most_three_times_then_gives_up(
+    pg: PgSchema,
+    mech: mechanism.Installed,
+    receiver: Callable[[Behaviour], Receiver],
+    asked: int,
+    attempts: int,
+) -> None:
+    target = receiver(lambda n: Reply(status=500))
+    _route(pg, "flaky", target.url, max_retries=asked, backoff_seconds=0.05)
+    [queue_id] = _enqueue(pg, "flaky")
+    alerts = pg.connect()
+    alerts.execute("LISTEN callback_failed")
+    worker = Worker(pg.dsn, schema=pg.name, options=_options())
+    _run([worker], lambda: _waiting(pg) == 0)
+
+    assert target.ids() == [f"msg_{queue_id}"] * attempts  # one id across every retry
+    gaps = [b.at - a.at for a, b in zip(target.hits, target.hits[1:], strict=False)]
+    for n, gap in enumerate(gaps, start=1):  # exponential backoff, jitter at most halves it
+        assert gap >= 0.5 * 0.05 * 2 ** (n - 1)
+    logs = pg.conn.execute(
+        "SELECT event_type, queue_id, attempt, status, http_status, execution_time > 0"
+        " FROM callback_logs ORDER BY attempt"
+    ).fetchall()
+    assert logs == [("flaky", queue_id, a, "FAILED", 500, True) for a in range(1, attempts + 1)]
+    errors = pg.conn.execute(
+        "SELECT event_type, queue_id, attempt, error_message FROM callback_errors ORDER BY attempt"
+    ).fetchall()
+    assert errors == [("flaky", queue_id, a, "HTTP 500") for a in range(1, attempts + 1)]
+    row = pg.conn.execute(
+        "SELECT attempts, processed_at IS NOT NULL, last_error FROM callback_queue"
+    ).fetchone()
+    assert row == (attempts, True, "HTTP 500")
+    notes = [json.loads(n.payload) for n in alerts.notifies(timeout=1, stop_after=1)]
+    alerts.close()
+    assert {"queue_id": queue_id, "attempts": attempts}.items() <= notes[0].items()
+    # settled rows are never sent again
+    assert Worker(pg.dsn, schema=pg.name, options=_options(target.url)).process_once() == 0
+    assert len(target.hits) == attempts
+
+
+def test_timeout_is_logged_without_time_then_retried(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    target = receiver(lambda n: Reply(delay=1.0 if n == 0 else 0.0))
+    _route(pg, "slow", target.url)
+    [queue_id] = _enqueue(pg, "slow")
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(timeout=0.3))
+    _run([worker], lambda: _waiting(pg) == 0)
+    logs = pg.conn.execute(
+        "SELECT attempt, status, http_status, execution_time IS NULL FROM callback_logs"
+        " ORDER BY attempt"
+    ).fetchall()
+    assert logs == [(1, "TIMEOUT", None, True), (2, "COMPLETED", 200, False)]
+    errors = pg.conn.execute("SELECT queue_id, attempt, error_message FROM callback_errors")
+    assert errors.fetchall() == [(queue_id, 1, "no response within 0.3 s")]
+
+
+def test_signed_delivery_verifies_and_logs_success(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    secret = signing.new_secret()
+    target = receiver(lambda n: Reply(status=204))
+    [queue_id] = _enqueue(pg, "signed")
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(target.url, secret=secret))
+    assert worker.process_once() == 1
+    worker.close()
+
+    [hit] = target.hits
+    assert hit.headers["webhook-id"] == f"msg_{queue_id}"
+    assert hit.headers["content-type"] == "application/json"
+    envelope = Webhook(secret).verify(hit.body, hit.headers)  # the package's own verifier
+    assert envelope["type"] == "signed"
+    assert envelope["data"] == {"n": 1}
+    assert signing.verify(secret, hit.body, hit.headers) == envelope
+    with pytest.raises(WebhookVerificationError):
+        Webhook(signing.new_secret()).verify(hit.body, hit.headers)
+
+    log = pg.conn.execute(
+        "SELECT event_type, status, http_status, queue_id, attempt, execution_time"
+        " FROM callback_logs"
+    ).fetchall()
+    assert len(log) == 1
+    assert log[0][:5] == ("signed", "COMPLETED", 204, queue_id, 1)
+    assert 0 < log[0][5] < 5000
+    assert pg.conn.execute("SELECT count(*) FROM callback_errors").fetchone() == (0,)
+    assert pg.conn.execute(
+        "SELECT total_calls, errors FROM callback_metrics WHERE event_type = 'signed'"
+    ).fetchone() == (1, 0)
+
+
+def test_notification_wakes_an_idle_worker(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    target = receiver(lambda n: Reply())
+    _route(pg, "order_created", target.url)
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(poll_interval=30.0))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(5)
+        time.sleep(0.3)  # let it go idle, waiting on LISTEN
+        sent = time.monotonic()
+        pg.conn.execute("INSERT INTO orders (customer, amount) VALUES ('acme', 1)")
+        deadline = sent + 5
+        while not target.hits and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        worker.stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert target.hits, "the worker did not wake up"
+    latency = target.hits[0].at - sent
+    assert latency < 1.0, f"woke after {latency:.3f} s with a 30 s poll interval"
+
+
+def test_polling_serves_the_foundation_tables_alone(
+    pg: PgSchema, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    # no mechanism: no router table, no notification trigger; polling must still deliver
+    target = receiver(lambda n: Reply())
+    [queue_id] = _enqueue(pg, "plain")
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(target.url, poll_interval=0.3))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(5)
+        time.sleep(0.2)
+        [second] = _enqueue(pg, "plain")
+        deadline = time.monotonic() + 3
+        while len(target.hits) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop.set()
+        thread.join(5)
+    assert sorted(target.ids()) == [f"msg_{queue_id}", f"msg_{second}"]
+
+
+def test_unreachable_receivers_fail_without_a_response(
+    pg: PgSchema, mech: mechanism.Installed
+) -> None:
+    closed = Receiver(lambda n: Reply())
+    url = closed.url
+    closed.close()  # nothing listens on this port now
+    _route(pg, "refused", url, max_retries=0)
+    _route(pg, "nowhere", None, max_retries=0)
+    _enqueue(pg, "refused")
+    _enqueue(pg, "nowhere")
+    with Worker(pg.dsn, schema=pg.name, options=_options()) as worker:
+        assert worker.process_once() == 2
+    rows = pg.conn.execute(
+        "SELECT l.event_type, l.status, l.http_status, l.execution_time, e.error_message"
+        " FROM callback_logs l JOIN callback_errors e USING (queue_id, attempt)"
+        " ORDER BY l.event_type"
+    ).fetchall()
+    assert rows == [
+        ("nowhere", "FAILED", None, None, "no receiver URL for nowhere"),
+        ("refused", "FAILED", None, None, "request failed: ConnectionError"),
+    ]
+    assert _waiting(pg) == 0
+
+
+def test_retry_after_is_honoured(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    target = receiver(lambda n: Reply(status=429, headers={"Retry-After": "30"}))
+    _route(pg, "busy", target.url)
+    _enqueue(pg, "busy")
+    with Worker(pg.dsn, schema=pg.name, options=_options()) as worker:
+        assert worker.process_once() == 1
+        assert worker.process_once() == 0  # not due again for about 30 s
+    row = pg.conn.execute(
+        "SELECT extract(epoch FROM next_attempt_at - now()), attempts FROM callback_queue"
+    ).fetchone()
+    assert row is not None
+    assert 25 < float(row[0]) <= 30
+    assert row[1] == 1
+
+
+def test_stop_hands_back_claims_not_attempted(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    stop = threading.Event()
+    target = receiver(lambda n: Reply())
+    _enqueue(pg, "batch", 5)
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(target.url), stop=stop)
+    original = worker.deliver
+
+    def deliver_then_stop(claim: Claim, route: Any) -> Any:
+        stop.set()  # as if Ctrl-C arrived during the first delivery
+        return original(claim, route)
+
+    worker.deliver = deliver_then_stop  # type: ignore[method-assign]
+    assert worker.process_once() == 5
+    worker.close()
+    assert len(target.hits) == 1
+    waiting = pg.conn.execute(
+        "SELECT attempts, next_attempt_at FROM callback_queue WHERE processed_at IS NULL"
+    ).fetchall()
+    assert waiting == [(0, None)] * 4
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+
+def test_retry_policy_from_router_json() -> None:
+    default = RetryPolicy()
+    assert RetryPolicy.from_json(None, default) == default
+    assert RetryPolicy.from_json({"max_retries": 9}, default).max_retries == 3
+    assert RetryPolicy.from_json({"max_retries": -1}, default).max_retries == 0
+    assert RetryPolicy.from_json({"max_retries": "x"}, default) == default
+    fixed = RetryPolicy.from_json({"backoff": "fixed", "backoff_seconds": 2}, default)
+    assert [fixed.delay(n) for n in (1, 2, 3)] == [2, 2, 2]
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = RetryPolicy(backoff_seconds=1, max_backoff_seconds=3)
+    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 3, 3]
+    assert policy.delay(1, jitter=0.5) == 0.5
+    assert policy.delay(1, retry_after=2.5) == 2.5
+    assert policy.delay(1, retry_after=600) == 3
+
+
+def test_retry_after_header_forms() -> None:
+    assert parse_retry_after("120") == 120
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now=now) == 60
+
+
+def test_body_is_the_same_bytes_on_every_retry() -> None:
+    created = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    first = Claim(7, "order_created", {"b": 1, "a": [1, 2]}, 1, created)
+    again = Claim(7, "order_created", {"a": [1, 2], "b": 1}, 3, created)
+    assert build_body(first) == build_body(again)
+    assert json.loads(build_body(first)) == {
+        "type": "order_created",
+        "timestamp": "2026-01-01T12:00:00Z",
+        "data": {"a": [1, 2], "b": 1},
+    }
+
+
+def test_bad_secret_is_a_config_error(pg: PgSchema) -> None:
+    with pytest.raises(ConfigError, match="whsec_"):
+        Worker(pg.dsn, schema=pg.name, options=WorkerOptions(secret="whsec_"))
+
+
+def test_missing_tables_fail_with_one_line(pg_dsn: str) -> None:
+    worker = Worker(pg_dsn, schema="cbmon_no_such_schema", options=WorkerOptions())
+    with pytest.raises(DatabaseError, match="cannot use the callback tables in schema"):
+        worker.run()
+
+
+def test_worker_reconnects_after_losing_the_database(
+    pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
+) -> None:
+    target = receiver(lambda n: Reply())
+    name = f"cbmon-worker-{secrets.token_hex(4)}"
+    options = _options(target.url, poll_interval=0.3, reconnect_delay=0.1)
+    worker = Worker(pg.dsn, schema=pg.name, options=options, name=name)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(5)
+        killed = pg.conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            (name,),
+        ).fetchone()
+        assert killed == (2,)  # its work and its LISTEN connections
+        [queue_id] = _enqueue(pg, "after")
+        deadline = time.monotonic() + 5
+        while not target.hits and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert target.ids() == [f"msg_{queue_id}"]
