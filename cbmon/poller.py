@@ -73,20 +73,19 @@ def _logs_source(logs: LogsTable, config: Config) -> Source:
     # Durations are compared in the column's own unit so bucket edges stay exact (150 ms).
     scale = 1000.0 if logs.execution_time_unit == "ms" else 1.0
     x = sql.SQL("{}::float8").format(column(logs.execution_time))
-    valid = sql.SQL("({x} >= 0 AND {x} <= %(max_time)s)").format(x=x)  # NaN > all, so out
+    # Each row's values are computed once in the inner query; NaN sorts above every number,
+    # so the range check keeps NaN, infinities and negatives out of v.
+    columns = [
+        sql.SQL("{status}::text = ANY(%(success)s) AS ok").format(status=column(logs.status)),
+        sql.SQL("{x} AS x").format(x=x),
+        sql.SQL("CASE WHEN {x} >= 0 AND {x} <= %(max_time)s THEN {x} END AS v").format(x=x),
+    ]
     select: list[sql.Composable] = [
-        sql.SQL(
-            "sum(CASE WHEN {status} IS NOT NULL AND {status}::text = ANY(%(success)s) "
-            "THEN 0 ELSE 1 END)"
-        ).format(status=column(logs.status)),
-        sql.SQL("sum(CASE WHEN {valid} THEN 1 ELSE 0 END)").format(valid=valid),
-        sql.SQL("sum(CASE WHEN {valid} THEN {x} ELSE 0 END)").format(valid=valid, x=x),
-        sql.SQL("sum(CASE WHEN {x} IS NOT NULL AND NOT {valid} THEN 1 ELSE 0 END)").format(
-            valid=valid, x=x
-        ),
-        sql.SQL("sum(CASE WHEN {valid} AND {x} > %(slow)s THEN 1 ELSE 0 END)").format(
-            valid=valid, x=x
-        ),
+        sql.SQL("count(*) - count(CASE WHEN ok THEN 1 END)"),  # a NULL status is a failure
+        sql.SQL("count(v)"),
+        sql.SQL("sum(v)"),
+        sql.SQL("count(x) - count(v)"),
+        sql.SQL("count(CASE WHEN v > %(slow)s THEN 1 END)"),
     ]
     params: dict[str, Any] = {
         "success": list(logs.success_statuses),
@@ -95,8 +94,8 @@ def _logs_source(logs: LogsTable, config: Config) -> Source:
     }
     for index, bound in enumerate(BUCKETS):
         select.append(
-            sql.SQL("sum(CASE WHEN {valid} AND {x} <= {bound} THEN 1 ELSE 0 END)").format(
-                valid=valid, x=x, bound=sql.Placeholder(f"le_{index}")
+            sql.SQL("count(CASE WHEN v <= {bound} THEN 1 END)").format(
+                bound=sql.Placeholder(f"le_{index}")
             )
         )
         params[f"le_{index}"] = round(bound * scale, 9)
@@ -105,6 +104,7 @@ def _logs_source(logs: LogsTable, config: Config) -> Source:
         table=_table(logs.table_schema, logs.table),
         id_column=column(logs.id),
         group_by=sql.SQL("{}::text").format(column(logs.event_type)),
+        columns=columns,
         select=select,
         params=params,
     )
@@ -116,6 +116,7 @@ def _errors_source(errors: ErrorsTable) -> Source:
         table=_table(errors.table_schema, errors.table),
         id_column=sql.Identifier(errors.id),
         group_by=sql.SQL("{}::text").format(sql.Identifier(errors.event_type)),
+        columns=(),
         select=(),
         params={},
     )
@@ -216,12 +217,7 @@ class Poller:
         found: dict[tuple[float, str | None], tuple[CallbackDelta | None, int]] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:
-            query = sqlfiles.template("queries/backfill.sql").format(
-                key=source.group_by,
-                created_at=created_at,
-                aggregates=sql.SQL(", ").join(source.select) if source.select else sql.SQL("0"),
-                table=source.table,
-            )
+            query = source.formatted("queries/backfill.sql", created_at=created_at)
             params = dict(source.params, slot=slot, window=window)
             for row in cur.execute(query, params):
                 key = (float(row[1]), row[0])

@@ -60,16 +60,30 @@ class Gap:
 class Source:
     """What to read: the table, its id column, and the SQL producing per-group aggregates.
 
-    ``select`` is a list of aggregate expressions (``sql.Composable``); the first output
-    column is always the group key, taken from ``group_by``. ``params`` are bound.
+    ``columns`` are per-row expressions (``expr AS name``), computed once per row in an inner
+    query; ``select`` are aggregates over those names, grouped by ``group_by``. ``params``
+    are bound.
     """
 
     name: str
     table: sql.Composable
     id_column: sql.Identifier
     group_by: sql.Composable
+    columns: Sequence[sql.Composable]
     select: Sequence[sql.Composable]
     params: dict[str, Any]
+
+    def formatted(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        """``sql/<template>`` with this source's key, columns, aggregates and table filled in."""
+        columns = sql.SQL("").join(sql.SQL(", ") + column for column in self.columns)
+        return sqlfiles.template(template).format(
+            key=self.group_by,
+            id=self.id_column,
+            columns=columns,
+            aggregates=sql.SQL(", ").join(self.select) if self.select else sql.SQL("0"),
+            table=self.table,
+            **extra,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +185,10 @@ class TailReader:
             )
             params[f"gap_low_{index}"] = gap.low
             params[f"gap_high_{index}"] = gap.high
-        query = sqlfiles.template("queries/aggregate_new_rows.sql").format(
-            key=src.group_by,
-            id=src.id_column,
-            aggregates=sql.SQL(", ").join(src.select) if src.select else sql.SQL("0"),
-            table=src.table,
-            where=sql.SQL(" OR ").join(where),
+        # Gap ids all lie below ``after``, so without gaps every row read is in the range.
+        counted = sql.SQL("count(CASE WHEN id > %(after)s THEN 1 END)" if gaps else "count(*)")
+        query = src.formatted(
+            "queries/aggregate_new_rows.sql", where=sql.SQL(" OR ").join(where), in_range=counted
         )
         raw = cur.execute(query, params).fetchall()
         in_range = sum(int(row[2]) for row in raw)
