@@ -176,6 +176,11 @@ def test_serve_fires_a_signed_alert_then_resolves_it(pg: PgSchema, tmp_path: Pat
     assert latency < 0.25 + 1.0
 
 
+def _has(url: str, key: str) -> dict[str, float] | None:
+    metrics = _scrape(url)
+    return metrics if key in metrics else None
+
+
 def _one_leader(urls: list[str]) -> list[float] | None:
     values = [_scrape(u).get("cbmon_leader", -1.0) for u in urls]
     return values if sorted(values) == [0.0, 1.0] else None
@@ -260,3 +265,20 @@ def test_check_unknown_when_the_database_is_away(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert result.stdout.startswith("CBMON UNKNOWN - cannot connect")
+
+
+def test_a_restart_does_not_blind_the_window(pg: PgSchema, tmp_path: Path) -> None:
+    """Rows already in the window when cbmon starts are judged at the first evaluation."""
+    _insert(pg, ok=900, failed=100)
+    port = free_port()
+    config = _config(pg, tmp_path / "c.yml")
+    with receiver() as hook, running(_serve(pg, config, port, hook.url)):
+        url = f"http://127.0.0.1:{port}/metrics"
+        key = 'cbmon_slo_value{event_type="",slo="success_rate"}'
+        metrics = wait_for(lambda: _has(url, key))
+        assert metrics[key] == pytest.approx(0.9)
+        assert metrics['cbmon_slo_state{event_type="pay",slo="success_rate"}'] == 2
+        # ...while the counters start at the tail: history is not replayed into them.
+        assert metrics.get('cbmon_callback_attempts_total{event_type="pay"}', 0) == 0
+        alerts = [a for r in hook.wait(2) for a in r.json["alerts"]]
+        assert {a["labels"]["severity"] for a in alerts} == {"critical"}
