@@ -58,7 +58,8 @@ def cli(log_level: str) -> None:
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and their exit code."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -50,6 +50,9 @@ def _bucket(bucket: Bucket) -> dict[str, Any]:
 def to_dict(report: Report) -> dict[str, Any]:
     thresholds = report.thresholds
     period = report.period
+    overall = row_dict(report.overall)
+    # The backlog belongs to the whole queue, so the overall row carries its verdict too.
+    overall["verdicts"]["backlog"] = report.queue.verdict.label
     return {
         "version": FORMAT_VERSION,
         "generated_at": _time(report.generated_at),
@@ -62,7 +65,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "empty": report.empty,
         },
         "verdict": report.verdict.label,
-        "overall": row_dict(report.overall),
+        "overall": overall,
         "event_types": [row_dict(row) for row in report.event_types],
         "queue": {
             "backlog": report.queue.backlog,

@@ -32,12 +32,21 @@ def parse_time(text: str, option: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def resolve(request: PeriodRequest, now: datetime) -> tuple[datetime, datetime]:
-    """``[start, end)``: ``--to`` defaults to now, ``--from`` to ``--since`` before the end."""
+def check(request: PeriodRequest) -> None:
+    """The mistakes visible without the database's clock, caught before connecting."""
     if request.since is not None and request.start is not None:
         raise ConfigError("--since and --from both give the start; use one of them")
     if request.since is not None and request.since <= 0:
         raise ConfigError("--since: must be above 0s")
+    if request.start is not None and request.end is not None and request.start >= request.end:
+        raise ConfigError(
+            f"--from {request.start.isoformat()} is not before --to {request.end.isoformat()}"
+        )
+
+
+def resolve(request: PeriodRequest, now: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)``: ``--to`` defaults to now, ``--from`` to ``--since`` before the end."""
+    check(request)
     end = request.end if request.end is not None else now
     if request.start is not None:
         start = request.start
@@ -47,9 +56,7 @@ def resolve(request: PeriodRequest, now: datetime) -> tuple[datetime, datetime]:
     if start >= end:
         # Only a given --from can reach this: --since is above 0.
         until = "--to" if request.end is not None else "now"
-        raise ConfigError(
-            f"--from {start.isoformat()} is not before {until} ({end.isoformat()})"
-        )
+        raise ConfigError(f"--from {start.isoformat()} is not before {until} ({end.isoformat()})")
     return start.astimezone(UTC), end.astimezone(UTC)
 
 

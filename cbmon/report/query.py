@@ -7,7 +7,7 @@ and the queue are read as of one moment and ``now()`` is the same in all of them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,18 +30,18 @@ from cbmon.report.model import (
     TopError,
     judge,
 )
-from cbmon.report.period import PeriodRequest, resolve
+from cbmon.report.period import PeriodRequest, default_step, resolve
 from cbmon.report.progress import Progress
 
 STEPS = ("hour", "day")
-DbRow = Mapping[str, Any]
+DbRow = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ReportRequest:
-    period: PeriodRequest = PeriodRequest()
+    period: PeriodRequest = field(default_factory=PeriodRequest)
     event_types: tuple[str, ...] | None = None
-    by: str | None = None
+    by: str | None = None  # "hour", "day", "auto" (chosen from the period's length) or None
     top: int = 10
 
 
@@ -149,7 +149,9 @@ def _rows(
     return make(None), tuple(make(key) for key in keys)
 
 
-def _series(summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config) -> tuple[Bucket, ...]:
+def _series(
+    summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config
+) -> tuple[Bucket, ...]:
     """Buckets that hold attempts or errors, oldest first; renderers fill the empty ones."""
     grouped: dict[datetime, tuple[list[DbRow], list[DbRow]]] = {}
     for row in summary:
@@ -172,14 +174,19 @@ class _Reader:
         self.source = _Source(config)
 
     def run(
-        self, name: str, identifiers: Mapping[str, sql.Composable], params: Mapping[str, Any],
+        self,
+        name: str,
+        identifiers: Mapping[str, sql.Composable],
+        params: Mapping[str, Any],
         what: str,
     ) -> list[DbRow]:
         statement = self.source.statement(name, identifiers)
         return _query(self.conn, statement, params, what, self.timeout)
 
 
-def _params(config: Config, start: datetime, end: datetime, request: ReportRequest) -> dict[str, Any]:
+def _params(
+    config: Config, start: datetime, end: datetime, request: ReportRequest
+) -> dict[str, Any]:
     logs = config.tables.logs
     factor = 1.0 if logs.execution_time_unit == "ms" else 1000.0
     return {
@@ -195,6 +202,39 @@ def _params(config: Config, start: datetime, end: datetime, request: ReportReque
     }
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """The rows each statement returned, before they become report values."""
+
+    summary: list[DbRow]
+    errors: list[DbRow]
+    top: list[DbRow]
+    queue: DbRow
+    series: tuple[list[DbRow], list[DbRow]] | None
+
+
+def _read(reader: _Reader, params: dict[str, Any], by: str | None, progress: Progress) -> _Raw:
+    source = reader.source
+    logs_what = f"reading {source.logs_name}"
+    errors_what = f"reading {source.errors_name}"
+    with progress.step(f"aggregating {source.logs_name}"):
+        summary = reader.run("summary", source.logs, params, logs_what)
+    with progress.step(f"counting {source.errors_name}"):
+        errors = reader.run("errors", source.errors, params, errors_what)
+        top = reader.run("top_errors", source.errors, params, errors_what)
+    with progress.step(f"reading {source.queue_name}"):
+        (queue,) = reader.run("queue", source.queue, {}, f"reading {source.queue_name}")
+    series = None
+    if by is not None:
+        series_params = {**params, "unit": by}
+        with progress.step(f"aggregating {source.logs_name} by {by}"):
+            series = (
+                reader.run("series", source.logs, series_params, logs_what),
+                reader.run("errors_series", source.errors, series_params, errors_what),
+            )
+    return _Raw(summary, errors, top, queue, series)
+
+
 def fetch_report(
     conn: psycopg.Connection[Any],
     config: Config,
@@ -207,52 +247,38 @@ def fetch_report(
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     reader = _Reader(conn, config, timeout)
-    source = reader.source
     try:
         with conn.transaction():
             # date_trunc buckets follow the session's zone: UTC makes them the same everywhere.
             conn.execute("SET LOCAL TIME ZONE 'UTC'")
             now_row = conn.execute("SELECT now()").fetchone()
-            assert now_row is not None
-            now: datetime = now_row[0]
+            now: datetime = now_row[0] if now_row is not None else datetime.now(UTC)
             start, end = resolve(request.period, now)
-            params = _params(config, start, end, request)
-            logs_what = f"reading {source.logs_name}"
-            errors_what = f"reading {source.errors_name}"
-            with progress.step(f"aggregating {source.logs_name}"):
-                summary = reader.run("summary", source.logs, params, logs_what)
-            with progress.step(f"counting {source.errors_name}"):
-                errors = reader.run("errors", source.errors, params, errors_what)
-                top = reader.run("top_errors", source.errors, params, errors_what)
-            with progress.step(f"reading {source.queue_name}"):
-                queue_row = reader.run("queue", source.queue, {}, f"reading {source.queue_name}")
-            series = None
-            if request.by is not None:
-                series_params = {**params, "unit": request.by}
-                with progress.step(f"aggregating {source.logs_name} by {request.by}"):
-                    per_bucket = reader.run("series", source.logs, series_params, logs_what)
-                    errors_per_bucket = reader.run(
-                        "errors_series", source.errors, series_params, errors_what
-                    )
-                series = _series(per_bucket, errors_per_bucket, config)
-            overall, per_type = _rows(summary, errors, config)
+            by = default_step(start, end) if request.by == "auto" else request.by
+            raw = _read(reader, _params(config, start, end, request), by, progress)
+            overall, per_type = _rows(raw.summary, raw.errors, config)
             _check_event_types(reader, request.event_types, per_type)
     except psycopg.Error as exc:
-        raise DatabaseError(f"{source.logs_name}: {first_line(exc)}") from None
-    queue = queue_row[0]
+        raise DatabaseError(f"{reader.source.logs_name}: {first_line(exc)}") from None
+    thresholds = config.thresholds
     return Report(
-        period=Period(start, end, request.event_types, request.by),
+        period=Period(start, end, request.event_types, by),
         overall=overall,
         event_types=per_type,
-        queue=Queue.judged(int(queue["backlog"]), float(queue["oldest_age_seconds"]),
-                           config.thresholds),
-        top_errors=tuple(
-            TopError(str(row["message"]), int(row["occurrences"]),
-                     _utc(row["last_seen"]), int(row["event_types"]))
-            for row in top
+        queue=Queue.judged(
+            int(raw.queue["backlog"]), float(raw.queue["oldest_age_seconds"]), thresholds
         ),
-        series=series,
-        thresholds=config.thresholds,
+        top_errors=tuple(
+            TopError(
+                str(row["message"]),
+                int(row["occurrences"]),
+                _utc(row["last_seen"]),
+                int(row["event_types"]),
+            )
+            for row in raw.top
+        ),
+        series=None if raw.series is None else _series(*raw.series, config),
+        thresholds=thresholds,
         min_events=config.file.slo.min_events,
         generated_at=_utc(now),
     )

@@ -1,0 +1,151 @@
+"""The report's pure parts: period resolution, verdicts, JSON shape and chart scaling."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cbmon.config import Thresholds
+from cbmon.errors import ConfigError
+from cbmon.report import svg
+from cbmon.report.jsonout import render_json
+from cbmon.report.model import Figures, Period, Queue, Report, Row, Verdicts, judge
+from cbmon.report.period import PeriodRequest, default_step, parse_time, resolve
+from cbmon.thresholds import State
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_since_counts_back_from_now_or_to() -> None:
+    assert resolve(PeriodRequest(), NOW) == (NOW - timedelta(hours=24), NOW)
+    assert resolve(PeriodRequest(since=3600), NOW) == (NOW - timedelta(hours=1), NOW)
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    assert resolve(PeriodRequest(since=60, end=end), NOW) == (end - timedelta(minutes=1), end)
+
+
+def test_times_without_offset_are_utc_and_offsets_are_kept() -> None:
+    assert parse_time("2026-11-27T08:00", "--from") == datetime(2026, 11, 27, 8, tzinfo=UTC)
+    start = parse_time("2026-11-27T10:00:00+02:00", "--from")
+    assert resolve(PeriodRequest(start=start), NOW)[0] == datetime(2026, 11, 27, 8, tzinfo=UTC)
+    assert parse_time("2026-11-27T08:00:00Z", "--to").tzinfo is not None
+
+
+def test_from_must_come_before_to_or_now() -> None:
+    with pytest.raises(ConfigError, match="is not before now"):
+        resolve(PeriodRequest(start=NOW + timedelta(seconds=1)), NOW)
+    with pytest.raises(ConfigError, match="is not before --to"):
+        resolve(PeriodRequest(start=NOW, end=NOW), NOW)
+
+
+def test_default_chart_step() -> None:
+    assert default_step(NOW - timedelta(days=3), NOW) == "hour"
+    assert default_step(NOW - timedelta(days=3, seconds=1), NOW) == "day"
+
+
+def test_judge_needs_enough_events() -> None:
+    thresholds = Thresholds()
+    few = Figures(calls=19, failures=19, observed=19, avg_ms=900.0)
+    assert judge(few, thresholds, 20) == Verdicts(State.UNKNOWN, State.UNKNOWN)
+    enough = Figures(calls=20, failures=0, observed=20, avg_ms=150.0)
+    assert judge(enough, thresholds, 20) == Verdicts(State.OK, State.WARNING)
+    # avg 500.0000001 ms is above the alert limit of 500 ms
+    over = Figures(calls=20, observed=20, avg_ms=500.0000001)
+    assert judge(over, thresholds, 20).avg_latency is State.CRITICAL
+    assert judge(Figures(), thresholds, 0) == Verdicts(State.UNKNOWN, State.UNKNOWN)
+
+
+def _report(overall: Figures) -> Report:
+    thresholds = Thresholds()
+    row = Row(None, overall, judge(overall, thresholds, 20))
+    typed = Row("a", overall, judge(overall, thresholds, 20))
+    return Report(
+        period=Period(NOW - timedelta(hours=1), NOW),
+        overall=row,
+        event_types=(typed,),
+        queue=Queue.judged(0, 0.0, thresholds),
+        top_errors=(),
+        series=None,
+        thresholds=thresholds,
+        min_events=20,
+        generated_at=NOW,
+    )
+
+
+def test_json_shape() -> None:
+    figures = Figures(
+        calls=200,
+        failures=1,
+        observed=100,
+        avg_ms=120.0,
+        p50_ms=100.0,
+        p95_ms=300.0,
+        p99_ms=400.0,
+        max_ms=450.0,
+        slow=25,
+        errors=3,
+    )
+    data = json.loads(render_json(_report(figures)))
+    assert {"overall", "event_types", "queue", "period"} <= set(data)
+    (row,) = data["event_types"]
+    assert list(row) == [
+        "event_type",
+        "calls",
+        "failures",
+        "success_rate",
+        "avg_ms",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "slow_share",
+        "errors",
+        "observed",
+        "verdicts",
+    ]
+    assert row["success_rate"] == 0.995
+    assert row["slow_share"] == 0.25
+    assert row["verdicts"] == {"success_rate": "warning", "avg_latency": "ok"}
+    assert "event_type" not in data["overall"]
+    assert data["period"] == {
+        "from": "2026-11-27T11:00:00Z",
+        "to": "2026-11-27T12:00:00Z",
+        "seconds": 3600.0,
+        "event_types": None,
+        "by": None,
+        "empty": False,
+    }
+    assert data["verdict"] == "warning"
+
+
+def test_json_has_no_nan_for_missing_figures() -> None:
+    text = render_json(_report(Figures()))
+    data = json.loads(text)
+    assert "NaN" not in text
+    assert data["overall"]["avg_ms"] is None
+    assert data["period"]["empty"] is True
+    assert data["verdict"] == "ok"  # the empty queue is ok; the rest cannot be judged
+
+
+@pytest.mark.parametrize(("span", "step"), [(1.0, 0.2), (7.0, 2.0), (0.004, 0.001), (480, 100)])
+def test_nice_steps(span: float, step: float) -> None:
+    assert math.isclose(svg.nice_step(span), step)
+
+
+def test_chart_draws_gaps_and_thresholds() -> None:
+    chart = svg.chart(
+        "t",
+        ["a", "b", "c", "d"],
+        [svg.Series("p95", [1.0, None, 3.0, 4.0], "#000")],
+        [svg.Threshold("alert", "limit", 2.5, "#f00"), svg.Threshold("off", "far", 99, "#f00")],
+        floor=0.0,
+    )
+    assert chart.count("<svg") == 1
+    assert chart.endswith("</svg>")
+    path = chart.split('data-series="p95"')[1].split('d="')[1].split('"')[0]
+    assert [part[0] for part in path.split()] == ["M", "M", "L"]  # broken at the missing bucket
+    assert "<circle" in chart  # the lone first point is still visible
+    assert 'data-threshold="alert"' in chart
+    assert 'data-threshold="off"' in chart  # the range grows to show every threshold
