@@ -141,7 +141,7 @@ class AlertTracker:
     def firing(self, now: float) -> list[Notification]:
         """Every alert firing now, as repeat notifications (sent when a replica takes over)."""
         notes = []
-        for track in self._tracks.values():
+        for track in list(self._tracks.values()):
             if track.firing is not None and track.last is not None:
                 alert = self._alert(track.last, track.firing, "firing", track.started_at, None)
                 notes.append(Notification(_group(alert), (alert,), repeat=True))
@@ -150,7 +150,8 @@ class AlertTracker:
 
     def firing_counts(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
-        for (slo, _), track in self._tracks.items():
+        # list() copies in one step, so a scrape never sees the poll thread add a track.
+        for (slo, _), track in list(self._tracks.items()):
             if track.firing is not None:
                 key = (ALERT_NAMES[slo], track.firing.label)
                 counts[key] = counts.get(key, 0) + 1
@@ -205,7 +206,11 @@ class AlertTracker:
     def _alert(
         self, indicator: Indicator, level: State, status: str, starts: float, ends: float | None
     ) -> Alert:
-        summary, description, threshold = describe(indicator, level, self.thresholds, self.window)
+        phrase, description, threshold = describe(indicator, level, self.thresholds, self.window)
+        if status == "resolved":
+            summary = f"Resolved: {phrase} (was {level.label}: {threshold})"
+        else:
+            summary = f"{phrase} ({threshold})"
         return Alert(
             alertname=ALERT_NAMES[indicator.slo],
             slo=indicator.slo,
@@ -238,7 +243,7 @@ def _ms(value: float | None) -> str:
 def describe(
     indicator: Indicator, level: State, thresholds: Thresholds, window: float
 ) -> tuple[str, str, str]:
-    """Summary, description and threshold, in words a person reads at 3 a.m."""
+    """What is measured, the description and the threshold, in words read at 3 a.m."""
     scope = (
         "all event types"
         if indicator.event_type == OVERALL
@@ -252,7 +257,7 @@ def describe(
             if level is State.CRITICAL
             else f"at or below {_percent(limits.normal)}"
         )
-        summary = f"Callback success rate {_percent(indicator.value)} for {scope} ({threshold})"
+        phrase = f"Callback success rate {_percent(indicator.value)} for {scope}"
         description = (
             f"Over the last {span}, {indicator.events} callback attempts for {scope} succeeded "
             f"{_percent(indicator.value)} of the time. Healthy is above {_percent(limits.normal)}; "
@@ -266,7 +271,7 @@ def describe(
             if level is State.CRITICAL
             else f"at or above {_ms(latency.normal)}"
         )
-        summary = f"Callback average latency {_ms(indicator.value)} for {scope} ({threshold})"
+        phrase = f"Callback average latency {_ms(indicator.value)} for {scope}"
         description = (
             f"Over the last {span}, callbacks for {scope} took {_ms(indicator.value)} on average "
             f"({indicator.events} attempts). Healthy is below {_ms(latency.normal)}; above "
@@ -279,10 +284,10 @@ def describe(
             f"above {backlog.alert}" if level is State.CRITICAL else f"at or above {backlog.normal}"
         )
         count = "n/a" if indicator.value is None else f"{indicator.value:.0f}"
-        summary = f"Callback queue backlog {count} items ({threshold})"
+        phrase = f"Callback queue backlog {count} items"
         description = (
             f"{count} callbacks are waiting in the queue. Healthy is below {backlog.normal}; "
             f"above {backlog.alert} is critical. Check that the workers are running and keeping "
             "up, and cbmon_queue_oldest_age_seconds for how long the oldest has waited."
         )
-    return summary, description, threshold
+    return phrase, description, threshold

@@ -135,6 +135,9 @@ def test_for_holds_a_state_before_it_fires_then_resolves_and_repeats() -> None:
     assert repeat[0].alerts[0].status == "firing"
     resolved = tracker.update(indicator(0.999), now=700)
     assert [(a.status, a.severity) for a in resolved[0].alerts] == [("resolved", "critical")]
+    assert resolved[0].alerts[0].summary == (
+        "Resolved: Callback success rate 99.90% for event type pay (was critical: below 99.00%)"
+    )
     assert tracker.update(indicator(0.999), now=2000) == []
 
 

@@ -1,0 +1,112 @@
+"""The demo's scenarios as data: how the receivers answer and how much traffic arrives, over time.
+
+A scenario is a list of phases laid out over one cycle (the demo's ``--duration``, or two minutes
+when it runs until Ctrl-C, repeating). Phases end at fractions of the cycle, so a scenario keeps
+its shape at any length. Pure values: no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_CYCLE = 120.0  # seconds; one pass of a scenario when the demo runs until stopped
+MIN_WINDOW = 10.0
+MAX_WINDOW = 30.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of a scenario. ``until`` is where it ends, as a fraction of the cycle."""
+
+    name: str
+    until: float
+    latency: float  # seconds a receiver takes to answer, on average
+    failure_rate: float  # share of requests answered with HTTP 500, 0..1
+    orders_per_second: float = 6.0
+    ships_per_second: float = 5.0
+    burst_orders: int = 0  # orders placed evenly over the phase, on top of the rate
+
+    def describe(self) -> str:
+        latency = f"{self.latency * 1000:.0f} ms" if self.latency < 1 else f"{self.latency:g} s"
+        failing = f", {self.failure_rate:.1%} failing" if self.failure_rate else ""
+        return f"receivers answer in ~{latency}{failing}"
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What holds at one moment: the phase, and the order rate with any burst spread in."""
+
+    phase: Phase
+    orders_per_second: float
+    ships_per_second: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    phases: tuple[Phase, ...]
+
+    def at(self, elapsed: float, cycle: float) -> Conditions:
+        """The conditions ``elapsed`` seconds into the demo; the scenario repeats every cycle."""
+        fraction = (elapsed % cycle) / cycle if cycle > 0 else 0.0
+        start = 0.0
+        for phase in self.phases:
+            if fraction < phase.until or phase is self.phases[-1]:
+                orders = phase.orders_per_second
+                span = (phase.until - start) * cycle
+                if phase.burst_orders and span > 0:
+                    orders += phase.burst_orders / span
+                return Conditions(phase, orders, phase.ships_per_second)
+            start = phase.until
+        raise AssertionError("a scenario has at least one phase")
+
+
+HEALTHY_LATENCY = 0.04
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(
+            "steady",
+            "healthy receivers all along: every indicator stays ok",
+            (Phase("healthy", 1.0, HEALTHY_LATENCY, 0.0),),
+        ),
+        Scenario(
+            "degraded",
+            "receivers slow down and fail, through warning into critical, then recover",
+            (
+                Phase("healthy", 0.15, HEALTHY_LATENCY, 0.0),
+                # 280 ms and 0.7 % failures sit inside both warning bands
+                Phase("warning", 0.35, 0.28, 0.007),
+                # long and slow enough that the window's average stays critical beyond `for`
+                Phase("critical", 0.6, 0.9, 0.04),
+                # long enough for the bad calls to leave the window, so the alerts resolve
+                Phase("recovered", 1.0, HEALTHY_LATENCY, 0.0),
+            ),
+        ),
+        Scenario(
+            "backlog",
+            "receivers stall while orders surge, the queue grows past 5000, then drains",
+            (
+                Phase("healthy", 0.15, HEALTHY_LATENCY, 0.0),
+                Phase("stalled", 0.55, 3.0, 0.0, ships_per_second=0.0, burst_orders=6500),
+                Phase("draining", 1.0, 0.01, 0.0),
+            ),
+        ),
+    )
+}
+
+
+def slo_window(cycle: float) -> float:
+    """The demo's SLO window: a quarter of the cycle, from 10 s to 30 s.
+
+    Short enough that the window empties of bad calls during the recovery phase (40 % of the
+    cycle), so alerts resolve before the demo ends.
+    """
+    return max(MIN_WINDOW, min(MAX_WINDOW, cycle / 4))
+
+
+def shortest_cycle(scenario: Scenario) -> float:
+    """Below this a scenario's alerts may not have time to fire and resolve."""
+    return 0.0 if scenario.name == "steady" else 4 * MIN_WINDOW
