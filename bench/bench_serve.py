@@ -32,7 +32,7 @@ from psycopg import sql
 
 from cbmon import schema
 from cbmon.config import load_config
-from cbmon.poller import Poller
+from cbmon.poller import BUCKETS, Poller
 
 SCHEMA = "cbmon_bench"
 EVENT_TYPES = 200
@@ -69,6 +69,36 @@ def insert_rows(conn: psycopg.Connection[Any], count: int) -> None:
     )
 
 
+MINIMAL = """
+    SELECT event_type, count(*), count(*) FILTER (WHERE status <> 'COMPLETED'),
+           sum(execution_time), count(execution_time)
+    FROM callback_logs WHERE id > %s AND id <= %s GROUP BY event_type
+"""
+SAME_FIGURES = f"""
+    SELECT event_type, count(*),
+           count(*) FILTER (WHERE status IS DISTINCT FROM 'COMPLETED'),
+           count(*) FILTER (WHERE execution_time BETWEEN 0 AND 3600000),
+           sum(execution_time) FILTER (WHERE execution_time BETWEEN 0 AND 3600000),
+           count(*) FILTER (WHERE execution_time > 200 AND execution_time <= 3600000),
+           {
+    ", ".join(
+        f"count(*) FILTER (WHERE execution_time BETWEEN 0 AND {bound * 1000:g})"
+        for bound in BUCKETS
+    )
+}
+    FROM callback_logs WHERE id > %s AND id <= %s GROUP BY event_type
+"""
+
+
+def best_of(conn: psycopg.Connection[Any], query: str, low: int, high: int) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        conn.execute(query, [low, high]).fetchall()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -102,18 +132,11 @@ def bench_polls(dsn: str, new: int) -> None:
         assert row is not None
         assert low is not None
         high = int(row[0])
-        # PostgreSQL's own aggregate over the same range, warm, best of three.
-        own = []
-        for _ in range(3):
-            started = time.perf_counter()
-            conn.execute(
-                """SELECT event_type, count(*),
-                          count(*) FILTER (WHERE status <> 'COMPLETED'),
-                          sum(execution_time), count(execution_time)
-                   FROM callback_logs WHERE id > %s AND id <= %s GROUP BY event_type""",
-                [low, high],
-            ).fetchall()
-            own.append(time.perf_counter() - started)
+        # PostgreSQL's own aggregates over the same range, warm, best of three: the minimal
+        # GROUP BY a hand-written exporter runs for counts and a mean, and the one that
+        # computes every figure cbmon exports (failures, valid durations, buckets).
+        minimal = best_of(conn, MINIMAL, low, high)
+        same = best_of(conn, SAME_FIGURES, low, high)
         started = time.perf_counter()
         polls = 0
         while True:
@@ -125,9 +148,13 @@ def bench_polls(dsn: str, new: int) -> None:
         count = high - low
         print(
             f"consuming {count:,} new rows: cbmon {count / ours:,.0f} rows/s "
-            f"({ours:.2f}s, {polls} polls); PostgreSQL's own GROUP BY {count / min(own):,.0f} "
-            f"rows/s ({min(own):.2f}s); ratio {min(own) / ours:.2f} (goal >= 0.5)"
+            f"({ours:.2f}s, {polls} polls)"
         )
+        for name, seconds in (("same figures", same), ("minimal", minimal)):
+            print(
+                f"  PostgreSQL's own GROUP BY, {name}: {count / seconds:,.0f} rows/s "
+                f"({seconds:.2f}s); cbmon's rate / its rate = {seconds / ours:.2f}"
+            )
 
 
 def bench_serve(dsn: str) -> None:
@@ -237,9 +264,7 @@ def bench_breach(dsn: str, runs: int = 5) -> None:
             )
             try:
                 metrics = f"http://127.0.0.1:{port}/metrics"
-                wait(
-                    lambda url=metrics: b"cbmon_leader 1.0" in requests.get(url, timeout=5).content
-                )
+                wait(lambda url=metrics: leads(url))
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(name)))
                     started = time.perf_counter()
@@ -268,6 +293,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def leads(url: str) -> bool:
+    try:
+        return b"cbmon_leader 1.0" in requests.get(url, timeout=2).content
+    except requests.RequestException:
+        return False
 
 
 def ok(url: str) -> bool:

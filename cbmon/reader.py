@@ -60,26 +60,22 @@ class Gap:
 class Source:
     """What to read: the table, its id column, and the SQL producing per-group aggregates.
 
-    ``columns`` are per-row expressions (``expr AS name``), computed once per row in an inner
-    query; ``select`` are aggregates over those names, grouped by ``group_by``. ``params``
-    are bound.
+    ``select`` are aggregate expressions over the table's columns, grouped by ``group_by``;
+    ``params`` are bound.
     """
 
     name: str
     table: sql.Composable
     id_column: sql.Identifier
     group_by: sql.Composable
-    columns: Sequence[sql.Composable]
     select: Sequence[sql.Composable]
     params: dict[str, Any]
 
     def formatted(self, template: str, **extra: sql.Composable) -> sql.Composed:
-        """``sql/<template>`` with this source's key, columns, aggregates and table filled in."""
-        columns = sql.SQL("").join(sql.SQL(", ") + column for column in self.columns)
+        """``sql/<template>`` with this source's key, aggregates and table filled in."""
         return sqlfiles.template(template).format(
             key=self.group_by,
             id=self.id_column,
-            columns=columns,
             aggregates=sql.SQL(", ").join(self.select) if self.select else sql.SQL("0"),
             table=self.table,
             **extra,
@@ -186,7 +182,11 @@ class TailReader:
             params[f"gap_low_{index}"] = gap.low
             params[f"gap_high_{index}"] = gap.high
         # Gap ids all lie below ``after``, so without gaps every row read is in the range.
-        counted = sql.SQL("count(CASE WHEN id > %(after)s THEN 1 END)" if gaps else "count(*)")
+        counted = (
+            sql.SQL("count(CASE WHEN {id} > %(after)s THEN 1 END)").format(id=src.id_column)
+            if gaps
+            else sql.SQL("count(*)")
+        )
         query = src.formatted(
             "queries/aggregate_new_rows.sql", where=sql.SQL(" OR ").join(where), in_range=counted
         )

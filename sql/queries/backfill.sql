@@ -1,12 +1,11 @@
 -- History for the SLO window on start: the source's aggregates per group and time slot, over
 -- the rows created within the window (read through the created_at index). A slot is stamped
 -- with its end, or with now for the slot still open.
-SELECT k, slot_end, count(*) AS rows_read, {aggregates}
-FROM (
-    SELECT {key} AS k,
-           least(floor(extract(epoch FROM {created_at}) / %(slot)s) * %(slot)s + %(slot)s,
-                 extract(epoch FROM now())) AS slot_end{columns}
-    FROM {table}
-    WHERE {created_at} > now() - %(window)s * interval '1 second'
-) AS r
-GROUP BY k, slot_end
+SELECT {key} AS key,
+       least(floor(extract(epoch FROM {created_at}) / %(slot)s) * %(slot)s + %(slot)s,
+             extract(epoch FROM now())) AS slot_end,
+       count(*) AS rows_read,
+       {aggregates}
+FROM {table}
+WHERE {created_at} > now() - %(window)s * interval '1 second'
+GROUP BY 1, 2
