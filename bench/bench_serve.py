@@ -166,24 +166,7 @@ def bench_serve(dsn: str) -> None:
             + "}\n"
         )
         port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cbmon",
-                "--log-level",
-                "warning",
-                "serve",
-                "--dsn",
-                dsn,
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--poll-interval",
-                "1s",
-            ],
-        )
+        process = start_serve(dsn, config, port)
         try:
             url = f"http://127.0.0.1:{port}/metrics"
             wait(lambda: ok(url.replace("metrics", "readyz")))
@@ -241,25 +224,12 @@ def bench_breach(dsn: str, runs: int = 5) -> None:
             tables = ", ".join(f"{t}: {{schema: {name}}}" for t in ("logs", "errors", "queue"))
             config.write_text(f"tables: {{{tables}}}\nslo: {{for: 0s, min_events: 10}}\n")
             port = free_port()
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cbmon",
-                    "--log-level",
-                    "warning",
-                    "serve",
-                    "--dsn",
-                    dsn,
-                    "--config",
-                    str(config),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--poll-interval",
-                    "1s",
-                    "--webhook",
-                    f"http://127.0.0.1:{hook.server_address[1]}/",
-                ],
+            process = start_serve(
+                dsn,
+                config,
+                port,
+                "--webhook",
+                f"http://127.0.0.1:{hook.server_address[1]}/",
                 env={**os.environ, "CBMON_WEBHOOK_SECRET": "whsec_" + "QUJD" * 8},
             )
             try:
@@ -284,6 +254,31 @@ def bench_breach(dsn: str, runs: int = 5) -> None:
         f"breach committed -> signed webhook received ({runs} runs, poll 1s, for 0s): "
         f"median {statistics.median(latencies):.2f}s, max {max(latencies):.2f}s "
         "(goal < poll interval + 1s = 2s)"
+    )
+
+
+def start_serve(
+    dsn: str, config: Path, port: int, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cbmon",
+            "--log-level",
+            "warning",
+            "serve",
+            "--dsn",
+            dsn,
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--poll-interval",
+            "1s",
+            *extra,
+        ],
+        env=env,
     )
 
 
