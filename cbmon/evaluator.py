@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cbmon import payload
+from cbmon import payload, signing
 from cbmon.config import Config
 from cbmon.leader import Leadership, lock_key
 from cbmon.notifier import Notifier, Receiver
@@ -34,6 +34,8 @@ class Evaluator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         slo, alerting = config.file.slo, config.file.alerting
+        if config.webhook_secret is not None:
+            signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
         self.config = config
         self.external_url = external_url
         self.window = Window(slo.window)

@@ -13,7 +13,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import psycopg
@@ -23,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from cbmon.collector import CallbackCollector, QueueAgeCollector
 from cbmon.config import Config, parse_listen
 from cbmon.db import connect, describe, first_line
-from cbmon.errors import CbmonError
+from cbmon.errors import CbmonError, ConfigError
 from cbmon.evaluator import Evaluator, EvaluatorCollector, NotifierCollector
 from cbmon.exposition import Exposition
 from cbmon.poller import CallbackDelta, Poller, PollResult
@@ -33,6 +32,13 @@ from cbmon.state import State
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+# Errors that mean the configuration names tables or columns the role cannot read.
+_SCHEMA_ERRORS = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.InvalidSchemaName,
+)
 
 
 def external_url(listen: str) -> str:
@@ -122,8 +128,9 @@ class Service:
         self.exposition.refresh()
         return result
 
-    def run(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
-        """Poll until :attr:`stop_event` is set. Never raises for database trouble."""
+    def run(self) -> None:
+        """Poll until :attr:`stop_event` is set. A database that is away is waited for; tables
+        that the first poll cannot read are a :class:`ConfigError`."""
         interval = self.config.file.poll_interval
         # Rendering after a poll holds the GIL for tens of milliseconds; a short switch interval
         # lets a scrape arriving meanwhile be served from the cache without waiting for it.
@@ -132,25 +139,35 @@ class Service:
         while not self.stop_event.is_set():
             try:
                 result = self.poll_once()
+            except _SCHEMA_ERRORS as exc:
+                if self.state.last_poll_timestamp == 0:
+                    # Never polled: the tables or grants are wrong, not the weather. Say so.
+                    raise ConfigError(
+                        f"{first_line(exc)} (check tables.logs/errors/queue in the "
+                        "configuration and the role's SELECT grants)"
+                    ) from None
+                failures = self._poll_failed(exc, failures, interval)
+                continue
             except (psycopg.Error, CbmonError) as exc:
-                failures += 1
-                self.state.poll_failed()
-                self.exposition.refresh()
-                self._drop_connection()
-                delay = min(MAX_BACKOFF, max(interval, 2 ** (failures - 1))) * (
-                    0.8 + 0.4 * random.random()
-                )
-                text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
-                log.warning("poll failed (%s); retrying in %.1fs", text, delay)
-                self.stop_event.wait(delay)
+                failures = self._poll_failed(exc, failures, interval)
                 continue
             if failures:
                 log.info("database back after %d failed polls", failures)
             failures = 0
-            if on_poll is not None:
-                on_poll(result)
             if result.caught_up:
                 self.stop_event.wait(interval)
+
+    def _poll_failed(self, exc: BaseException, failures: int, interval: float) -> int:
+        """Record a failed poll, drop the connection and wait with backoff; returns failures."""
+        failures += 1
+        self.state.poll_failed()
+        self.exposition.refresh()
+        self._drop_connection()
+        delay = min(MAX_BACKOFF, max(interval, 2 ** (failures - 1))) * (0.8 + 0.4 * random.random())
+        text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
+        log.warning("poll failed (%s); retrying in %.1fs", text, delay)
+        self.stop_event.wait(delay)
+        return failures
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

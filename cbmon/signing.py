@@ -36,7 +36,10 @@ def _webhook(secret: str) -> Webhook:
         return Webhook(secret)
     except (binascii.Error, ValueError, EmptyWebhookSecretError):
         # never echo the secret itself
-        raise ConfigError("webhook secret must be 'whsec_' followed by base64") from None
+        raise ConfigError(
+            "webhook secret (--webhook-secret, CBMON_WEBHOOK_SECRET or alerting.secret_file) "
+            "must be 'whsec_' followed by base64"
+        ) from None
 
 
 def check_secret(secret: str) -> None:

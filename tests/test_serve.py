@@ -232,3 +232,19 @@ def test_serve_does_not_import_pandas() -> None:
     del python
     out = subprocess.run([CBMON[0], "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_missing_tables_are_one_clear_line(pg: PgSchema, tmp_path: Path) -> None:
+    config = tmp_path / "cbmon.yml"
+    config.write_text("tables: {logs: {schema: nowhere}}\n")
+    result = subprocess.run(
+        [*CBMON, "serve", "--dsn", pg.dsn, "--config", str(config), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('cbmon: relation "nowhere.callback_logs" does not exist')
+    assert "tables.logs/errors/queue" in last
