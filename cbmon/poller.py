@@ -35,6 +35,17 @@ class CallbackDelta:
     invalid: int  # execution_time present but negative, NaN, infinite or absurd
     slow: int  # valid execution_time above thresholds.slow_callback
 
+    def __add__(self, other: CallbackDelta) -> CallbackDelta:
+        return CallbackDelta(
+            attempts=self.attempts + other.attempts,
+            failures=self.failures + other.failures,
+            observed=self.observed + other.observed,
+            sum_seconds=self.sum_seconds + other.sum_seconds,
+            buckets=tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
+            invalid=self.invalid + other.invalid,
+            slow=self.slow + other.slow,
+        )
+
 
 # (slot end in the database's unix seconds, raw event type, callbacks, errors)
 HistoryRow = tuple[float, str | None, CallbackDelta | None, int]

@@ -116,7 +116,7 @@ class State:
             for raw, delta in result.callbacks.items():
                 label = self.labels.label(raw)
                 previous, errors = merged.get(label, (None, 0))
-                merged[label] = (delta if previous is None else _sum(previous, delta), errors)
+                merged[label] = (delta if previous is None else previous + delta, errors)
             for raw, count in result.errors.items():
                 label = self.labels.label(raw)
                 previous_delta, errors = merged.get(label, (None, 0))
@@ -194,15 +194,3 @@ class State:
                 event_types=len(self.labels),
                 folded_total=self.labels.folded_total,
             )
-
-
-def _sum(a: CallbackDelta, b: CallbackDelta) -> CallbackDelta:
-    return CallbackDelta(
-        attempts=a.attempts + b.attempts,
-        failures=a.failures + b.failures,
-        observed=a.observed + b.observed,
-        sum_seconds=a.sum_seconds + b.sum_seconds,
-        buckets=tuple(x + y for x, y in zip(a.buckets, b.buckets, strict=True)),
-        invalid=a.invalid + b.invalid,
-        slow=a.slow + b.slow,
-    )

@@ -85,19 +85,41 @@ def _add(totals: Totals | None, delta: CallbackDelta | None, errors: int) -> Tot
     )
 
 
+def _merge(into: dict[str, tuple[CallbackDelta | None, int]], deltas: Deltas) -> None:
+    for label, (delta, errors) in deltas.items():
+        old, old_errors = into.get(label, (None, 0))
+        merged = delta if old is None else old if delta is None else old + delta
+        into[label] = (merged, old_errors + errors)
+
+
 class Window:
-    """Slices of deltas by time; thread-safe, since scrapes read while the poller writes."""
+    """Slices of deltas by time; thread-safe, since scrapes read while the poller writes.
+
+    Deltas closer than ``length / SLICES`` to the newest slice are merged into it, so memory
+    stays bounded whatever the window and poll interval; the window's edge moves in steps of
+    that size.
+    """
+
+    SLICES = 120
 
     def __init__(self, length: float) -> None:
         self.length = length
+        self.step = length / self.SLICES
         self._slices: collections.deque[tuple[float, dict[str, tuple[CallbackDelta | None, int]]]]
         self._slices = collections.deque()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slices)
 
     def add(self, at: float, deltas: Deltas) -> None:
         if not deltas:
             return
         with self._lock:
+            if self._slices and 0 <= at - self._slices[-1][0] < self.step:
+                _merge(self._slices[-1][1], deltas)
+                return
             self._slices.append((at, dict(deltas)))
             if len(self._slices) > 1 and self._slices[-2][0] > at:
                 # Backfilled slices may arrive out of time order; keep the deque sorted.

@@ -204,3 +204,12 @@ def test_payload_is_alertmanager_version_4() -> None:
         "externalURL",
         "alerts",
     }
+
+
+def test_window_memory_is_bounded_whatever_the_poll_rate() -> None:
+    window = Window(60)
+    for tick in range(6000):  # ten polls a second for ten minutes
+        window.add(tick / 10, {"a": (delta(1, 0, 0.1), 0)})
+    overall, _ = window.totals(600.0)
+    assert len(window) <= Window.SLICES + 1
+    assert 595 <= overall.attempts <= 605  # the last minute, to within one step
