@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from psycopg import sql
 
 from cbmon import signing
 from cbmon.demo.receivers import AlertEvent, AlertReceiver, CallbackReceivers
-from cbmon.demo.run import reserve_listen
+from cbmon.demo.run import EXECUTOR_ROLE, reserve_listen
 from cbmon.demo.scenario import SCENARIOS, Phase, slo_window
 from cbmon.demo.view import Snapshot, panel, status_line
 from cbmon.errors import ConfigError
@@ -327,6 +328,10 @@ def demo_schema(pg_dsn: str) -> Iterator[str]:
     yield name
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        # The demo's NOLOGIN executor role is cluster-wide; leave it only if another schema
+        # (a demo the user ran by hand) still grants it something.
+        with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(EXECUTOR_ROLE)))
 
 
 def test_steady_demo_on_an_existing_database(pg_dsn: str, demo_schema: str) -> None:
