@@ -134,19 +134,16 @@ def test_read_only_role_is_enough_and_cannot_write(pg: PgSchema, tmp_path: Path)
     try:
         port = free_port()
         config = write_config(pg, tmp_path / "cbmon.yml")
-        with running(serve_args(ro_dsn, config, port)):
+        args = [*serve_args(ro_dsn, config, port), "--webhook", "http://127.0.0.1:9/unused"]
+        with running(args):
+            url = f"http://127.0.0.1:{port}/metrics"
             wait_for(lambda: _ok(f"http://127.0.0.1:{port}/readyz"))
             pg.conn.execute(
                 "INSERT INTO callback_logs (event_type, status) VALUES ('ro', 'COMPLETED')"
             )
-            wait_for(
-                lambda: (
-                    scrape(f"http://127.0.0.1:{port}/metrics").get(
-                        'cbmon_callback_attempts_total{event_type="ro"}'
-                    )
-                    == 1
-                )
-            )
+            metrics = wait_for_sample(url, 'cbmon_callback_attempts_total{event_type="ro"}', 1)
+            # The leader lock needs no write privilege either.
+            assert metrics["cbmon_leader"] == 1
         with psycopg.connect(ro_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(pg.name)))
             # Sessions are read-only by default...
