@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import email.utils
 import logging
 import random
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Callable
 import requests
 
 from cbmon import signing
+from cbmon.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,9 @@ class Counters:
 
 
 def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return float(min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER))
+    """Seconds to wait from a ``Retry-After`` header, capped at MAX_RETRY_AFTER."""
+    seconds = parse_retry_after(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
 
 
 def display_name(url: str) -> str:

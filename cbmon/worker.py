@@ -23,7 +23,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import psycopg
@@ -33,6 +32,7 @@ from psycopg import sql
 from cbmon import signing
 from cbmon.db import connect, first_line
 from cbmon.errors import ConfigError, DatabaseError
+from cbmon.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -176,22 +176,6 @@ def build_body(claim: Claim) -> str:
         "data": claim.payload,
     }
     return json.dumps(envelope, separators=(",", ":"), sort_keys=True)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if any."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class _Statements:

@@ -19,7 +19,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from cbmon import mechanism, signing
 from cbmon.errors import ConfigError, DatabaseError
-from cbmon.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body, parse_retry_after
+from cbmon.retry_after import parse_retry_after
+from cbmon.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
 from tests.conftest import PgSchema
 
 # -- receivers -------------------------------------------------------------------------------
