@@ -67,15 +67,21 @@ class EmbeddedPostgres:
 
     def restart(self, mode: str = "fast") -> None:
         """Restart the server (``mode`` as pg_ctl's ``-m``: smart, fast or immediate)."""
-        # pgserver builds its command wrappers at import time, so they are looked up by name.
-        commands: Any = importlib.import_module("pgserver._commands")
-        user = self._server.system_user if self._server is not None else None
-        commands.pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.data_dir, user=user)
+        self._pg_ctl("-w", "-m", mode, "restart")
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
+            # After a restart pgserver still knows the old postmaster only; stop the new one.
+            if (self.data_dir / "postmaster.pid").exists():
+                self._pg_ctl("-w", "-m", "fast", "stop")
             self._server = None
+
+    def _pg_ctl(self, *args: str) -> None:
+        # pgserver builds its command wrappers at import time, so they are looked up by name.
+        commands: Any = importlib.import_module("pgserver._commands")
+        user = self._server.system_user if self._server is not None else None
+        commands.pg_ctl(list(args), pgdata=self.data_dir, user=user)
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()

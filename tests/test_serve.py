@@ -169,7 +169,8 @@ def test_counts_stay_exact_across_a_database_restart(tmp_path: Path) -> None:
     """Rows written before, during and after a restart are each counted once."""
     from cbmon.embedded import EmbeddedPostgres
 
-    with EmbeddedPostgres(tmp_path / "pgdata") as db:
+    data = tmp_path / "pgdata"
+    with EmbeddedPostgres(data) as db:
         schema.apply(db.dsn, schema="public", role=None)
         config = tmp_path / "cbmon.yml"
         config.write_text("reader: {gap_grace: 200ms}\n")
@@ -207,6 +208,10 @@ def test_counts_stay_exact_across_a_database_restart(tmp_path: Path) -> None:
             row = conn.execute("SELECT count(*) FROM callback_logs").fetchone()
             assert row is not None
             assert row[0] == 160
+    # The restarted server is stopped too: nothing runs on this data directory any more.
+    assert not (data / "postmaster.pid").exists()
+    running_here = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True)
+    assert running_here.stdout == ""
 
 
 def test_sigint_stops_cleanly(pg: PgSchema, tmp_path: Path) -> None:
