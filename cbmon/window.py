@@ -30,6 +30,11 @@ class Totals:
     slow: int
     errors: int
 
+    @classmethod
+    def of(cls, delta: CallbackDelta | None, errors: int) -> Totals:
+        d = delta or EMPTY
+        return cls(d.attempts, d.failures, d.observed, d.sum_seconds, d.buckets, d.slow, errors)
+
     @property
     def success_rate(self) -> float | None:
         return None if self.attempts == 0 else 1 - self.failures / self.attempts
@@ -68,21 +73,6 @@ def quantile(
             )
         lower_bound, lower_count = bound, count
     return bound
-
-
-def _add(totals: Totals | None, delta: CallbackDelta | None, errors: int) -> Totals:
-    d = delta or EMPTY
-    if totals is None:
-        return Totals(d.attempts, d.failures, d.observed, d.sum_seconds, d.buckets, d.slow, errors)
-    return Totals(
-        attempts=totals.attempts + d.attempts,
-        failures=totals.failures + d.failures,
-        observed=totals.observed + d.observed,
-        sum_seconds=totals.sum_seconds + d.sum_seconds,
-        buckets=tuple(a + b for a, b in zip(totals.buckets, d.buckets, strict=True)),
-        slow=totals.slow + d.slow,
-        errors=totals.errors + errors,
-    )
 
 
 def _merge(into: dict[str, tuple[CallbackDelta | None, int]], deltas: Deltas) -> None:
@@ -132,12 +122,14 @@ class Window:
             while self._slices and self._slices[0][0] <= start:
                 self._slices.popleft()
             slices = list(self._slices)
-        overall: Totals | None = None
-        per_type: dict[str, Totals] = {}
+        per_type: dict[str, tuple[CallbackDelta | None, int]] = {}
         for at, deltas in slices:
-            if at > now:
-                continue
-            for label, (delta, errors) in deltas.items():
-                per_type[label] = _add(per_type.get(label), delta, errors)
-                overall = _add(overall, delta, errors)
-        return overall or _add(None, None, 0), per_type
+            if at <= now:
+                _merge(per_type, deltas)
+        overall: dict[str, tuple[CallbackDelta | None, int]] = {}
+        for pair in per_type.values():
+            _merge(overall, {"": pair})
+        return (
+            Totals.of(*overall.get("", (None, 0))),
+            {label: Totals.of(*pair) for label, pair in per_type.items()},
+        )

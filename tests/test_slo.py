@@ -74,8 +74,7 @@ def delta(attempts: int, failures: int, seconds: float) -> CallbackDelta:
 
 
 def totals(attempts: int, failures: int, seconds: float) -> Totals:
-    d = delta(attempts, failures, seconds)
-    return Totals(d.attempts, d.failures, d.observed, d.sum_seconds, d.buckets, d.slow, 0)
+    return Totals.of(delta(attempts, failures, seconds), 0)
 
 
 def states(indicators: list[Indicator]) -> dict[tuple[str, str], State]:
