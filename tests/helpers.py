@@ -38,6 +38,32 @@ def wait_for(check: Callable[[], T | None], timeout: float = 15.0, every: float 
     raise AssertionError(f"gave up after {timeout}s; last value {last!r}")
 
 
+def serve_command(
+    dsn: str, config: Path, port: int, *extra: str, poll_interval: str = "200ms"
+) -> list[str]:
+    """``cbmon serve`` on 127.0.0.1:``port`` with a short poll interval."""
+    return [
+        *CBMON, "serve", "--dsn", dsn, "--config", str(config),
+        "--listen", f"127.0.0.1:{port}", "--poll-interval", poll_interval, *extra,
+    ]  # fmt: skip
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200 (readiness probes); False while nothing listens."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def scrape_or_empty(url: str) -> dict[str, float]:
+    """Like :func:`scrape`, but ``{}`` while the server is not up yet or has gone."""
+    try:
+        return scrape(url)
+    except requests.RequestException:
+        return {}
+
+
 def scrape(url: str) -> dict[str, float]:
     """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted."""
     text = requests.get(url, timeout=5).text

@@ -14,7 +14,15 @@ from standardwebhooks import Webhook
 from cbmon.notifier import Notifier, Receiver
 from cbmon.signing import new_secret
 from tests.conftest import PgSchema
-from tests.helpers import CBMON, free_port, running, scrape, wait_for
+from tests.helpers import (
+    CBMON,
+    free_port,
+    running,
+    scrape,
+    scrape_or_empty,
+    serve_command,
+    wait_for,
+)
 from tests.receiver import Reply, receiver
 
 BODY = json.dumps({"version": "4", "status": "firing", "alerts": []}).encode()
@@ -102,20 +110,7 @@ def _config(pg: PgSchema, path: Path, extra: str = "") -> Path:
 
 
 def _serve(pg: PgSchema, config: Path, port: int, hook_url: str) -> list[str]:
-    return [
-        *CBMON,
-        "serve",
-        "--dsn",
-        pg.dsn,
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--poll-interval",
-        "250ms",
-        "--webhook",
-        hook_url,
-    ]
+    return serve_command(pg.dsn, config, port, "--webhook", hook_url, poll_interval="250ms")
 
 
 def _insert(pg: PgSchema, ok: int, failed: int, event_type: str = "pay") -> None:
@@ -140,7 +135,7 @@ def test_serve_fires_a_signed_alert_then_resolves_it(pg: PgSchema, tmp_path: Pat
         ),
     ):
         url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: _scrape(url).get("cbmon_leader") == 1)
+        wait_for(lambda: scrape_or_empty(url).get("cbmon_leader") == 1)
         breach = time.time()
         _insert(pg, ok=95, failed=5)  # 95 % success: critical
         first = hook.wait(1)[0]
@@ -177,20 +172,13 @@ def test_serve_fires_a_signed_alert_then_resolves_it(pg: PgSchema, tmp_path: Pat
 
 
 def _has(url: str, key: str) -> dict[str, float] | None:
-    metrics = _scrape(url)
+    metrics = scrape_or_empty(url)
     return metrics if key in metrics else None
 
 
 def _one_leader(urls: list[str]) -> list[float] | None:
-    values = [_scrape(u).get("cbmon_leader", -1.0) for u in urls]
+    values = [scrape_or_empty(u).get("cbmon_leader", -1.0) for u in urls]
     return values if sorted(values) == [0.0, 1.0] else None
-
-
-def _scrape(url: str) -> dict[str, float]:
-    try:
-        return scrape(url)
-    except OSError:
-        return {}
 
 
 def test_two_replicas_one_sender_and_failover(pg: PgSchema, tmp_path: Path) -> None:
@@ -211,7 +199,7 @@ def test_two_replicas_one_sender_and_failover(pg: PgSchema, tmp_path: Path) -> N
         (first, second)[leader].send_signal(signal.SIGKILL)
         survivor = urls[1 - leader]
         killed = time.monotonic()
-        wait_for(lambda: _scrape(survivor).get("cbmon_leader") == 1, timeout=10)
+        wait_for(lambda: scrape_or_empty(survivor).get("cbmon_leader") == 1, timeout=10)
         # The new leader re-sends what fires rather than risk it being lost.
         requests = hook.wait(4)
         print(f"failover took {time.monotonic() - killed:.2f}s")

@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from tests.conftest import PgSchema, require_binary
-from tests.helpers import CBMON, free_port, running, wait_for
+from tests.helpers import answers, free_port, running, serve_command, wait_for
 from tests.promstack import ROOT, Prometheus, alertmanager, expand, prometheus, targets
 from tests.receiver import Receiver, receiver
 
@@ -94,13 +94,6 @@ def _write_cbmon_config(pg: PgSchema, path: Path) -> Path:
     return path
 
 
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def _has_finite_value(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(series["value"][1])) for series in result)
 
@@ -164,18 +157,7 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
     port = free_port()
     cbmon_url = f"http://127.0.0.1:{port}"
     config = _write_cbmon_config(pg, tmp_path / "cbmon.yml")
-    serve = [
-        *CBMON,
-        "serve",
-        "--dsn",
-        pg.dsn,
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--poll-interval",
-        "1s",
-    ]
+    serve = serve_command(pg.dsn, config, port, poll_interval="1s")
     with (
         receiver() as hook,
         running(serve, log=tmp_path / "cbmon.log"),
@@ -188,7 +170,7 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
             alertmanager_url=am.url,
         ) as prom,
     ):
-        wait_for(lambda: _ok(f"{cbmon_url}/readyz"), timeout=30)
+        wait_for(lambda: answers(f"{cbmon_url}/readyz"), timeout=30)
         for event_type in EVENT_TYPES:
             pg.conn.execute(
                 "INSERT INTO callback_logs (event_type, status, execution_time) "

@@ -15,7 +15,17 @@ from psycopg import sql
 
 from cbmon import schema
 from tests.conftest import PgSchema, require_binary
-from tests.helpers import CBMON, free_port, running, scrape, wait_for, wait_for_sample
+from tests.helpers import (
+    CBMON,
+    answers,
+    free_port,
+    running,
+    scrape,
+    scrape_or_empty,
+    serve_command,
+    wait_for,
+    wait_for_sample,
+)
 
 
 def write_config(pg: PgSchema, path: Path, extra: str = "") -> Path:
@@ -29,18 +39,7 @@ def write_config(pg: PgSchema, path: Path, extra: str = "") -> Path:
 
 
 def serve_args(dsn: str, config: Path, port: int) -> list[str]:
-    return [
-        *CBMON,
-        "serve",
-        "--dsn",
-        dsn,
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--poll-interval",
-        "200ms",
-    ]
+    return serve_command(dsn, config, port)
 
 
 def test_serve_exports_exact_metrics_and_health(pg: PgSchema, tmp_path: Path) -> None:
@@ -48,7 +47,7 @@ def test_serve_exports_exact_metrics_and_health(pg: PgSchema, tmp_path: Path) ->
     config = write_config(pg, tmp_path / "cbmon.yml")
     url = f"http://127.0.0.1:{port}"
     with running(serve_args(pg.dsn, config, port), log=tmp_path / "serve.log") as proc:
-        wait_for(lambda: _ok(f"{url}/readyz"))
+        wait_for(lambda: answers(f"{url}/readyz"))
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         pg.conn.execute(
             "INSERT INTO callback_logs (event_type, status, execution_time) "
@@ -76,19 +75,12 @@ def test_serve_exports_exact_metrics_and_health(pg: PgSchema, tmp_path: Path) ->
         assert proc.wait(timeout=10) == 0
 
 
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_exposition_passes_promtool(pg: PgSchema, tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     port = free_port()
     config = write_config(pg, tmp_path / "cbmon.yml")
     with running(serve_args(pg.dsn, config, port)):
-        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/readyz"))
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"))
         pg.conn.execute(
             "INSERT INTO callback_logs (event_type, status, execution_time) "
             "VALUES ('a', 'COMPLETED', 10), ('b', 'FAILED', NULL)"
@@ -113,18 +105,11 @@ def test_database_down_at_start_then_up(tmp_path: Path, pg: PgSchema) -> None:
     url = f"http://127.0.0.1:{port}"
     dead = f"postgresql://root@127.0.0.1:{free_port()}/test"
     with running(serve_args(dead, config, port)):
-        metrics = wait_for(lambda: _scrape_or_none(f"{url}/metrics"))
+        metrics = wait_for(lambda: scrape_or_empty(f"{url}/metrics"))
         assert metrics["cbmon_database_up"] == 0
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 503
         wait_for(lambda: scrape(f"{url}/metrics")["cbmon_poll_errors_total"] >= 1)
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
-
-
-def _scrape_or_none(url: str) -> dict[str, float] | None:
-    try:
-        return scrape(url)
-    except requests.RequestException:
-        return None
 
 
 def test_read_only_role_is_enough_and_cannot_write(pg: PgSchema, tmp_path: Path) -> None:
@@ -137,7 +122,7 @@ def test_read_only_role_is_enough_and_cannot_write(pg: PgSchema, tmp_path: Path)
         args = [*serve_args(ro_dsn, config, port), "--webhook", "http://127.0.0.1:9/unused"]
         with running(args):
             url = f"http://127.0.0.1:{port}/metrics"
-            wait_for(lambda: _ok(f"http://127.0.0.1:{port}/readyz"))
+            wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"))
             pg.conn.execute(
                 "INSERT INTO callback_logs (event_type, status) VALUES ('ro', 'COMPLETED')"
             )
@@ -187,7 +172,7 @@ def test_counts_stay_exact_across_a_database_restart(tmp_path: Path) -> None:
                 )
 
         with running(serve_args(db.dsn, config, port), log=tmp_path / "serve.log"):
-            wait_for(lambda: _ok(url.replace("/metrics", "/readyz")))
+            wait_for(lambda: answers(url.replace("/metrics", "/readyz")))
             insert(100)
             wait_for(lambda: scrape(url).get(key) == 100)
             # An uncommitted writer holds a low id across the restart: it is rolled back.
@@ -218,7 +203,7 @@ def test_sigint_stops_cleanly(pg: PgSchema, tmp_path: Path) -> None:
     port = free_port()
     config = write_config(pg, tmp_path / "cbmon.yml")
     with running(serve_args(pg.dsn, config, port)) as proc:
-        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/readyz"))
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     with pytest.raises(requests.ConnectionError):
