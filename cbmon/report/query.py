@@ -84,7 +84,24 @@ class _Source:
         }
 
     def statement(self, name: str, identifiers: Mapping[str, sql.Composable]) -> sql.Composed:
+        if name in _ATTEMPTS:  # the summary and the series differ only in the time bucket
+            parts = {key: part.format(**identifiers) for key, part in _ATTEMPTS[name].items()}
+            return sqlfiles.template("report/attempts.sql").format(**identifiers, **parts)
         return sqlfiles.template(f"report/{name}.sql").format(**identifiers)
+
+
+_ATTEMPTS: dict[str, dict[str, sql.SQL]] = {
+    "summary": {
+        "bucket_column": sql.SQL(""),
+        "bucket": sql.SQL(""),
+        "grouping": sql.SQL("(event_type), ()"),
+    },
+    "series": {
+        "bucket_column": sql.SQL("bucket,"),
+        "bucket": sql.SQL("date_trunc(%(unit)s, {created_at}) AS bucket,"),
+        "grouping": sql.SQL("(bucket, event_type), (bucket)"),
+    },
+}
 
 
 def _query(

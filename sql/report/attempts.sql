@@ -1,11 +1,13 @@
--- Per event type and overall (the empty grouping set) over the attempts in [from, to).
+-- Per event type and overall (the empty grouping set) over the attempts in [from, to),
+-- optionally per time bucket too ({bucket}: date_trunc in the session's time zone, UTC).
 -- One scan and one sort: the overall row comes from the same pass as the per-type rows.
 -- A duration is observed only when it is a number from 0 to max_execution_time. PostgreSQL
 -- sorts NaN above every number, so the upper bound also drops NaN and infinity.
 -- percentile_cont takes one fraction per call because openGauss accepts no array; PostgreSQL
 -- shares one sort between calls with the same ORDER BY.
 -- A subquery rather than a CTE: older planners (and openGauss) materialise every CTE.
-SELECT event_type,
+SELECT {bucket_column}
+       event_type,
        GROUPING(event_type) = 1                              AS is_overall,
        count(*)                                              AS calls,
        count(*) - count(CASE WHEN succeeded THEN 1 END)      AS failures,
@@ -17,7 +19,8 @@ SELECT event_type,
        max(ms)                                               AS max_ms,
        count(CASE WHEN ms > %(slow_ms)s THEN 1 END)          AS slow
 FROM (
-    SELECT COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS event_type,
+    SELECT {bucket}
+           COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS event_type,
            COALESCE({status}::text = ANY (%(success)s::text[]), false)    AS succeeded,
            CASE WHEN {execution_time}::float8 >= 0
                  AND {execution_time}::float8 <= %(max_value)s::float8
@@ -27,4 +30,4 @@ FROM (
     WHERE {created_at} >= %(from)s AND {created_at} < %(to)s
 ) AS attempts
 WHERE %(event_types)s::text[] IS NULL OR event_type = ANY (%(event_types)s::text[])
-GROUP BY GROUPING SETS ((event_type), ())
+GROUP BY GROUPING SETS ({grouping})
