@@ -29,6 +29,8 @@ class CheckResult:
     window: float
     indicators: list[Indicator]
     message: str
+    # Rows dated too far ahead of the database's clock, left out of the window, per table.
+    ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -55,7 +57,7 @@ def run_check(config: Config, window: float) -> CheckResult:
     labels = EventTypeLabels(config.file.max_event_types)
     try:
         with conn:
-            history = poller.history(conn, window)
+            history, ahead = poller.history(conn, window)
             conn.autocommit = True
             queue = poller.queue_state(conn)
     except psycopg.Error as exc:
@@ -71,7 +73,8 @@ def run_check(config: Config, window: float) -> CheckResult:
     )
     judged = [i for i in indicators if i.slo in ALERT_NAMES and i.state is not State.UNKNOWN]
     status = max((i.state for i in judged), default=State.OK)
-    return CheckResult(status, window, indicators, _message(status, judged, window))
+    message = _message(status, judged, window)
+    return CheckResult(status, window, indicators, message, ahead)
 
 
 def _message(status: State, judged: list[Indicator], window: float) -> str:
@@ -103,6 +106,7 @@ def to_json(result: CheckResult) -> str:
         "exit_code": result.exit_code,
         "window": format_duration(result.window),
         "message": result.message,
+        "rows_dated_ahead": result.ahead_rows,
         "indicators": [
             {
                 "slo": i.slo,
@@ -124,6 +128,10 @@ def to_table(result: CheckResult) -> str:
         rows.append((i.slo, scope(i), format_value(i), state, str(i.events)))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = [result.message, ""]
+    ahead = {table: n for table, n in result.ahead_rows.items() if n}
+    if ahead:
+        counts = ", ".join(f"{n} in {table}" for table, n in sorted(ahead.items()))
+        lines[1:1] = [f"left out: rows dated in the future ({counts})"]
     lines += [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows

@@ -136,6 +136,24 @@ class CallbackCollector(Collector):
             gaps.add_metric([table], view.open_gaps.get(table, 0))
         yield lag
         yield gaps
+        assumption = GaugeMetricFamily(
+            "cbmon_reader_assumption_ok",
+            "1 when what exact counting assumes of a table holds (checked at start): its ids "
+            "come from a sequence (ids_from_sequence) that has CACHE 1 (sequence_cache_1).",
+            labels=["table", "check"],
+        )
+        for item in view.assumptions:
+            assumption.add_metric([item.table, item.check], 1 if item.ok else 0)
+        yield assumption
+        ahead = GaugeMetricFamily(
+            "cbmon_rows_dated_ahead",
+            "Rows dated ahead of the database's clock by more than slo.clock_skew when the SLO "
+            "window was filled at start; left out of it.",
+            labels=["table"],
+        )
+        for table, count in sorted(view.ahead_rows.items()):
+            ahead.add_metric([table], count)
+        yield ahead
         yield GaugeMetricFamily(
             "cbmon_event_types", "Distinct event_type labels in use.", value=view.event_types
         )

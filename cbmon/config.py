@@ -182,6 +182,8 @@ class Slo(_Model):
     window: Seconds = 300.0
     for_: Seconds = Field(60.0, alias="for")
     min_events: Annotated[int, Field(ge=0, strict=True)] = 20
+    # Rows dated further ahead of the database's clock are left out of time-based reads.
+    clock_skew: Seconds = 60.0
 
 
 class Alerting(_Model):
@@ -204,7 +206,6 @@ class Reader(_Model):
     """How the incremental reader walks the log and error tables."""
 
     batch_size: Annotated[int, Field(ge=1, strict=True)] = 500_000
-    gap_grace: Seconds = 10.0
     startup_gap_scan: Annotated[int, Field(ge=0, strict=True)] = 10_000
 
 
@@ -255,6 +256,15 @@ class Config(_Model):
         return self.dsn
 
 
+# Keys earlier versions accepted, with what to do about them.
+_RETIRED: dict[tuple[int | str, ...], str] = {
+    ("reader", "gap_grace"): (
+        "no longer used: open gaps are now given up when the transactions that could fill "
+        "them have ended, with no waiting time; remove the key"
+    ),
+}
+
+
 def _location(loc: Sequence[int | str]) -> str:
     return ".".join("for" if part == "for_" else str(part) for part in loc) or "(top level)"
 
@@ -264,7 +274,7 @@ def _flatten(error: ValidationError, source: str) -> ConfigError:
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = _RETIRED.get(tuple(item["loc"]), "unknown key")
         lines.append(f"{source}: {_location(item['loc'])}: {message}")
     return ConfigError("\n".join(lines))
 

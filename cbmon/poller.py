@@ -8,15 +8,14 @@ rows only; the poller returns per-event-type deltas and never touches metrics it
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from cbmon import sqlfiles
+from cbmon import catalog, sqlfiles
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
-from cbmon.reader import ReadResult, Snapshot, Source, TailReader
+from cbmon.reader import ReadResult, Source, TailReader, running_transactions
 
 # Histogram bucket bounds in seconds. 0.15, 0.2 and 0.5 are the baseline's and the design
 # limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
@@ -65,7 +64,11 @@ class PollResult:
     queue: QueueState
     lag_rows: dict[str, int]
     open_gaps: dict[str, int]
-    snapshot: Snapshot
+    # On the first poll only: what the catalogs say about the tables' ids (see cbmon.catalog).
+    assumptions: tuple[catalog.Assumption, ...] = ()
+    # On the first poll only, with a backfill: rows dated ahead of the database's clock by more
+    # than slo.clock_skew, left out of the history, per table.
+    ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
     # On the first poll only, when asked for: rows already there, per time slot, as
     # ``(slot end in the database's unix seconds, raw event type, delta, errors)``.
     history: tuple[HistoryRow, ...] = ()
@@ -79,11 +82,11 @@ def _table(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
 
-def _logs_source(logs: LogsTable, config: Config) -> Source:
+def _logs_source(logs: LogsTable, config: Config, duration_type: str | None = None) -> Source:
     column = sql.Identifier
     # Durations are compared in the column's own unit so bucket edges stay exact (150 ms).
     scale = 1000.0 if logs.execution_time_unit == "ms" else 1.0
-    x = sql.SQL("{}::float8").format(column(logs.execution_time))
+    x = catalog.as_float8(column(logs.execution_time), duration_type)
     # A valid duration lies between 0 and max_time; NaN sorts above every number, so NaN,
     # the infinities and negatives all fall outside. Expressions are written out in each
     # aggregate: PostgreSQL evaluates such simple checks faster than a shared subquery column.
@@ -157,7 +160,10 @@ class Poller:
     def __init__(self, config: Config, backfill: float | None = None) -> None:
         """``backfill``: seconds of history to read on the first poll (for the SLO window)."""
         reader: Reader = config.file.reader
+        self._config = config
         self._backfill = backfill
+        self._skew = config.file.slo.clock_skew
+        self._inspected = False
         self._created_at = (
             sql.Identifier(config.tables.logs.created_at),
             sql.Identifier(config.tables.errors.created_at),
@@ -171,10 +177,7 @@ class Poller:
     @staticmethod
     def _reader(source: Source, reader: Reader) -> TailReader:
         return TailReader(
-            source,
-            batch_size=reader.batch_size,
-            gap_grace=reader.gap_grace,
-            startup_gap_scan=reader.startup_gap_scan,
+            source, batch_size=reader.batch_size, startup_gap_scan=reader.startup_gap_scan
         )
 
     def poll(self, conn: psycopg.Connection[Any]) -> PollResult:
@@ -185,18 +188,20 @@ class Poller:
         """
         saved = (self.logs.high_water, list(self.logs.gaps))
         saved_errors = (self.errors.high_water, list(self.errors.gaps))
+        running = self._running(conn) if self.logs.gaps or self.errors.gaps else None
         conn.autocommit = False
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         try:
             with conn.transaction(), conn.cursor() as cur:
-                snapshot = self._snapshot(cur)
-                now = time.monotonic()
+                assumptions = () if self._inspected else self._inspect(conn, cur)
                 history: tuple[HistoryRow, ...] = ()
+                ahead: dict[str, int] = {}
                 if self._backfill and self.logs.high_water is None:
                     history = self._history(cur, self._backfill)
-                logs = self.logs.read(cur, snapshot, now)
-                errors = self.errors.read(cur, snapshot, now)
+                    ahead = self._ahead(cur)
+                logs = self.logs.read(cur, running)
+                errors = self.errors.read(cur, running)
                 queue = self._queue(cur)
         except BaseException:
             self.logs.high_water, self.logs.gaps = saved
@@ -208,17 +213,49 @@ class Poller:
             queue=queue,
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
-            snapshot=snapshot,
             history=history,
+            assumptions=assumptions,
+            ahead_rows=ahead,
         )
 
-    def history(self, conn: psycopg.Connection[Any], window: float) -> tuple[HistoryRow, ...]:
-        """The last ``window`` seconds of the log and error tables, per time slot, at once."""
+    def history(
+        self, conn: psycopg.Connection[Any], window: float
+    ) -> tuple[tuple[HistoryRow, ...], dict[str, int]]:
+        """The last ``window`` seconds of the log and error tables, per time slot, at once, and
+        how many rows each table has dated too far ahead to be trusted."""
         conn.autocommit = False
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction(), conn.cursor() as cur:
-            return self._history(cur, window)
+            if not self._inspected:
+                self._inspect(conn, cur)
+            return self._history(cur, window), self._ahead(cur)
+
+    def _inspect(
+        self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]
+    ) -> tuple[catalog.Assumption, ...]:
+        """Read the catalogs once: the duration column's type and the ids' sequences."""
+        tables = self._config.tables
+        logs_table = catalog.regclass_text(self.logs.source.table, conn)
+        duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
+        self.logs.source = _logs_source(tables.logs, self._config, duration)
+        found: list[catalog.Assumption] = []
+        for reader, column in ((self.logs, tables.logs.id), (self.errors, tables.errors.id)):
+            table = catalog.regclass_text(reader.source.table, conn)
+            found += catalog.id_assumptions(cur, reader.source.name, table, column)
+        self._inspected = True
+        return tuple(found)
+
+    def _ahead(self, cur: psycopg.Cursor[Any]) -> dict[str, int]:
+        ahead: dict[str, int] = {}
+        sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
+        for source, created_at in sources:
+            query = sqlfiles.template("queries/rows_ahead.sql").format(
+                table=source.table, created_at=created_at
+            )
+            row = cur.execute(query, {"skew": self._skew}).fetchone()
+            ahead[source.name] = int(row[0]) if row else 0
+        return ahead
 
     def _history(self, cur: psycopg.Cursor[Any], window: float) -> tuple[HistoryRow, ...]:
         slot = max(1.0, round(window / 60))
@@ -226,7 +263,7 @@ class Poller:
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:
             query = source.formatted("queries/backfill.sql", created_at=created_at)
-            params = dict(source.params, slot=slot, window=window)
+            params = dict(source.params, slot=slot, window=window, skew=self._skew)
             for row in cur.execute(query, params):
                 key = (float(row[1]), row[0])
                 delta, errors = found.get(key, (None, 0))
@@ -238,10 +275,12 @@ class Poller:
         return tuple((at, raw, delta, errors) for (at, raw), (delta, errors) in found.items())
 
     @staticmethod
-    def _snapshot(cur: psycopg.Cursor[Any]) -> Snapshot:
-        row = cur.execute(sqlfiles.template("queries/snapshot.sql")).fetchone()
-        assert row is not None
-        return Snapshot(xmin=int(row[0]), xmax=int(row[1]))
+    def _running(conn: psycopg.Connection[Any]) -> frozenset[str]:
+        """The transactions running before the poll's own begins (in a transaction of its
+        own, committed first, so the poll's snapshot is taken after the list)."""
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            return running_transactions(cur)
 
     def queue_state(self, conn: psycopg.Connection[Any]) -> QueueState:
         with conn.cursor() as cur:

@@ -4,17 +4,25 @@ Ids come from a sequence when a row is inserted, but transactions commit later a
 order: a reader that only asks for ``id > last_seen`` loses a row whose id is below one it
 already read but whose transaction commits afterwards. So the reader keeps *gaps*: ids below
 the highest one read that were not visible yet. Each poll re-reads the gaps together with the
-new range. A transaction takes its row's id before it is given a transaction id, and a
-busy server can let other transactions commit in between, so a gap is given up in two steps:
-once ``gap_grace`` has passed since it was found, the next poll notes its snapshot's
-``txid_snapshot_xmax`` (by then the transaction holding the id has a transaction id below it);
-when a later poll's ``txid_snapshot_xmin`` reaches that mark, every such transaction has ended,
-and an id still missing was rolled back. Rows are therefore counted once, whatever the commit
-order.
+new range, and a gap is given up only when no transaction that could still fill it is left:
 
-Each poll runs in one REPEATABLE READ, READ ONLY transaction, so every query of a poll sees
-the same snapshot, and the reader's state changes only after the poll has read everything.
-The SQL uses ``txid_*`` functions, not ``xid8``, so openGauss accepts it too.
+* a gap is found under a poll's snapshot, below a row that snapshot sees. The sequence handed
+  out the gap's id before that row's id (``CACHE 1``), so the transaction holding the gap's id
+  had begun before the snapshot was taken;
+* at the start of a later poll, before its snapshot, the reader lists the transactions running
+  in the database (their virtual transaction ids, which every transaction has from its first
+  statement, and prepared transactions). That list is the gap's *fence*: the transaction
+  holding the id is either on it or had already ended, and then the poll's snapshot sees it;
+* when a poll starts and none of the fence is running any more, every transaction that could
+  hold the id has ended before that poll's snapshot. An id that snapshot still cannot see was
+  rolled back, and is given up.
+
+No timing, clock or transaction-id arithmetic is involved, so the rule holds on a quiet server,
+under any commit order and whatever a transaction does between taking an id and committing.
+docs/design.md gives the argument in full.
+
+Each poll reads in one REPEATABLE READ, READ ONLY transaction, so every query of a poll sees the
+same snapshot, and the reader's state changes only after the poll has read everything.
 """
 
 from __future__ import annotations
@@ -34,22 +42,13 @@ MAX_GAP_RANGES_PER_POLL = 500
 
 
 @dataclasses.dataclass(frozen=True)
-class Snapshot:
-    """The transaction snapshot a poll read under (``txid_current_snapshot()``)."""
-
-    xmin: int
-    xmax: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Gap:
     """Ids ``low..high`` not visible when first seen, below ids that were."""
 
     low: int
     high: int
-    seen_at: float  # monotonic seconds when first found
-    # xmax of a snapshot taken gap_grace after the gap was found; None until then.
-    mark_xmax: int | None = None
+    # The transactions running at the first poll start after the gap was found; None until then.
+    fence: frozenset[str] | None = None
 
     @property
     def size(self) -> int:
@@ -96,16 +95,10 @@ class TailReader:
     """Incremental, gap-aware reader of one table. Not thread-safe: one poller owns it."""
 
     def __init__(
-        self,
-        source: Source,
-        *,
-        batch_size: int = 500_000,
-        gap_grace: float = 10.0,
-        startup_gap_scan: int = 10_000,
+        self, source: Source, *, batch_size: int = 500_000, startup_gap_scan: int = 10_000
     ) -> None:
         self.source = source
         self.batch_size = batch_size
-        self.gap_grace = gap_grace
         self.startup_gap_scan = startup_gap_scan
         self.high_water: int | None = None  # highest id read; None before the first poll
         self.gaps: list[Gap] = []
@@ -114,9 +107,11 @@ class TailReader:
     def open_gap_ids(self) -> int:
         return sum(gap.size for gap in self.gaps)
 
-    def read(self, cur: psycopg.Cursor[Any], snapshot: Snapshot, now: float) -> ReadResult:
+    def read(self, cur: psycopg.Cursor[Any], running: frozenset[str] | None) -> ReadResult:
         """Read what is new under the current transaction's snapshot and advance the state.
 
+        ``running`` lists the transactions that were running just before this transaction
+        began (see :func:`running_transactions`); it is needed only while gaps are open.
         The caller runs this inside a REPEATABLE READ transaction and calls it again at once
         while ``lag_rows`` is above zero. If the transaction fails, the caller must discard
         the reader's pending changes: they are applied only at the end of this method.
@@ -125,28 +120,23 @@ class TailReader:
         if self.high_water is None or head < self.high_water:
             # First poll, or the table was emptied or its sequence reset: start from the tail.
             start = max(0, head - self.startup_gap_scan)
-            gaps = self._find_gaps(cur, start, head, snapshot, now)
-            self.high_water, self.gaps = head, gaps
+            self.high_water, self.gaps = head, self._find_gaps(cur, start, head)
             return ReadResult([], 0, 0, self.open_gap_ids)
 
         after = self.high_water
         if head == after and not self.gaps:
             return ReadResult([], 0, 0, 0)  # the common idle poll: one index probe, no scan
         upto = min(head, after + self.batch_size)
+        rows, in_range = self._aggregate_range(cur, after, upto)
         checked = self.gaps[:MAX_GAP_RANGES_PER_POLL]
-        rows, in_range = self._aggregate(cur, after, upto, checked)
-        found_in_gaps = sum(int(row[1]) for row in rows) - in_range
-        new_gaps: list[Gap] = []
-        if in_range < upto - after:
-            new_gaps = self._find_gaps(cur, after, upto, snapshot, now)
-        refreshed = self._refresh_gaps(cur, checked, found_in_gaps)
-        # Only a gap re-read under this snapshot may be given up; unread ones go first next time.
-        still_open = self._age(refreshed, snapshot, now)
+        gap_rows, present = self._read_gaps(cur, checked)
+        new_gaps = self._find_gaps(cur, after, upto) if in_range < upto - after else []
+        still_open = _settle(_split(checked, present), running)
         self.high_water = upto
         self.gaps = self.gaps[len(checked) :] + still_open + new_gaps
         return ReadResult(
-            rows=rows,
-            new_rows=in_range + found_in_gaps,
+            rows=_merge_rows(rows, gap_rows),
+            new_rows=in_range + sum(high - low + 1 for low, high in present),
             lag_rows=head - upto,
             open_gaps=self.open_gap_ids,
         )
@@ -158,50 +148,55 @@ class TailReader:
         row = cur.execute(query).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _aggregate(
-        self, cur: psycopg.Cursor[Any], after: int, upto: int, gaps: Sequence[Gap]
+    def _aggregate_range(
+        self, cur: psycopg.Cursor[Any], after: int, upto: int
     ) -> tuple[list[tuple[Any, ...]], int]:
-        """Aggregates of rows in ``(after, upto]`` and in ``gaps``, grouped by the key.
+        """Aggregates of the rows in ``(after, upto]``, and how many rows there were."""
+        where = sql.SQL("{id} > %(after)s AND {id} <= %(upto)s").format(id=self.source.id_column)
+        rows = self._aggregate(cur, where, {"after": after, "upto": upto})
+        return rows, sum(int(row[1]) for row in rows)
 
-        Each returned row is ``(key, count, *select)``; the second value returned is how many
-        rows came from the new range (the rest were found in gaps).
-        """
-        src = self.source
-        where: list[sql.Composable] = [
-            sql.SQL("({id} > %(after)s AND {id} <= %(upto)s)").format(id=src.id_column)
-        ]
-        params = dict(src.params, after=after, upto=upto)
+    def _read_gaps(
+        self, cur: psycopg.Cursor[Any], gaps: Sequence[Gap]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
+        """Aggregates of the rows that have appeared in ``gaps``, and their id ranges."""
+        if not gaps:
+            return [], []
+        where, params = self._ranges(gaps)
+        query = sqlfiles.template("queries/present_ranges.sql").format(
+            id=self.source.id_column, table=self.source.table, where=where
+        )
+        present = [(int(low), int(high)) for low, high in cur.execute(query, params)]
+        if not present:
+            return [], []  # the usual case: the transactions are still open
+        return self._aggregate(cur, where, params), present
+
+    def _ranges(self, gaps: Sequence[Gap]) -> tuple[sql.Composable, dict[str, Any]]:
+        where: list[sql.Composable] = []
+        params: dict[str, Any] = {}
         for index, gap in enumerate(gaps):
             where.append(
-                sql.SQL("({id} BETWEEN {low} AND {high})").format(
-                    id=src.id_column,
+                sql.SQL("{id} BETWEEN {low} AND {high}").format(
+                    id=self.source.id_column,
                     low=sql.Placeholder(f"gap_low_{index}"),
                     high=sql.Placeholder(f"gap_high_{index}"),
                 )
             )
             params[f"gap_low_{index}"] = gap.low
             params[f"gap_high_{index}"] = gap.high
-        # Gap ids all lie below ``after``, so without gaps every row read is in the range.
-        counted = (
-            sql.SQL("count(CASE WHEN {id} > %(after)s THEN 1 END)").format(id=src.id_column)
-            if gaps
-            else sql.SQL("count(*)")
-        )
-        query = src.formatted(
-            "queries/aggregate_new_rows.sql", where=sql.SQL(" OR ").join(where), in_range=counted
-        )
-        raw = cur.execute(query, params).fetchall()
-        in_range = sum(int(row[2]) for row in raw)
-        rows = (
-            [(row[0], row[1], *row[3:]) for row in raw]
-            if src.select
-            else [(row[0], row[1]) for row in raw]
-        )
-        return rows, in_range
+        return sql.SQL(" OR ").join(where), params
 
-    def _find_gaps(
-        self, cur: psycopg.Cursor[Any], after: int, upto: int, snapshot: Snapshot, now: float
-    ) -> list[Gap]:
+    def _aggregate(
+        self, cur: psycopg.Cursor[Any], where: sql.Composable, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """``(key, count, *select)`` per key over the rows ``where`` selects."""
+        query = self.source.formatted("queries/aggregate_new_rows.sql", where=where)
+        raw = cur.execute(query, {**self.source.params, **params}).fetchall()
+        if self.source.select:
+            return [tuple(row) for row in raw]
+        return [(row[0], row[1]) for row in raw]
+
+    def _find_gaps(self, cur: psycopg.Cursor[Any], after: int, upto: int) -> list[Gap]:
         """The ranges of ids in ``(after, upto]`` that no visible row holds."""
         if upto <= after:
             return []
@@ -209,44 +204,68 @@ class TailReader:
             id=self.source.id_column, table=self.source.table
         )
         found = cur.execute(query, {"after": after, "upto": upto}).fetchall()
-        return [Gap(int(low), int(high), now) for low, high in found]
-
-    def _refresh_gaps(self, cur: psycopg.Cursor[Any], gaps: Sequence[Gap], found: int) -> list[Gap]:
-        """Split ``gaps`` around the ids that have now appeared in them."""
-        if not gaps or found == 0:
-            return list(gaps)
-        conditions = sql.SQL(" OR ").join(
-            sql.SQL("({id} BETWEEN %s AND %s)").format(id=self.source.id_column) for _ in gaps
-        )
-        query = sql.SQL("SELECT {id} FROM {table} WHERE {conditions} ORDER BY 1").format(
-            id=self.source.id_column, table=self.source.table, conditions=conditions
-        )
-        params = [bound for gap in gaps for bound in (gap.low, gap.high)]
-        present = [int(row[0]) for row in cur.execute(query, params)]
-        return list(_split(gaps, present))
-
-    def _age(self, gaps: Iterable[Gap], snapshot: Snapshot, now: float) -> list[Gap]:
-        """Mark gaps old enough, and drop those whose transactions have all ended."""
-        kept: list[Gap] = []
-        for gap in gaps:
-            if gap.mark_xmax is None:
-                if now - gap.seen_at >= self.gap_grace:
-                    gap = dataclasses.replace(gap, mark_xmax=snapshot.xmax)
-            elif snapshot.xmin >= gap.mark_xmax:
-                continue  # every transaction that could hold these ids has ended
-            kept.append(gap)
-        return kept
+        return [Gap(int(low), int(high)) for low, high in found]
 
 
-def _split(gaps: Iterable[Gap], present: Sequence[int]) -> Iterable[Gap]:
-    """Remove the ``present`` ids (sorted) from ``gaps``, keeping each part's history."""
+def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
+    """The transactions running now in this database, other than our own.
+
+    Run it outside the poll's transaction and before it begins: a transaction missing from
+    the list had ended before the poll's snapshot was taken.
+    """
+    rows = cur.execute(sqlfiles.template("queries/running_transactions.sql")).fetchall()
+    return frozenset(str(row[0]) for row in rows)
+
+
+def _settle(gaps: Iterable[Gap], running: frozenset[str] | None) -> list[Gap]:
+    """Fence gaps found by earlier polls, and give up those whose fence has ended.
+
+    Called with gaps re-read under this poll's snapshot, which began after ``running`` was
+    listed: an id still missing when none of its fence is running was rolled back.
+    """
+    if running is None:
+        return list(gaps)
+    kept = []
     for gap in gaps:
-        start = bisect.bisect_left(present, gap.low)
-        stop = bisect.bisect_right(present, gap.high)
+        fence = running if gap.fence is None else gap.fence
+        if fence.isdisjoint(running):
+            continue
+        kept.append(gap if gap.fence is fence else dataclasses.replace(gap, fence=fence))
+    return kept
+
+
+def _split(gaps: Iterable[Gap], present: Sequence[tuple[int, int]]) -> Iterable[Gap]:
+    """Remove the ``present`` id ranges (sorted, disjoint) from ``gaps``, keeping each fence."""
+    lows = [low for low, _ in present]
+    for gap in gaps:
         low = gap.low
-        for taken in present[start:stop]:
-            if taken > low:
-                yield dataclasses.replace(gap, low=low, high=taken - 1)
-            low = taken + 1
+        start = max(0, bisect.bisect_right(lows, gap.low) - 1)
+        for taken_low, taken_high in present[start:]:
+            if taken_low > gap.high:
+                break
+            if taken_high < low:
+                continue
+            if taken_low > low:
+                yield dataclasses.replace(gap, low=low, high=taken_low - 1)
+            low = taken_high + 1
         if low <= gap.high:
             yield dataclasses.replace(gap, low=low, high=gap.high)
+
+
+def _merge_rows(
+    first: list[tuple[Any, ...]], second: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Add two lists of ``(key, count, *aggregates)`` rows key by key (NULL sums stay NULL)."""
+    if not second:
+        return first
+    merged: dict[Any, tuple[Any, ...]] = {row[0]: row for row in first}
+    for row in second:
+        old = merged.get(row[0])
+        merged[row[0]] = row if old is None else (row[0], *map(_add, old[1:], row[1:]))
+    return list(merged.values())
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return a if b is None else a + b

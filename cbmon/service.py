@@ -121,6 +121,19 @@ class Service:
             log.info("connected to %s", describe(self.dsn))
         started = time.monotonic()
         result = self.poller.poll(self._conn)
+        for assumption in result.assumptions:
+            if not assumption.ok:
+                log.warning(
+                    "counts of the %s table may be inexact: %s", assumption.table, assumption.detail
+                )
+        for table, count in result.ahead_rows.items():
+            if count:
+                log.warning(
+                    "%d rows of the %s table are dated in the future; they are left out "
+                    "of the SLO window",
+                    count,
+                    table,
+                )
         deltas = self.state.label_deltas(result)
         self.state.apply(result, deltas, time.monotonic() - started)
         for observer in self.observers:

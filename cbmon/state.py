@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from cbmon.catalog import Assumption
 from cbmon.poller import BUCKETS, CallbackDelta, PollResult
 
 UNKNOWN_EVENT_TYPE = "unknown"
@@ -88,6 +89,8 @@ class View:
     open_gaps: dict[str, int]
     event_types: int
     folded_total: int
+    assumptions: tuple[Assumption, ...] = ()
+    ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class State:
@@ -108,6 +111,8 @@ class State:
         self._poll_sum = 0.0
         self._lag: dict[str, int] = {}
         self._gaps: dict[str, int] = {}
+        self._assumptions: tuple[Assumption, ...] = ()
+        self._ahead: dict[str, int] = {}
 
     def label_deltas(self, result: PollResult) -> dict[str, tuple[CallbackDelta | None, int]]:
         """The poll's deltas keyed by label value (after folding): ``(callbacks, errors)``."""
@@ -149,6 +154,10 @@ class State:
                     self._poll_buckets[index] += 1
             self._lag = dict(result.lag_rows)
             self._gaps = dict(result.open_gaps)
+            if result.assumptions:
+                self._assumptions = result.assumptions
+            if result.ahead_rows:
+                self._ahead = dict(result.ahead_rows)
 
     def poll_failed(self) -> None:
         with self._lock:
@@ -193,4 +202,6 @@ class State:
                 open_gaps=dict(self._gaps),
                 event_types=len(self.labels),
                 folded_total=self.labels.folded_total,
+                assumptions=self._assumptions,
+                ahead_rows=dict(self._ahead),
             )

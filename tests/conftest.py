@@ -12,6 +12,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,44 @@ class PgSchema:
         return conn
 
 
-@pytest.fixture
-def pg(pg_dsn: str) -> Iterator[PgSchema]:
+@contextmanager
+def reference_schema(dsn: str) -> Iterator[PgSchema]:
+    """A schema of its own with the reference tables on the server at ``dsn``, dropped after."""
     name = f"cbmon_test_{secrets.token_hex(4)}"
-    schema.apply(pg_dsn, schema=name, role=None)
-    conn = psycopg.connect(pg_dsn, autocommit=True)
+    schema.apply(dsn, schema=name, role=None)
+    conn = psycopg.connect(dsn, autocommit=True)
     conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(name)))
     try:
-        yield PgSchema(dsn=pg_dsn, name=name, conn=conn)
+        yield PgSchema(dsn=dsn, name=name, conn=conn)
     finally:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
         conn.close()
+
+
+@pytest.fixture
+def pg(pg_dsn: str) -> Iterator[PgSchema]:
+    with reference_schema(pg_dsn) as made:
+        yield made
+
+
+@pytest.fixture(scope="session")
+def quiet_pg_dsn() -> Iterator[str]:
+    """A private PostgreSQL cluster that nothing else uses: no other transaction moves its
+    snapshots, which is where a reader that relies on other traffic loses rows. It allows
+    prepared transactions, so two-phase commit can be tried too."""
+    from cbmon.embedded import EmbeddedPostgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="cbmon-quiet-")) / "pgdata"
+    with EmbeddedPostgres(data_dir) as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET max_prepared_transactions = 10")
+        server.restart()
+        yield server.dsn
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def quiet_pg(quiet_pg_dsn: str) -> Iterator[PgSchema]:
+    """The reference tables in a fresh schema on the private, quiet cluster."""
+    with reference_schema(quiet_pg_dsn) as made:
+        yield made

@@ -3,88 +3,13 @@
 from __future__ import annotations
 
 import math
-import random
-import threading
-import time
-from typing import Any
 
-import psycopg
 import pytest
 
 from cbmon.poller import BUCKETS, Poller
 from cbmon.state import State
 from tests.conftest import PgSchema
-
-INSERT = "INSERT INTO callback_logs (event_type, status, execution_time) VALUES (%s, %s, %s)"
-
-
-def poll_into(poller: Poller, state: State, dsn_conn: psycopg.Connection[Any]) -> None:
-    """Poll until caught up, feeding the state as `cbmon serve` does."""
-    while True:
-        result = poller.poll(dsn_conn)
-        state.apply(result, state.label_deltas(result), 0.001)
-        if result.caught_up:
-            return
-
-
-def poll_until_no_gaps(poller: Poller, state: State, conn: psycopg.Connection[Any]) -> None:
-    """Gaps close once every transaction in the cluster that was open when they were marked
-    has ended; another session's long transaction can hold that back for a moment."""
-    deadline = time.monotonic() + 20
-    while poller.logs.open_gap_ids and time.monotonic() < deadline:
-        poll_into(poller, state, conn)
-        time.sleep(0.05)
-
-
-def truth(pg: PgSchema, after_id: int) -> dict[str, dict[str, Any]]:
-    """Ground truth by an independent SQL query over every row above ``after_id``."""
-    bucket_sql = ", ".join(
-        f"count(*) FILTER (WHERE execution_time >= 0 AND execution_time <= 3600000 "
-        f"AND execution_time <= {bound * 1000})"
-        for bound in BUCKETS
-    )
-    rows = pg.conn.execute(
-        f"""
-        SELECT coalesce(nullif(event_type, ''), 'unknown'),
-               count(*),
-               count(*) FILTER (WHERE status IS DISTINCT FROM 'COMPLETED'),
-               count(*) FILTER (WHERE execution_time >= 0 AND execution_time <= 3600000),
-               coalesce(sum(execution_time) FILTER (
-                   WHERE execution_time >= 0 AND execution_time <= 3600000), 0) / 1000.0,
-               {bucket_sql}
-        FROM callback_logs WHERE id > %s GROUP BY 1
-        """,
-        [after_id],
-    ).fetchall()
-    return {
-        row[0]: {
-            "attempts": row[1],
-            "failures": row[2],
-            "observed": row[3],
-            "sum": float(row[4]),
-            "buckets": list(row[5:]),
-        }
-        for row in rows
-    }
-
-
-def assert_matches(state: State, expected: dict[str, dict[str, Any]]) -> None:
-    view = state.view()
-    got = {label: t for label, t in view.callbacks.items() if t.attempts}
-    assert sorted(got) == sorted(expected)
-    for label, want in expected.items():
-        totals = got[label]
-        assert totals.attempts == want["attempts"], label
-        assert totals.failures == want["failures"], label
-        assert totals.observed == want["observed"], label
-        assert math.isclose(totals.sum_seconds, want["sum"], rel_tol=1e-9, abs_tol=1e-9)
-        assert totals.buckets == want["buckets"], label
-
-
-def max_id(pg: PgSchema) -> int:
-    row = pg.conn.execute("SELECT coalesce(max(id), 0) FROM callback_logs").fetchone()
-    assert row is not None
-    return int(row[0])
+from tests.counting import INSERT, assert_matches, max_id, poll_into, poll_until_no_gaps, truth
 
 
 def test_counts_start_at_the_tail_and_then_every_new_row(pg: PgSchema) -> None:
@@ -103,7 +28,7 @@ def test_counts_start_at_the_tail_and_then_every_new_row(pg: PgSchema) -> None:
 
 
 def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config(reader={"gap_grace": "0s"})), State(500)
+    poller, state = Poller(pg.config()), State(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as slow:
         poll_into(poller, state, conn)
         start = max_id(pg)
@@ -124,65 +49,17 @@ def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema)
 
 
 def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config(reader={"gap_grace": "0s"})), State(500)
+    poller, state = Poller(pg.config()), State(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as aborted:
         poll_into(poller, state, conn)
         aborted.execute(INSERT, ("never", "COMPLETED", 1.0))
         pg.conn.execute(INSERT, ("kept", "COMPLETED", 1.0))
         poll_into(poller, state, conn)
         aborted.rollback()
-        poll_into(poller, state, conn)  # marks the gap with this snapshot's xmax
-        poll_until_no_gaps(poller, state, conn)  # every transaction below the mark has ended
+        poll_into(poller, state, conn)  # fences the gap: nothing that could fill it runs
+        poll_until_no_gaps(poller, state, conn)
         assert poller.logs.open_gap_ids == 0
     assert "never" not in state.view().callbacks
-
-
-def test_concurrent_writers_committing_out_of_order_are_exact(pg: PgSchema) -> None:
-    """Eight writers hold transactions open for random times, some roll back, one poller reads."""
-    config = pg.config(reader={"gap_grace": "500ms", "batch_size": 50})
-    poller, state = Poller(config), State(500)
-    with pg.connect() as conn:
-        poll_into(poller, state, conn)
-    start = max_id(pg)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer(seed: int) -> None:
-        rng = random.Random(seed)
-        try:
-            with pg.connect(autocommit=False) as wconn:
-                for _ in range(25):
-                    for _ in range(rng.randint(1, 8)):
-                        wconn.execute(
-                            INSERT,
-                            (
-                                rng.choice(["a", "b", "c", ""]),
-                                rng.choice(["COMPLETED"] * 9 + ["FAILED", "TIMEOUT"]),
-                                rng.choice([None, rng.uniform(0, 700), 150.0, 500.0, -1.0]),
-                            ),
-                        )
-                    stop.wait(rng.uniform(0, 0.03))
-                    if rng.random() < 0.15:
-                        wconn.rollback()
-                    else:
-                        wconn.commit()
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
-    writers = [threading.Thread(target=writer, args=(seed,)) for seed in range(8)]
-    for thread in writers:
-        thread.start()
-    with pg.connect() as conn:
-        while any(thread.is_alive() for thread in writers):
-            poll_into(poller, state, conn)
-        for thread in writers:
-            thread.join()
-        poll_into(poller, state, conn)
-        time.sleep(0.6)  # past gap_grace, so the last gaps are marked and then given up
-        poll_until_no_gaps(poller, state, conn)
-    assert not errors
-    assert_matches(state, truth(pg, start))
-    assert poller.logs.open_gap_ids == 0
 
 
 def test_bad_rows_are_counted_sensibly(pg: PgSchema) -> None:

@@ -158,7 +158,7 @@ def test_counts_stay_exact_across_a_database_restart(tmp_path: Path) -> None:
     with EmbeddedPostgres(data) as db:
         schema.apply(db.dsn, schema="public", role=None)
         config = tmp_path / "cbmon.yml"
-        config.write_text("reader: {gap_grace: 200ms}\n")
+        config.write_text("poll_interval: 200ms\n")
         port = free_port()
         url = f"http://127.0.0.1:{port}/metrics"
         key = 'cbmon_callback_attempts_total{event_type="r"}'
@@ -233,5 +233,5 @@ def test_missing_tables_are_one_clear_line(pg: PgSchema, tmp_path: Path) -> None
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('cbmon: relation "nowhere.callback_logs" does not exist')
+    assert last.startswith('cbmon: schema "nowhere" does not exist')
     assert "tables.logs/errors/queue" in last

@@ -1,0 +1,85 @@
+"""What the database's catalogs say about the monitored tables, read once at start.
+
+The reader's exactness rests on two facts about each table's id column that cbmon cannot
+enforce: the ids come from a sequence, and that sequence hands them out one at a time
+(``CACHE 1``), so a row's id is taken in the order transactions ask for it. They are checked
+here and reported, never assumed silently. Column types decide how a duration is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cbmon import sqlfiles
+
+# Numbers at or above this do not fit a float8; numeric columns are checked before the cast.
+_FLOAT8_SAFE = sql.SQL("1e300")
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumption:
+    """One checked assumption: ``ok`` and, when it fails, what was found instead."""
+
+    table: str  # "logs" or "errors"
+    check: str  # "ids_from_sequence" or "sequence_cache_1"
+    ok: bool
+    detail: str
+
+
+def regclass_text(table: sql.Composable, conn: psycopg.Connection[Any]) -> str:
+    """A quoted table name as text, for a bound ``%s::regclass`` parameter."""
+    return table.as_string(conn)
+
+
+def id_assumptions(
+    cur: psycopg.Cursor[Any], name: str, table: str, column: str
+) -> list[Assumption]:
+    """Whether ``table.column`` takes its ids from a sequence with ``CACHE 1``."""
+    params = {"table": table, "column": column}
+    found = cur.execute(sqlfiles.template("queries/id_sequence.sql"), params).fetchall()
+    if not found:
+        return [
+            Assumption(
+                name,
+                "ids_from_sequence",
+                False,
+                f"{table}.{column} has no sequence, identity or serial default: cbmon counts "
+                "exactly only ids handed out by a sequence inside the inserting transaction",
+            )
+        ]
+    sequences = ", ".join(f"{seq} (cache {cache})" for seq, cache in found)
+    cached = [f"{seq} has CACHE {cache}" for seq, cache in found if int(cache) != 1]
+    return [
+        Assumption(name, "ids_from_sequence", True, sequences),
+        Assumption(
+            name,
+            "sequence_cache_1",
+            not cached,
+            "; ".join(cached)
+            + ": sessions take ids in blocks, so a lower id can commit long after a higher "
+            "one; rows may be missed. Set it with ALTER SEQUENCE ... CACHE 1"
+            if cached
+            else sequences,
+        ),
+    ]
+
+
+def column_type(cur: psycopg.Cursor[Any], table: str, column: str) -> str | None:
+    row = cur.execute(
+        sqlfiles.template("queries/column_type.sql"), {"table": table, "column": column}
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def as_float8(column: sql.Composable, type_name: str | None) -> sql.Composable:
+    """``column`` as a float8 that never fails to cast: a numeric too large for float8 (``1e400``)
+    becomes NaN, which every rule already treats as an invalid duration."""
+    if type_name != "numeric":
+        return sql.SQL("{}::float8").format(column)
+    return sql.SQL(
+        "(CASE WHEN abs({c}) < {safe} THEN {c}::float8 WHEN {c} IS NOT NULL THEN 'NaN'::float8 END)"
+    ).format(c=column, safe=_FLOAT8_SAFE)
