@@ -54,7 +54,7 @@ def run_check(config: Config, window: float) -> CheckResult:
     except DatabaseError as exc:
         raise CheckError(str(exc)) from None
     poller = Poller(config)
-    labels = EventTypeLabels(config.file.max_event_types)
+    labels = EventTypeLabels(config.file.max_event_types, config.file.max_event_type_length)
     try:
         with conn:
             history, ahead = poller.history(conn, window)

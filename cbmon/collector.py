@@ -162,6 +162,12 @@ class CallbackCollector(Collector):
             'Distinct event types folded into event_type="other" beyond max_event_types.',
             value=view.folded_total,
         )
+        yield CounterMetricFamily(
+            "cbmon_event_types_truncated",
+            "Distinct event types longer than max_event_type_length, shortened to a label "
+            "ending in ~ and 8 hex digits of a hash of the whole name.",
+            value=view.truncated_total,
+        )
 
 
 class QueueAgeCollector(Collector):

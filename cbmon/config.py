@@ -205,7 +205,7 @@ class Database(_Model):
 class Reader(_Model):
     """How the incremental reader walks the log and error tables."""
 
-    batch_size: Annotated[int, Field(ge=1, strict=True)] = 500_000
+    batch_size: Annotated[int, Field(ge=1, strict=True)] = 1_000_000
     startup_gap_scan: Annotated[int, Field(ge=0, strict=True)] = 10_000
 
 
@@ -215,6 +215,7 @@ class FileConfig(_Model):
     listen: str = "0.0.0.0:9863"
     poll_interval: Seconds = 5.0
     max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
+    max_event_type_length: Annotated[int, Field(ge=16, le=1024, strict=True)] = 128
     max_execution_time: Seconds = 3600.0
     database: Database = Database()
     reader: Reader = Reader()

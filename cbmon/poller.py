@@ -22,7 +22,7 @@ from cbmon.reader import ReadResult, Source, TailReader, running_transactions
 BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CallbackDelta:
     """Attempts read in one poll for one raw event type."""
 
@@ -91,17 +91,19 @@ def _logs_source(logs: LogsTable, config: Config, duration_type: str | None = No
     # the infinities and negatives all fall outside. Expressions are written out in each
     # aggregate: PostgreSQL evaluates such simple checks faster than a shared subquery column.
     valid = sql.SQL("{x} BETWEEN 0 AND %(max_time)s").format(x=x)
+    statuses = [sql.Placeholder(f"success_{i}") for i in range(len(logs.success_statuses))]
     select: list[sql.Composable] = [
-        sql.SQL("count(*) - count(CASE WHEN {status}::text = ANY(%(success)s) THEN 1 END)").format(
-            status=column(logs.status)
-        ),  # a NULL status is a failure
+        # A NULL status is a failure. IN with one value plans as "=", cheaper than ANY(array).
+        sql.SQL("count(*) - count(CASE WHEN {status}::text IN ({statuses}) THEN 1 END)").format(
+            status=column(logs.status), statuses=sql.SQL(", ").join(statuses)
+        ),
         sql.SQL("count(CASE WHEN {valid} THEN 1 END)").format(valid=valid),
         sql.SQL("sum(CASE WHEN {valid} THEN {x} END)").format(valid=valid, x=x),
-        sql.SQL("count({x}) - count(CASE WHEN {valid} THEN 1 END)").format(valid=valid, x=x),
+        sql.SQL("count({x})").format(x=x),  # durations present; less the valid: the invalid
         sql.SQL("count(CASE WHEN {x} > %(slow)s AND {x} <= %(max_time)s THEN 1 END)").format(x=x),
     ]
     params: dict[str, Any] = {
-        "success": list(logs.success_statuses),
+        **{f"success_{i}": status for i, status in enumerate(logs.success_statuses)},
         "max_time": config.file.max_execution_time * scale,
         "slow": config.thresholds.slow_callback * scale,
     }
@@ -142,14 +144,14 @@ def _queue_query(queue: QueueTable) -> sql.Composed:
 
 
 def _delta(row: tuple[Any, ...], scale: float) -> CallbackDelta:
-    attempts, failures, observed, total, invalid, slow, *buckets = row[1:]
+    attempts, failures, observed, total, present, slow, *buckets = row[1:]
     return CallbackDelta(
         attempts=int(attempts),
         failures=int(failures or 0),
         observed=int(observed or 0),
         sum_seconds=float(total or 0.0) / scale,
         buckets=tuple(int(b or 0) for b in buckets),
-        invalid=int(invalid or 0),
+        invalid=int(present or 0) - int(observed or 0),
         slow=int(slow or 0),
     )
 
@@ -203,9 +205,12 @@ class Poller:
                 logs = self.logs.read(cur, running)
                 errors = self.errors.read(cur, running)
                 queue = self._queue(cur)
-        except BaseException:
+        except BaseException as exc:
             self.logs.high_water, self.logs.gaps = saved
             self.errors.high_water, self.errors.gaps = saved_errors
+            if isinstance(exc, psycopg.errors.QueryCanceled):
+                self.logs.shrink_batch()
+                self.errors.shrink_batch()
             raise
         return PollResult(
             callbacks={row[0]: _delta(row, self._scale) for row in logs.rows},

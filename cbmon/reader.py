@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -39,6 +39,11 @@ from cbmon import sqlfiles
 
 # At most this many gap ranges are read per poll; the rest wait for the next one.
 MAX_GAP_RANGES_PER_POLL = 500
+# A batch never shrinks below this many ids.
+MIN_BATCH = 1000
+# New gaps are looked for in the top this-many ids of a range first, then in eightfold wider
+# steps below.
+GAP_SEARCH_SPAN = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +100,7 @@ class TailReader:
     """Incremental, gap-aware reader of one table. Not thread-safe: one poller owns it."""
 
     def __init__(
-        self, source: Source, *, batch_size: int = 500_000, startup_gap_scan: int = 10_000
+        self, source: Source, *, batch_size: int = 1_000_000, startup_gap_scan: int = 10_000
     ) -> None:
         self.source = source
         self.batch_size = batch_size
@@ -106,6 +111,11 @@ class TailReader:
     @property
     def open_gap_ids(self) -> int:
         return sum(gap.size for gap in self.gaps)
+
+    def shrink_batch(self) -> None:
+        """A batch outran the statement timeout: read half as many ids at a time from now on,
+        so a backlog on a slow server drains in smaller steps instead of failing forever."""
+        self.batch_size = max(MIN_BATCH, self.batch_size // 2)
 
     def read(self, cur: psycopg.Cursor[Any], running: frozenset[str] | None) -> ReadResult:
         """Read what is new under the current transaction's snapshot and advance the state.
@@ -130,7 +140,7 @@ class TailReader:
         rows, in_range = self._aggregate_range(cur, after, upto)
         checked = self.gaps[:MAX_GAP_RANGES_PER_POLL]
         gap_rows, present = self._read_gaps(cur, checked)
-        new_gaps = self._find_gaps(cur, after, upto) if in_range < upto - after else []
+        new_gaps = self._find_gaps(cur, after, upto, missing=upto - after - in_range)
         still_open = _settle(_split(checked, present), running)
         self.high_water = upto
         self.gaps = self.gaps[len(checked) :] + still_open + new_gaps
@@ -196,15 +206,29 @@ class TailReader:
             return [tuple(row) for row in raw]
         return [(row[0], row[1]) for row in raw]
 
-    def _find_gaps(self, cur: psycopg.Cursor[Any], after: int, upto: int) -> list[Gap]:
-        """The ranges of ids in ``(after, upto]`` that no visible row holds."""
-        if upto <= after:
-            return []
+    def _find_gaps(
+        self, cur: psycopg.Cursor[Any], after: int, upto: int, missing: int | None = None
+    ) -> list[Gap]:
+        """The ranges of ids in ``(after, upto]`` that no visible row holds.
+
+        With ``missing``, the number of such ids (known from the count of the range), the
+        search starts at the top, where transactions still open have their ids, and widens
+        downwards eightfold only until that many are found: it reads a few thousand ids of the
+        index, not the whole range, unless a gap lies deep in it.
+        """
         query = sqlfiles.template("queries/find_gaps.sql").format(
             id=self.source.id_column, table=self.source.table
         )
-        found = cur.execute(query, {"after": after, "upto": upto}).fetchall()
-        return [Gap(int(low), int(high)) for low, high in found]
+        found: list[tuple[int, int]] = []
+        top, span = upto, GAP_SEARCH_SPAN if missing is not None else upto - after
+        remaining = upto - after if missing is None else missing
+        while remaining > 0 and top > after:
+            bottom = max(after, top - span)
+            for low, high in cur.execute(query, {"after": bottom, "upto": top}).fetchall():
+                found.append((int(low), int(high)))
+                remaining -= int(high) - int(low) + 1
+            top, span = bottom, span * 8
+        return [Gap(low, high) for low, high in _joined(sorted(found))]
 
 
 def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
@@ -250,6 +274,20 @@ def _split(gaps: Iterable[Gap], present: Sequence[tuple[int, int]]) -> Iterable[
             low = taken_high + 1
         if low <= gap.high:
             yield dataclasses.replace(gap, low=low, high=gap.high)
+
+
+def _joined(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Sorted id ranges with adjacent ones joined (a gap found across two search steps)."""
+    current: tuple[int, int] | None = None
+    for low, high in ranges:
+        if current is not None and low == current[1] + 1:
+            current = (current[0], high)
+            continue
+        if current is not None:
+            yield current
+        current = (low, high)
+    if current is not None:
+        yield current
 
 
 def _merge_rows(

@@ -67,7 +67,9 @@ class Service:
     ) -> None:
         self.config = config
         self.dsn = config.require_dsn()
-        self.state = State(config.file.max_event_types)
+        self.state = State(
+            config.file.max_event_types, max_event_type_length=config.file.max_event_type_length
+        )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(
             config, external_url(config.file.listen), self.state.labels.label

@@ -48,6 +48,30 @@ def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema)
     assert poller.logs.open_gap_ids == 0
 
 
+def test_a_gap_deep_below_many_new_rows_is_found(pg: PgSchema) -> None:
+    """The search for new gaps starts at the top of the range and widens until it has found
+    as many missing ids as the range lacks, so one far down is found too."""
+    poller, state = Poller(pg.config()), State(500)
+    with pg.connect() as conn, pg.connect(autocommit=False) as slow:
+        poll_into(poller, state, conn)
+        start = max_id(pg)
+        slow.execute(INSERT, ("deep", "COMPLETED", 5.0))
+        pg.conn.execute(
+            "INSERT INTO callback_logs (event_type, status, execution_time) "
+            "SELECT 'bulk', 'COMPLETED', 1 FROM generate_series(1, 50000)"
+        )
+        slow_two = pg.connect(autocommit=False)
+        slow_two.execute(INSERT, ("top", "COMPLETED", 5.0))
+        pg.conn.execute(INSERT, ("bulk", "COMPLETED", 1.0))
+        poll_into(poller, state, conn)
+        assert [(g.low - start, g.size) for g in poller.logs.gaps] == [(1, 1), (50002, 1)]
+        slow.commit()
+        slow_two.commit()
+        slow_two.close()
+        poll_until_no_gaps(poller, state, conn)
+    assert_matches(state, truth(pg, start))
+
+
 def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
     poller, state = Poller(pg.config()), State(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as aborted:

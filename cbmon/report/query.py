@@ -15,7 +15,7 @@ import psycopg
 from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 
-from cbmon import sqlfiles
+from cbmon import catalog, sqlfiles
 from cbmon.config import Config
 from cbmon.db import first_line
 from cbmon.durations import format_duration
@@ -62,7 +62,7 @@ class _Source:
             "logs": sql.Identifier(logs.table_schema, logs.table),
             "event_type": sql.Identifier(logs.event_type),
             "status": sql.Identifier(logs.status),
-            "execution_time": sql.Identifier(logs.execution_time),
+            "duration": sql.SQL("{}::float8").format(sql.Identifier(logs.execution_time)),
             "created_at": sql.Identifier(logs.created_at),
         }
         self.errors = {
@@ -82,6 +82,14 @@ class _Source:
             "errors": self.errors["errors"],
             "errors_event_type": self.errors["event_type"],
         }
+
+    def read_duration_type(self, conn: psycopg.Connection[Any], config: Config) -> None:
+        """Read execution_time the way its type allows (a huge numeric must not fail)."""
+        column = config.tables.logs.execution_time
+        table = catalog.regclass_text(self.logs["logs"], conn)
+        with conn.cursor() as cur:
+            found = catalog.column_type(cur, table, column)
+        self.logs["duration"] = catalog.as_float8(sql.Identifier(column), found)
 
     def statement(self, name: str, identifiers: Mapping[str, sql.Composable]) -> sql.Composed:
         if name in _ATTEMPTS:  # the summary and the series differ only in the time bucket
@@ -268,6 +276,7 @@ def fetch_report(
         with conn.transaction():
             # date_trunc buckets follow the session's zone: UTC makes them the same everywhere.
             conn.execute("SET LOCAL TIME ZONE 'UTC'")
+            reader.source.read_duration_type(conn, config)
             now_row = conn.execute("SELECT now()").fetchone()
             now: datetime = now_row[0] if now_row is not None else datetime.now(UTC)
             start, end = resolve(request.period, now)

@@ -1,11 +1,11 @@
--- The sequences behind a table's id column and their cache sizes: the one a serial or
--- identity column owns, and any a DEFAULT nextval(...) names. No row: the ids do not come
--- from a sequence. Catalogs only, so any role may run it.
+-- The sequences a table's id column takes its values from, and their cache sizes: the one an
+-- identity column owns, and the one its DEFAULT nextval(...) names (serial columns have such
+-- a default). No row: the ids do not come from a sequence. Catalogs only: any role may read.
 SELECT s.seqrelid::regclass::text AS sequence, s.seqcache AS cache
 FROM pg_attribute AS a
 JOIN pg_depend AS d
   ON d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
- AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i')
+ AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i'
 JOIN pg_sequence AS s ON s.seqrelid = d.objid
 WHERE a.attrelid = %(table)s::regclass AND a.attname = %(column)s
 UNION

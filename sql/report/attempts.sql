@@ -2,7 +2,8 @@
 -- optionally per time bucket too ({bucket}: date_trunc in the session's time zone, UTC).
 -- One scan and one sort: the overall row comes from the same pass as the per-type rows.
 -- A duration is observed only when it is a number from 0 to max_execution_time. PostgreSQL
--- sorts NaN above every number, so the upper bound also drops NaN and infinity.
+-- sorts NaN above every number, so the upper bound also drops NaN and infinity. {duration}
+-- is the column as float8, a numeric too large for float8 read as NaN (cbmon.catalog).
 -- percentile_cont takes one fraction per call because openGauss accepts no array; PostgreSQL
 -- shares one sort between calls with the same ORDER BY.
 -- A subquery rather than a CTE: older planners (and openGauss) materialise every CTE.
@@ -22,9 +23,9 @@ FROM (
     SELECT {bucket}
            COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS event_type,
            COALESCE({status}::text = ANY (%(success)s::text[]), false)    AS succeeded,
-           CASE WHEN {execution_time}::float8 >= 0
-                 AND {execution_time}::float8 <= %(max_value)s::float8
-                THEN {execution_time}::float8 * %(factor)s::float8
+           CASE WHEN {duration} >= 0
+                 AND {duration} <= %(max_value)s::float8
+                THEN {duration} * %(factor)s::float8
            END                                                            AS ms
     FROM {logs}
     WHERE {created_at} >= %(from)s AND {created_at} < %(to)s
