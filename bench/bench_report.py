@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon import schema
+from cbmon.reference import schema
 
 DSN = "postgresql://root@127.0.0.1:5432/test"
 START, END = "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"

@@ -30,9 +30,9 @@ import psycopg
 import requests
 from psycopg import sql
 
-from cbmon import schema
 from cbmon.config import load_config
-from cbmon.poller import BUCKETS, Poller
+from cbmon.reference import schema
+from cbmon.sidecar.poller import BUCKETS, Poller
 
 SCHEMA = "cbmon_bench"
 EVENT_TYPES = 200

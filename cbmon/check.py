@@ -11,14 +11,14 @@ from typing import Any
 import psycopg
 
 from cbmon.config import Config
-from cbmon.db import connect, first_line
+from cbmon.db.connect import connect, first_line
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, DatabaseError
-from cbmon.poller import Poller
-from cbmon.slo import ALERT_NAMES, OVERALL, Indicator, evaluate
-from cbmon.state import EventTypeLabels
-from cbmon.thresholds import State
-from cbmon.window import Window
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.state import EventTypeLabels
+from cbmon.sidecar.window import Window
+from cbmon.slo.alerts import ALERT_NAMES, OVERALL, Indicator, evaluate
+from cbmon.slo.judge import State
 
 EXIT_CODES = {State.OK: 0, State.WARNING: 1, State.CRITICAL: 2, State.UNKNOWN: 3}
 

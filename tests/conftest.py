@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cbmon import schema
 from cbmon.config import Config, load_config
+from cbmon.reference import schema
 
 LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
 
@@ -45,7 +45,7 @@ def pg_dsn() -> Iterator[str]:
     if _answers(LOCAL_DSN):
         yield LOCAL_DSN
         return
-    from cbmon.embedded import EmbeddedPostgres  # the fallback, only when no server answers
+    from cbmon.db.embedded import EmbeddedPostgres  # the fallback, only when no server answers
 
     with EmbeddedPostgres(Path(tempfile.gettempdir()) / "cbmon-test-pgdata") as server:
         yield server.dsn
@@ -112,7 +112,7 @@ def quiet_pg_dsn() -> Iterator[str]:
     """A private PostgreSQL cluster that nothing else uses: no other transaction moves its
     snapshots, which is where a reader that relies on other traffic loses rows. It allows
     prepared transactions, so two-phase commit can be tried too."""
-    from cbmon.embedded import EmbeddedPostgres
+    from cbmon.db.embedded import EmbeddedPostgres
 
     data_dir = Path(tempfile.mkdtemp(prefix="cbmon-quiet-")) / "pgdata"
     with EmbeddedPostgres(data_dir) as server:

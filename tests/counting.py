@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from cbmon.poller import BUCKETS, Poller
-from cbmon.state import State
+from cbmon.sidecar.poller import BUCKETS, Poller
+from cbmon.sidecar.state import State
 from tests.conftest import PgSchema
 
 INSERT = "INSERT INTO callback_logs (event_type, status, execution_time) VALUES (%s, %s, %s)"

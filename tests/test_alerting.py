@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.notifier import Notifier, Receiver
+from cbmon.alerting.dispatcher import Notifier, Receiver
 from cbmon.signing import new_secret
 from tests.conftest import PgSchema
 from tests.helpers import (

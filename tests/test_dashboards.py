@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cbmon.config import Thresholds
-from cbmon.thresholds import State, judge_avg_latency, judge_backlog, judge_success_rate
+from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
 from tests.conftest import require_binary
 from tests.promstack import DASHBOARDS, DATASOURCE, expand, load_dashboard, panels, targets
 

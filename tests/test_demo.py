@@ -27,8 +27,8 @@ from cbmon.demo.run import EXECUTOR_ROLE, reserve_listen
 from cbmon.demo.scenario import SCENARIOS, Phase, slo_window
 from cbmon.demo.view import Snapshot, panel, status_line
 from cbmon.errors import ConfigError
-from cbmon.slo import OVERALL, Indicator
-from cbmon.thresholds import State
+from cbmon.slo.alerts import OVERALL, Indicator
+from cbmon.slo.judge import State
 from tests.helpers import CBMON, scrape, wait_for
 
 # -- scenarios ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from cbmon import mechanism, schema, signing
+from cbmon import signing
+from cbmon.reference import mechanism, schema
 from tests.conftest import PgSchema
 
 Roles = Callable[..., str]

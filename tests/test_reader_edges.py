@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cbmon.check import run_check
-from cbmon.collector import CallbackCollector
-from cbmon.poller import Poller
-from cbmon.service import Service
-from cbmon.state import State
-from cbmon.thresholds import State as Level
+from cbmon.sidecar.collector import CallbackCollector
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.service import Service
+from cbmon.sidecar.state import State
+from cbmon.slo.judge import State as Level
 from tests.conftest import PgSchema
 from tests.counting import INSERT, assert_matches, max_id, poll_into, truth
 
@@ -49,7 +49,7 @@ def test_a_cached_sequence_is_a_warning_and_a_gauge(
     pg.conn.execute("ALTER TABLE callback_errors ALTER id DROP DEFAULT")
     service = Service(pg.config())
     try:
-        with caplog.at_level(logging.WARNING, logger="cbmon.service"):
+        with caplog.at_level(logging.WARNING, logger="cbmon.sidecar.service"):
             service.poll_once()
             service.poll_once()
     finally:

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cbmon.poller import Poller
-from cbmon.state import State
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.state import State
 from tests.conftest import PgSchema
 from tests.counting import assert_matches, max_id, poll_into, poll_until_no_gaps, truth
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cbmon.poller import Poller
-from cbmon.state import State
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.state import State
 from tests.conftest import PgSchema
 from tests.counting import INSERT, assert_matches, max_id, poll_into, poll_until_no_gaps, truth
 

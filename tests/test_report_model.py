@@ -14,7 +14,7 @@ from cbmon.report import svg
 from cbmon.report.jsonout import render_json
 from cbmon.report.model import Figures, Period, Queue, Report, Row, Verdicts, judge
 from cbmon.report.period import PeriodRequest, default_step, parse_time, resolve
-from cbmon.thresholds import State
+from cbmon.slo.judge import State
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

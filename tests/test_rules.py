@@ -105,7 +105,7 @@ def test_every_alert_is_unit_tested_not_firing() -> None:
 
 
 def test_baseline_alerts_use_cbmons_thresholds_and_boundaries() -> None:
-    """Same numbers and the same side of each boundary as cbmon.thresholds."""
+    """Same numbers and the same side of each boundary as cbmon.slo.judge."""
     t = Thresholds()
     success = "cbmon:callback_success_ratio:rate5m"
     mean = "cbmon:callback_duration_seconds:mean5m"

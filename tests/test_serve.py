@@ -13,7 +13,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from cbmon import schema
+from cbmon.reference import schema
 from tests.conftest import PgSchema, require_binary
 from tests.helpers import (
     CBMON,
@@ -152,7 +152,7 @@ def test_read_only_role_is_enough_and_cannot_write(pg: PgSchema, tmp_path: Path)
 
 def test_counts_stay_exact_across_a_database_restart(tmp_path: Path) -> None:
     """Rows written before, during and after a restart are each counted once."""
-    from cbmon.embedded import EmbeddedPostgres
+    from cbmon.db.embedded import EmbeddedPostgres
 
     data = tmp_path / "pgdata"
     with EmbeddedPostgres(data) as db:
@@ -213,7 +213,7 @@ def test_sigint_stops_cleanly(pg: PgSchema, tmp_path: Path) -> None:
 def test_serve_does_not_import_pandas() -> None:
     code = (
         "import sys; from cbmon.cli import cli; cli.get_command(None, 'serve');"
-        "import cbmon.service; print('pandas' in sys.modules)"
+        "import cbmon.sidecar.service; print('pandas' in sys.modules)"
     )
     python = shutil.which("python3") or "python3"
     del python

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from cbmon.alerting.payload import ZERO_TIME, build
 from cbmon.config import load_config
-from cbmon.payload import ZERO_TIME, build
-from cbmon.poller import BUCKETS, CallbackDelta
-from cbmon.slo import AlertTracker, Indicator, evaluate
-from cbmon.thresholds import State, judge_avg_latency, judge_backlog, judge_success_rate
-from cbmon.window import Totals, Window, quantile
+from cbmon.sidecar.poller import BUCKETS, CallbackDelta
+from cbmon.sidecar.window import Totals, Window, quantile
+from cbmon.slo.alerts import AlertTracker, Indicator, evaluate
+from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
 
 T = load_config(environ={}).thresholds
 

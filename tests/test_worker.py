@@ -17,10 +17,11 @@ from psycopg import sql
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from cbmon import mechanism, signing
+from cbmon import signing
 from cbmon.errors import ConfigError, DatabaseError
+from cbmon.reference import mechanism
+from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
 from cbmon.retry_after import parse_retry_after
-from cbmon.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
 from tests.conftest import PgSchema
 
 # -- receivers -------------------------------------------------------------------------------

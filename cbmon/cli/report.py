@@ -18,7 +18,7 @@ from cbmon.report import FORMATS, build_report, renderer
 from cbmon.report.period import PeriodRequest, check, parse_time
 from cbmon.report.progress import Progress
 from cbmon.report.query import STEPS, ReportRequest
-from cbmon.thresholds import State
+from cbmon.slo.judge import State
 
 FAIL_EXIT = {State.WARNING: 3, State.CRITICAL: 4}
 

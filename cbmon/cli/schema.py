@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cbmon import schema as reference
 from cbmon.cli.options import dsn_option
 from cbmon.config import load_config
+from cbmon.reference import schema as reference
 
 
 @click.group()

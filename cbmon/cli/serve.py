@@ -19,8 +19,8 @@ from cbmon.cli.options import (
     window_option,
 )
 from cbmon.config import WEBHOOK_SECRET_ENV
-from cbmon.db import describe
-from cbmon.service import Service
+from cbmon.db.connect import describe
+from cbmon.sidecar.service import Service
 
 log = logging.getLogger("cbmon")
 

@@ -29,9 +29,10 @@ from typing import TextIO
 
 from psycopg import sql
 
-from cbmon import mechanism, signing
+from cbmon import signing
 from cbmon.config import Config, load_config, parse_listen
-from cbmon.db import connect, describe
+from cbmon.db.connect import connect, describe
+from cbmon.db.embedded import EmbeddedPostgres, default_data_dir
 from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import (
@@ -45,10 +46,10 @@ from cbmon.demo.scenario import (
 from cbmon.demo.traffic import Traffic
 from cbmon.demo.view import LiveView, Snapshot, alert_line, clock
 from cbmon.durations import format_duration
-from cbmon.embedded import EmbeddedPostgres, default_data_dir
 from cbmon.errors import CbmonError, ConfigError, DatabaseError
-from cbmon.service import Service
-from cbmon.worker import Worker, WorkerOptions
+from cbmon.reference import mechanism
+from cbmon.reference.worker import Worker, WorkerOptions
+from cbmon.sidecar.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ JOIN_GRACE = 2.0  # seconds workers get to finish the delivery in hand before re
 # Loggers whose routine messages (retries given up, alerts sent, server start) the live view
 # already shows; they are lowered to warnings unless the user asked for debug output.
 _CHATTY = {
-    "cbmon.worker": logging.ERROR,
-    "cbmon.evaluator": logging.WARNING,
-    "cbmon.notifier": logging.WARNING,
-    "cbmon.service": logging.WARNING,
-    "cbmon.embedded": logging.WARNING,
-    "cbmon.leader": logging.WARNING,
+    "cbmon.reference.worker": logging.ERROR,
+    "cbmon.sidecar.evaluator": logging.WARNING,
+    "cbmon.alerting.dispatcher": logging.WARNING,
+    "cbmon.sidecar.service": logging.WARNING,
+    "cbmon.db.embedded": logging.WARNING,
+    "cbmon.alerting.leader": logging.WARNING,
 }
 
 

@@ -11,7 +11,7 @@ from cbmon.report.model import Report, Row
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest
-from cbmon.thresholds import State
+from cbmon.slo.judge import State
 
 _VERDICT = {State.OK: "ok", State.WARNING: "WARNING", State.CRITICAL: "CRITICAL"}
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon.db import connect, first_line
+from cbmon.db.connect import connect, first_line
 from cbmon.demo.scenario import Conditions
 from cbmon.errors import DatabaseError
 

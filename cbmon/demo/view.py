@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from cbmon.demo.receivers import AlertEvent
-from cbmon.slo import OVERALL, Indicator
-from cbmon.thresholds import State
+from cbmon.slo.alerts import OVERALL, Indicator
+from cbmon.slo.judge import State
 
 _STATE = {
     State.OK: "ok",

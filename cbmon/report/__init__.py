@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cbmon.config import Config
-from cbmon.db import connect
+from cbmon.db.connect import connect
 from cbmon.report.model import Report
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest, fetch_report

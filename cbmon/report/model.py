@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cbmon.config import Thresholds
-from cbmon.thresholds import State, judge_avg_latency, judge_backlog, judge_success_rate
+from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
 
 INDICATORS = ("success_rate", "avg_latency")
 

@@ -15,9 +15,9 @@ import psycopg
 from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 
-from cbmon import catalog, sqlfiles
 from cbmon.config import Config
-from cbmon.db import first_line
+from cbmon.db import catalog, sqlfiles
+from cbmon.db.connect import first_line
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.report.model import (

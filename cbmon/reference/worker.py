@@ -30,7 +30,7 @@ import requests
 from psycopg import sql
 
 from cbmon import signing
-from cbmon.db import connect, first_line
+from cbmon.db.connect import connect, first_line
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.retry_after import parse_retry_after
 

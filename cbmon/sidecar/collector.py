@@ -16,8 +16,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cbmon import __version__
-from cbmon.poller import BUCKETS
-from cbmon.state import POLL_BUCKETS, CallbackTotals, State, View
+from cbmon.sidecar.poller import BUCKETS
+from cbmon.sidecar.state import POLL_BUCKETS, CallbackTotals, State, View
 
 
 def _bucket_pairs(

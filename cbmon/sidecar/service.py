@@ -19,15 +19,15 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from cbmon.collector import CallbackCollector, QueueAgeCollector
 from cbmon.config import Config, parse_listen
-from cbmon.db import connect, describe, first_line
+from cbmon.db.connect import connect, describe, first_line
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.evaluator import Evaluator, EvaluatorCollector, NotifierCollector
-from cbmon.exposition import Exposition
-from cbmon.poller import CallbackDelta, Poller, PollResult
-from cbmon.server import MetricsServer
-from cbmon.state import State
+from cbmon.sidecar.collector import CallbackCollector, QueueAgeCollector
+from cbmon.sidecar.evaluator import Evaluator, EvaluatorCollector, NotifierCollector
+from cbmon.sidecar.exposition import Exposition
+from cbmon.sidecar.poller import CallbackDelta, Poller, PollResult
+from cbmon.sidecar.server import MetricsServer
+from cbmon.sidecar.state import State
 
 log = logging.getLogger(__name__)
 

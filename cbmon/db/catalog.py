@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon import sqlfiles
+from cbmon.db import sqlfiles
 
 # Numbers at or above this do not fit a float8; numeric columns are checked before the cast.
 _FLOAT8_SAFE = sql.SQL("1e300")

@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from cbmon.catalog import Assumption
-from cbmon.poller import BUCKETS, CallbackDelta, PollResult
+from cbmon.db.catalog import Assumption
+from cbmon.sidecar.poller import BUCKETS, CallbackDelta, PollResult
 
 UNKNOWN_EVENT_TYPE = "unknown"
 OTHER_EVENT_TYPE = "other"

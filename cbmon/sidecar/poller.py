@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from cbmon import catalog, sqlfiles
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
-from cbmon.reader import ReadResult, Source, TailReader, running_transactions
+from cbmon.db import catalog, sqlfiles
+from cbmon.sidecar.reader import ReadResult, Source, TailReader, running_transactions
 
 # Histogram bucket bounds in seconds. 0.15, 0.2 and 0.5 are the baseline's and the design
 # limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
@@ -64,7 +64,7 @@ class PollResult:
     queue: QueueState
     lag_rows: dict[str, int]
     open_gaps: dict[str, int]
-    # On the first poll only: what the catalogs say about the tables' ids (see cbmon.catalog).
+    # On the first poll only: what the catalogs say about the tables' ids (see cbmon.db.catalog).
     assumptions: tuple[catalog.Assumption, ...] = ()
     # On the first poll only, with a backfill: rows dated ahead of the database's clock by more
     # than slo.clock_skew, left out of the history, per table.

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cbmon.slo import Alert, Notification
+from cbmon.slo.alerts import Alert, Notification
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
 RECEIVER = "cbmon"

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon import sqlfiles
-from cbmon.db import connect, first_line
+from cbmon.db import sqlfiles
+from cbmon.db.connect import connect, first_line
 from cbmon.errors import DatabaseError
 
 DEFAULT_EXECUTOR = "callback_executor"

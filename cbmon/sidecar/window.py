@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
 
-from cbmon.poller import BUCKETS, CallbackDelta
+from cbmon.sidecar.poller import BUCKETS, CallbackDelta
 
 Deltas = Mapping[str, tuple[CallbackDelta | None, int]]
 EMPTY = CallbackDelta(0, 0, 0, 0.0, (0,) * len(BUCKETS), 0, 0)

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon import sqlfiles
+from cbmon.db import sqlfiles
 
 # At most this many gap ranges are read per poll; the rest wait for the next one.
 MAX_GAP_RANGES_PER_POLL = 500

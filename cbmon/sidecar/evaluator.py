@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cbmon import payload, signing
+from cbmon import signing
+from cbmon.alerting import payload
+from cbmon.alerting.dispatcher import Notifier, Receiver
+from cbmon.alerting.leader import Leadership, lock_key
 from cbmon.config import Config
-from cbmon.leader import Leadership, lock_key
-from cbmon.notifier import Notifier, Receiver
-from cbmon.poller import CallbackDelta, PollResult
-from cbmon.slo import AlertTracker, Indicator, Notification, evaluate
-from cbmon.window import Window
+from cbmon.sidecar.poller import CallbackDelta, PollResult
+from cbmon.sidecar.window import Window
+from cbmon.slo.alerts import AlertTracker, Indicator, Notification, evaluate
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from cbmon import sqlfiles
-from cbmon.db import connect, first_line
+from cbmon.db import sqlfiles
+from cbmon.db.connect import connect, first_line
 from cbmon.errors import DatabaseError
 
 DEFAULT_ROLE = "cbmon"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cbmon.exposition import Exposition
+from cbmon.sidecar.exposition import Exposition
 
 log = logging.getLogger(__name__)
 

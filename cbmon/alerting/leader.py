@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cbmon.db import connect, first_line
+from cbmon.db.connect import connect, first_line
 from cbmon.errors import DatabaseError
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 
 from cbmon.config import Thresholds
 from cbmon.durations import format_duration
-from cbmon.thresholds import State, judge_avg_latency, judge_backlog, judge_success_rate
-from cbmon.window import Totals
+from cbmon.sidecar.window import Totals
+from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
 
 OVERALL = ""  # the event_type label value of indicators over every event type
 SLOS = ("success_rate", "avg_latency", "p95_latency", "slow_share", "backlog")
