@@ -31,8 +31,9 @@ import requests
 from psycopg import sql
 
 from cbmon.config import load_config
+from cbmon.domain import BUCKETS
 from cbmon.reference import schema
-from cbmon.sidecar.poller import BUCKETS, Poller
+from cbmon.sidecar.poller import Poller
 
 SCHEMA = "cbmon_bench"
 EVENT_TYPES = 200

@@ -5,27 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any
 
 import psycopg
 
 from cbmon.config import Config
 from cbmon.db.connect import connect, first_line
+from cbmon.domain import Figures, Level, total
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, DatabaseError
+from cbmon.sidecar.labels import EventTypeLabels
 from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.state import EventTypeLabels
-from cbmon.sidecar.window import Window
-from cbmon.slo.alerts import ALERT_NAMES, OVERALL, Indicator, evaluate
-from cbmon.slo.judge import State
+from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator, evaluate
 
-EXIT_CODES = {State.OK: 0, State.WARNING: 1, State.CRITICAL: 2, State.UNKNOWN: 3}
+EXIT_CODES = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2, Level.UNKNOWN: 3}
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
-    status: State
+    status: Level
     window: float
     indicators: list[Indicator]
     message: str
@@ -62,23 +60,22 @@ def run_check(config: Config, window: float) -> CheckResult:
             queue = poller.queue_state(conn)
     except psycopg.Error as exc:
         raise CheckError(f"query failed: {first_line(exc)}") from None
-    now = time.time()
-    offset = now - queue.db_now
-    slices = Window(window)
-    for at, raw, delta, errors in history:
-        slices.add(at + offset, {labels.label(raw): (delta, errors)})
-    overall, per_type = slices.totals(now)
+    per_type: dict[str, Figures] = {}
+    for slot in history:  # every slot lies within the window: it was read that way
+        label = labels.label(slot.event_type)
+        per_type[label] = per_type.get(label, Figures()) + slot.figures
+    overall = total(per_type.values())
     indicators = evaluate(
         overall, per_type, queue.backlog, config.thresholds, config.file.slo.min_events
     )
-    judged = [i for i in indicators if i.slo in ALERT_NAMES and i.state is not State.UNKNOWN]
-    status = max((i.state for i in judged), default=State.OK)
+    judged = [i for i in indicators if i.slo in ALERT_NAMES and i.state is not Level.UNKNOWN]
+    status = max((i.state for i in judged), default=Level.OK)
     message = _message(status, judged, window)
     return CheckResult(status, window, indicators, message, ahead)
 
 
-def _message(status: State, judged: list[Indicator], window: float) -> str:
-    worst = [i for i in judged if i.state is status and status is not State.OK]
+def _message(status: Level, judged: list[Indicator], window: float) -> str:
+    worst = [i for i in judged if i.state is status and status is not Level.OK]
     detail = "; ".join(f"{i.slo} {format_value(i)} ({scope(i)})" for i in worst[:5])
     if not detail:
         detail = f"all indicators within the baseline over {format_duration(window)}"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.alerting.dispatcher import Notifier, Receiver
+from cbmon.alerting.dispatcher import Outbox, new_message
 from cbmon.signing import new_secret
 from tests.conftest import PgSchema
-from tests.helpers import (
+from tests.support.processes import (
     CBMON,
     free_port,
     running,
@@ -23,17 +23,35 @@ from tests.helpers import (
     serve_command,
     wait_for,
 )
-from tests.receiver import Reply, receiver
+from tests.support.receiver import Reply, receiver
 
 BODY = json.dumps({"version": "4", "status": "firing", "alerts": []}).encode()
+
+
+class _Fanout:
+    """Outboxes started together; one message to each."""
+
+    def __init__(self, outboxes: list[Outbox]) -> None:
+        self.outboxes = outboxes
+        for outbox in outboxes:
+            outbox.start()
+
+    def send(self, body: bytes) -> None:
+        message = new_message(body)
+        for outbox in self.outboxes:
+            outbox.send(message)
+
+    def close(self) -> None:
+        for outbox in self.outboxes:
+            outbox.stop()
 
 
 def test_signed_and_the_id_is_stable_across_retries() -> None:
     secret = new_secret()
     with receiver() as hook:
         hook.replies = [Reply(500), Reply(502)]
-        out = Receiver(hook.url, secret, max_retries=3, backoff_base=0.05)
-        notifier = Notifier([out])
+        out = Outbox(hook.url, secret, max_retries=3, backoff_base=0.05)
+        notifier = _Fanout([out])
         notifier.send(BODY)
         requests = hook.wait(3)
         notifier.close()
@@ -46,7 +64,7 @@ def test_signed_and_the_id_is_stable_across_retries() -> None:
 
 def test_a_wrong_secret_does_not_verify() -> None:
     with receiver() as hook:
-        notifier = Notifier([Receiver(hook.url, new_secret())])
+        notifier = _Fanout([Outbox(hook.url, new_secret())])
         notifier.send(BODY)
         request = hook.wait(1)[0]
         notifier.close()
@@ -57,8 +75,8 @@ def test_a_wrong_secret_does_not_verify() -> None:
 def test_retry_budget_then_delivered_when_the_receiver_comes_back() -> None:
     with receiver() as hook:
         hook.default = Reply(500)
-        out = Receiver(hook.url, None, max_retries=3, backoff_base=0.05, down_retry=1.0)
-        notifier = Notifier([out])
+        out = Outbox(hook.url, None, max_retries=3, backoff_base=0.05, down_retry=1.0)
+        notifier = _Fanout([out])
         notifier.send(BODY)
         hook.wait(4)
         time.sleep(0.5)
@@ -76,7 +94,7 @@ def test_retry_budget_then_delivered_when_the_receiver_comes_back() -> None:
 def test_retry_after_is_honoured() -> None:
     with receiver() as hook:
         hook.replies = [Reply(429, {"Retry-After": "1"})]
-        notifier = Notifier([Receiver(hook.url, None, backoff_base=0.01)])
+        notifier = _Fanout([Outbox(hook.url, None, backoff_base=0.01)])
         notifier.send(BODY)
         first, second = hook.wait(2)
         notifier.close()
@@ -86,8 +104,8 @@ def test_retry_after_is_honoured() -> None:
 def test_a_hanging_receiver_delays_nobody_else() -> None:
     with receiver() as slow, receiver() as fast:
         slow.default = Reply(200, delay=3)
-        hanging = Receiver(slow.url, None, timeout=0.3, max_retries=1, backoff_base=0.05)
-        notifier = Notifier([hanging, Receiver(fast.url, None)])
+        hanging = Outbox(slow.url, None, timeout=0.3, max_retries=1, backoff_base=0.05)
+        notifier = _Fanout([hanging, Outbox(fast.url, None)])
         started = time.monotonic()
         notifier.send(BODY)
         fast.wait(1)

@@ -10,7 +10,7 @@ import pytest
 from cbmon.config import load_config
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
-from tests.helpers import CBMON
+from tests.support.processes import CBMON
 
 
 @pytest.mark.parametrize(

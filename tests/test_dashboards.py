@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from cbmon.config import Thresholds
-from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
+from cbmon.domain import Level
+from cbmon.slo.judge import judge_avg_latency, judge_backlog, judge_success_rate
 from tests.conftest import require_binary
-from tests.promstack import DASHBOARDS, DATASOURCE, expand, load_dashboard, panels, targets
+from tests.support.promstack import DASHBOARDS, DATASOURCE, expand, load_dashboard, panels, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISIONING = ROOT / "dashboards" / "provisioning"
@@ -221,7 +222,7 @@ def _colour(steps: list[dict[str, Any]], value: float) -> str:
     return colour
 
 
-COLOURS = {State.OK: "green", State.WARNING: "orange", State.CRITICAL: "red"}
+COLOURS = {Level.OK: "green", Level.WARNING: "orange", Level.CRITICAL: "red"}
 
 
 def _steps(panel: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,10 +26,10 @@ from cbmon.demo.receivers import AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.run import EXECUTOR_ROLE, reserve_listen
 from cbmon.demo.scenario import SCENARIOS, Phase, slo_window
 from cbmon.demo.view import Snapshot, panel, status_line
+from cbmon.domain import Level
 from cbmon.errors import ConfigError
-from cbmon.slo.alerts import OVERALL, Indicator
-from cbmon.slo.judge import State
-from tests.helpers import CBMON, scrape, wait_for
+from cbmon.slo.judge import OVERALL, Indicator
+from tests.support.processes import CBMON, scrape, wait_for
 
 # -- scenarios ------------------------------------------------------------------------------
 
@@ -92,12 +92,12 @@ def test_the_scenario_repeats_when_the_demo_runs_until_stopped() -> None:
 
 def _snapshot() -> Snapshot:
     indicators = [
-        Indicator("success_rate", OVERALL, 0.9712, State.CRITICAL, 400),
-        Indicator("avg_latency", OVERALL, 0.212, State.WARNING, 400),
-        Indicator("p95_latency", OVERALL, 0.75, State.UNKNOWN, 400),
-        Indicator("success_rate", "order_created", 0.96, State.CRITICAL, 200),
-        Indicator("avg_latency", "order_created", 0.3, State.WARNING, 200),
-        Indicator("backlog", OVERALL, 12.0, State.OK, 12),
+        Indicator("success_rate", OVERALL, 0.9712, Level.CRITICAL, 400),
+        Indicator("avg_latency", OVERALL, 0.212, Level.WARNING, 400),
+        Indicator("p95_latency", OVERALL, 0.75, Level.UNKNOWN, 400),
+        Indicator("success_rate", "order_created", 0.96, Level.CRITICAL, 200),
+        Indicator("avg_latency", "order_created", 0.3, Level.WARNING, 200),
+        Indicator("backlog", OVERALL, 12.0, Level.OK, 12),
     ]
     return Snapshot(
         elapsed=42.0,

@@ -6,37 +6,45 @@ import math
 
 import pytest
 
-from cbmon.sidecar.poller import BUCKETS, Poller
-from cbmon.sidecar.state import State
+from cbmon.domain import BUCKETS
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
-from tests.counting import INSERT, assert_matches, max_id, poll_into, poll_until_no_gaps, truth
+from tests.support.counting import (
+    INSERT,
+    assert_matches,
+    max_id,
+    poll_into,
+    poll_until_no_gaps,
+    truth,
+)
 
 
 def test_counts_start_at_the_tail_and_then_every_new_row(pg: PgSchema) -> None:
     pg.conn.execute(INSERT, ("history", "COMPLETED", 10.0))
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
-        assert state.view().callbacks == {}
+        assert state.view().figures == {}
         start = max_id(pg)
         for i in range(50):
             status = "COMPLETED" if i % 5 else "FAILED"
             pg.conn.execute(INSERT, ("order_created", status, float(i * 7)))
         poll_into(poller, state, conn)
     assert_matches(state, truth(pg, start))
-    assert "history" not in state.view().callbacks
+    assert "history" not in state.view().figures
 
 
 def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as slow:
         poll_into(poller, state, conn)
         start = max_id(pg)
         slow.execute(INSERT, ("late", "FAILED", 120.0))  # takes the lower id, commits last
         pg.conn.execute(INSERT, ("early", "COMPLETED", 80.0))
         poll_into(poller, state, conn)
-        assert state.view().callbacks["early"].attempts == 1
-        assert "late" not in state.view().callbacks
+        assert state.view().figures["early"].attempts == 1
+        assert "late" not in state.view().figures
         assert poller.logs.open_gap_ids == 1
         poll_into(poller, state, conn)  # the open transaction keeps the gap watched
         assert poller.logs.open_gap_ids == 1
@@ -44,14 +52,14 @@ def test_row_committing_after_a_higher_id_was_read_is_counted_once(pg: PgSchema)
         poll_into(poller, state, conn)
         poll_until_no_gaps(poller, state, conn)
     assert_matches(state, truth(pg, start))
-    assert state.view().callbacks["late"].attempts == 1
+    assert state.view().figures["late"].attempts == 1
     assert poller.logs.open_gap_ids == 0
 
 
 def test_a_gap_deep_below_many_new_rows_is_found(pg: PgSchema) -> None:
     """The search for new gaps starts at the top of the range and widens until it has found
     as many missing ids as the range lacks, so one far down is found too."""
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as slow:
         poll_into(poller, state, conn)
         start = max_id(pg)
@@ -73,7 +81,7 @@ def test_a_gap_deep_below_many_new_rows_is_found(pg: PgSchema) -> None:
 
 
 def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as aborted:
         poll_into(poller, state, conn)
         aborted.execute(INSERT, ("never", "COMPLETED", 1.0))
@@ -83,11 +91,11 @@ def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
         poll_into(poller, state, conn)  # fences the gap: nothing that could fill it runs
         poll_until_no_gaps(poller, state, conn)
         assert poller.logs.open_gap_ids == 0
-    assert "never" not in state.view().callbacks
+    assert "never" not in state.view().figures
 
 
 def test_bad_rows_are_counted_sensibly(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
         start = max_id(pg)
@@ -109,29 +117,29 @@ def test_bad_rows_are_counted_sensibly(pg: PgSchema) -> None:
             pg.conn.execute(INSERT, (event_type, status, duration))
         poll_into(poller, state, conn)
     view = state.view()
-    x = view.callbacks["x"]
+    x = view.figures["x"]
     assert (x.attempts, x.failures, x.observed, x.invalid) == (8, 2, 2, 5)
     assert x.buckets[BUCKETS.index(0.15)] == 2  # exactly 150 ms is in the le=0.15 bucket
-    unknown = view.callbacks["unknown"]
+    unknown = view.figures["unknown"]
     assert (unknown.attempts, unknown.observed, unknown.failures) == (2, 2, 0)
     assert_matches(state, truth(pg, start))
 
 
 def test_event_types_beyond_the_cap_fold_into_other(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(3)
+    poller, state = Poller(pg.config()), Store(3)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
         for name in ["e1", "e2", "e3", "e4", "e5", "e4"]:
             pg.conn.execute(INSERT, (name, "COMPLETED", 10.0))
         poll_into(poller, state, conn)
     view = state.view()
-    assert sorted(view.callbacks) == ["e1", "e2", "e3", "other"]
-    assert view.callbacks["other"].attempts == 3
+    assert sorted(view.figures) == ["e1", "e2", "e3", "other"]
+    assert view.figures["other"].attempts == 3
     assert view.folded_total == 2
 
 
 def test_errors_and_queue(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
         pg.conn.execute(
@@ -145,7 +153,7 @@ def test_errors_and_queue(pg: PgSchema) -> None:
         )
         poll_into(poller, state, conn)
     view = state.view()
-    assert view.callbacks["pay"].errors == 7
+    assert view.figures["pay"].errors == 7
     assert view.backlog == 2
     assert 89 <= view.oldest_age_seconds < 120
 
@@ -173,7 +181,7 @@ def test_custom_table_and_column_names(pg: PgSchema, unit: str) -> None:
             "queue": {"schema": pg.name},
         }
     )
-    poller, state = Poller(config), State(500)
+    poller, state = Poller(config), Store(500)
     scale = 1000 if unit == "ms" else 1
     with pg.connect() as conn:
         poll_into(poller, state, conn)
@@ -183,7 +191,7 @@ def test_custom_table_and_column_names(pg: PgSchema, unit: str) -> None:
             [0.1 * scale, 0.15 * scale, 0.6 * scale],
         )
         poll_into(poller, state, conn)
-    k = state.view().callbacks["k"]
+    k = state.view().figures["k"]
     assert (k.attempts, k.failures, k.observed) == (3, 1, 3)
     assert k.buckets[BUCKETS.index(0.15)] == 2
     assert math.isclose(k.sum_seconds, 0.85)

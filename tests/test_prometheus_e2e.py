@@ -23,9 +23,9 @@ import requests
 import yaml
 
 from tests.conftest import PgSchema, require_binary
-from tests.helpers import answers, free_port, running, serve_command, wait_for
-from tests.promstack import ROOT, Prometheus, alertmanager, expand, prometheus, targets
-from tests.receiver import Receiver, receiver
+from tests.support.processes import answers, free_port, running, serve_command, wait_for
+from tests.support.promstack import ROOT, Prometheus, alertmanager, expand, prometheus, targets
+from tests.support.receiver import Receiver, receiver
 
 ALERTS = ROOT / "alerts.yml"
 EVENT_TYPES = ("order_created", "payment_settled")

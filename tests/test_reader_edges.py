@@ -12,16 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cbmon.check import run_check
+from cbmon.domain import Level
 from cbmon.sidecar.collector import CallbackCollector
 from cbmon.sidecar.poller import Poller
 from cbmon.sidecar.service import Service
-from cbmon.sidecar.state import State
-from cbmon.slo.judge import State as Level
+from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
-from tests.counting import INSERT, assert_matches, max_id, poll_into, truth
+from tests.support.counting import INSERT, assert_matches, max_id, poll_into, truth
 
 
-def registry_of(state: State) -> CollectorRegistry:
+def registry_of(state: Store) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(CallbackCollector(state))
     return registry
@@ -33,7 +33,7 @@ def assumption(registry: CollectorRegistry, table: str, check: str) -> float | N
 
 
 def test_the_reference_schema_meets_every_assumption(pg: PgSchema) -> None:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
     registry = registry_of(state)
@@ -54,7 +54,7 @@ def test_a_cached_sequence_is_a_warning_and_a_gauge(
             service.poll_once()
     finally:
         service.close()
-    registry = registry_of(service.state)
+    registry = registry_of(service.store)
     assert assumption(registry, "logs", "ids_from_sequence") == 1
     assert assumption(registry, "logs", "sequence_cache_1") == 0
     assert assumption(registry, "errors", "ids_from_sequence") == 0
@@ -82,7 +82,7 @@ def test_partitioned_log_read_exactly_and_retention_changes_no_counter(pg: PgSch
     )
     old = "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
     old += "VALUES (%s, %s, %s, now() - interval '1 day')"
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as slow:
         poll_into(poller, state, conn)
         start = max_id(pg)
@@ -94,14 +94,14 @@ def test_partitioned_log_read_exactly_and_retention_changes_no_counter(pg: PgSch
         poll_into(poller, state, conn)
         poll_into(poller, state, conn)
         assert_matches(state, truth(pg, start))
-        before = state.view().callbacks
+        before = state.view().figures
         pg.conn.execute("DROP TABLE logs_old")  # retention: the oldest partition goes
         poll_into(poller, state, conn)
-        assert state.view().callbacks == before
+        assert state.view().figures == before
         for number in range(5):
             pg.conn.execute(INSERT, ("after", "COMPLETED", float(number)))
         poll_into(poller, state, conn)
-    view = state.view().callbacks
+    view = state.view().figures
     assert view["after"].attempts == 5
     assert view["p"] == before["p"]
     assert view["late"] == before["late"]
@@ -116,7 +116,7 @@ def to_numeric(pg: PgSchema) -> None:
 
 def test_a_numeric_too_large_for_float8_is_an_invalid_duration(pg: PgSchema) -> None:
     to_numeric(pg)
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
         for value in ("1e400", "-1e400", "NaN", "150", "2.5"):
@@ -127,7 +127,7 @@ def test_a_numeric_too_large_for_float8_is_an_invalid_duration(pg: PgSchema) -> 
             )
         pg.conn.execute(INSERT, ("n", "COMPLETED", None))
         poll_into(poller, state, conn)
-    n = state.view().callbacks["n"]
+    n = state.view().figures["n"]
     assert (n.attempts, n.observed, n.invalid) == (6, 2, 3)
     assert n.sum_seconds == pytest.approx(0.1525)
     assert state.view().database_up
@@ -150,13 +150,13 @@ def test_rows_dated_tomorrow_do_not_hold_a_verdict(pg: PgSchema) -> None:
     result = run_check_on(pg)
     assert result.status is Level.OK
     assert result.ahead_rows == {"logs": 50, "errors": 0}
-    poller, state = Poller(pg.config(), backfill=300.0), State(500)
+    poller, state = Poller(pg.config(), backfill=300.0), Store(500)
     with pg.connect() as conn:
         first = poller.poll(conn)
     assert first.ahead_rows == {"logs": 50, "errors": 0}
-    attempts = sum(delta.attempts for _, _, delta, _ in first.history if delta is not None)
+    attempts = sum(slot.figures.attempts for slot in first.history)
     assert attempts == 20  # within the allowed skew (1m), so counted
-    state.apply(first, state.label_deltas(first), 0.0)
+    state.apply(first, state.label(first), 0.0)
     assert registry_of(state).get_sample_value("cbmon_rows_dated_ahead", {"table": "logs"}) == 50
 
 
@@ -180,5 +180,5 @@ def test_the_report_reads_a_numeric_too_large_for_float8(pg: PgSchema) -> None:
             timeout=5,
         )
     (row,) = report.event_types
-    assert (row.figures.calls, row.figures.observed) == (3, 2)
-    assert row.figures.avg_ms == pytest.approx(150.0)
+    assert (row.figures.attempts, row.figures.observed) == (3, 2)
+    assert row.avg_ms == pytest.approx(150.0)

@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.state import State
+from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
-from tests.counting import assert_matches, max_id, poll_into, poll_until_no_gaps, truth
+from tests.support.counting import assert_matches, max_id, poll_into, poll_until_no_gaps, truth
 
 STEPS = ("take", "write", "end")
 NEXTVAL = "SELECT nextval(pg_get_serial_sequence('callback_logs', 'id'))"
@@ -80,7 +80,7 @@ class Writer:
 def run_schedule(
     pg: PgSchema,
     poller: Poller,
-    state: State,
+    state: Store,
     conn: psycopg.Connection[Any],
     writers: Sequence[Writer],
     order: Sequence[int],
@@ -98,7 +98,7 @@ def run_schedule(
 
 
 def check_schedules(pg: PgSchema, count: int, schedules: Iterator[tuple[Any, ...]]) -> int:
-    poller, state = Poller(pg.config()), State(500)
+    poller, state = Poller(pg.config()), Store(500)
     ran = 0
     with ExitStack() as stack:
         conn = stack.enter_context(pg.connect())
@@ -118,7 +118,7 @@ def check_schedules(pg: PgSchema, count: int, schedules: Iterator[tuple[Any, ...
 
 def test_the_quiet_server_defect(quiet_pg: PgSchema) -> None:
     """A takes id N, B takes N+1 and commits, A writes N and stays open for many polls."""
-    poller, state = Poller(quiet_pg.config()), State(500)
+    poller, state = Poller(quiet_pg.config()), Store(500)
     with (
         quiet_pg.connect() as conn,
         quiet_pg.connect(autocommit=False) as a_conn,
@@ -140,7 +140,7 @@ def test_the_quiet_server_defect(quiet_pg: PgSchema) -> None:
             assert any(gap.low <= (a.id or 0) <= gap.high for gap in poller.logs.gaps)
         a.step("end", True)
         poll_until_no_gaps(poller, state, conn)
-    assert state.view().callbacks["slow"].attempts == 1
+    assert state.view().figures["slow"].attempts == 1
     assert_matches(state, truth(quiet_pg, start))
 
 

@@ -11,9 +11,16 @@ from typing import Any
 import pytest
 
 from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.state import State
+from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
-from tests.counting import INSERT, assert_matches, max_id, poll_into, poll_until_no_gaps, truth
+from tests.support.counting import (
+    INSERT,
+    assert_matches,
+    max_id,
+    poll_into,
+    poll_until_no_gaps,
+    truth,
+)
 
 
 def _row(rng: random.Random) -> tuple[Any, ...]:
@@ -63,7 +70,7 @@ def two_phase_writer(pg: PgSchema, seed: int, stop: threading.Event) -> None:
 
 def run(pg: PgSchema, two_phase: bool) -> None:
     config = pg.config(reader={"batch_size": 50})
-    poller, state = Poller(config), State(500)
+    poller, state = Poller(config), Store(500)
     with pg.connect() as conn:
         poll_into(poller, state, conn)
     start = max_id(pg)
@@ -108,7 +115,7 @@ def test_randomized_on_the_shared_server(pg: PgSchema) -> None:
 def test_a_prepared_transaction_keeps_its_id_watched(quiet_pg: PgSchema, outcome: str) -> None:
     """Between PREPARE and COMMIT PREPARED the transaction has no session; its id is still
     watched until it ends either way."""
-    poller, state = Poller(quiet_pg.config()), State(500)
+    poller, state = Poller(quiet_pg.config()), Store(500)
     with quiet_pg.connect() as conn, quiet_pg.connect(autocommit=False) as prepared:
         poll_into(poller, state, conn)
         start = max_id(quiet_pg)
@@ -126,4 +133,4 @@ def test_a_prepared_transaction_keeps_its_id_watched(quiet_pg: PgSchema, outcome
             prepared.tpc_rollback()
         poll_until_no_gaps(poller, state, conn)
     assert_matches(state, truth(quiet_pg, start))
-    assert ("prepared" in state.view().callbacks) is (outcome == "commit")
+    assert ("prepared" in state.view().figures) is (outcome == "commit")

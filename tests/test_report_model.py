@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cbmon.config import Thresholds
+from cbmon.domain import Figures, Level
 from cbmon.errors import ConfigError
 from cbmon.report import svg
 from cbmon.report.jsonout import render_json
-from cbmon.report.model import Figures, Period, Queue, Report, Row, Verdicts, judge
+from cbmon.report.model import Latency, Period, Queue, Report, Row
 from cbmon.report.period import PeriodRequest, default_step, parse_time, resolve
-from cbmon.slo.judge import State
+from cbmon.slo.judge import Verdicts, judge
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -45,22 +46,23 @@ def test_default_chart_step() -> None:
     assert default_step(NOW - timedelta(days=3, seconds=1), NOW) == "day"
 
 
-def test_judge_needs_enough_events() -> None:
+def test_the_report_judges_with_the_sidecars_judge() -> None:
     thresholds = Thresholds()
-    few = Figures(calls=19, failures=19, observed=19, avg_ms=900.0)
-    assert judge(few, thresholds, 20) == Verdicts(State.UNKNOWN, State.UNKNOWN)
-    enough = Figures(calls=20, failures=0, observed=20, avg_ms=150.0)
-    assert judge(enough, thresholds, 20) == Verdicts(State.OK, State.WARNING)
+    few = Figures(attempts=19, failures=19, observed=19, sum_seconds=19 * 0.9)
+    assert judge(few, thresholds, 20) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
+    enough = Figures(attempts=20, failures=0, observed=20, sum_seconds=20 * 0.15)
+    assert judge(enough, thresholds, 20) == Verdicts(Level.OK, Level.WARNING)
     # avg 500.0000001 ms is above the alert limit of 500 ms
-    over = Figures(calls=20, observed=20, avg_ms=500.0000001)
-    assert judge(over, thresholds, 20).avg_latency is State.CRITICAL
-    assert judge(Figures(), thresholds, 0) == Verdicts(State.UNKNOWN, State.UNKNOWN)
+    over = Figures(attempts=20, observed=20, sum_seconds=20 * 0.5000000001)
+    assert judge(over, thresholds, 20).avg_latency is Level.CRITICAL
+    assert judge(Figures(), thresholds, 0) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
 
 
-def _report(overall: Figures) -> Report:
+def _report(overall: Figures, latency: Latency | None = None) -> Report:
+    latency = latency or Latency()
     thresholds = Thresholds()
-    row = Row(None, overall, judge(overall, thresholds, 20))
-    typed = Row("a", overall, judge(overall, thresholds, 20))
+    row = Row(None, overall, latency, judge(overall, thresholds, 20))
+    typed = Row("a", overall, latency, judge(overall, thresholds, 20))
     return Report(
         period=Period(NOW - timedelta(hours=1), NOW),
         overall=row,
@@ -76,18 +78,10 @@ def _report(overall: Figures) -> Report:
 
 def test_json_shape() -> None:
     figures = Figures(
-        calls=200,
-        failures=1,
-        observed=100,
-        avg_ms=120.0,
-        p50_ms=100.0,
-        p95_ms=300.0,
-        p99_ms=400.0,
-        max_ms=450.0,
-        slow=25,
-        errors=3,
+        attempts=200, failures=1, observed=100, sum_seconds=100 * 0.12, slow=25, errors=3
     )
-    data = json.loads(render_json(_report(figures)))
+    latency = Latency(p50_ms=100.0, p95_ms=300.0, p99_ms=400.0, max_ms=450.0)
+    data = json.loads(render_json(_report(figures, latency)))
     assert {"overall", "event_types", "queue", "period"} <= set(data)
     (row,) = data["event_types"]
     assert list(row) == [

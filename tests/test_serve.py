@@ -15,7 +15,7 @@ from psycopg import sql
 
 from cbmon.reference import schema
 from tests.conftest import PgSchema, require_binary
-from tests.helpers import (
+from tests.support.processes import (
     CBMON,
     answers,
     free_port,

@@ -18,10 +18,10 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from cbmon import signing
+from cbmon.delivery import parse_retry_after
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
-from cbmon.retry_after import parse_retry_after
 from tests.conftest import PgSchema
 
 # -- receivers -------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Delivering notifications to webhook receivers, in the background, without losing any.
 
-Each receiver has its own thread and outbox, so a receiver that hangs delays nobody else and
+Each receiver has its own outbox and thread, so a receiver that hangs delays nobody else and
 enqueueing never blocks the poll loop. A message keeps its ``webhook-id`` across retries (the
 receiver's idempotency key). A failed attempt is retried up to ``max_retries`` times with
 exponential backoff and jitter, or after the receiver's ``Retry-After``. A message that
 exhausts its retries stays at the head of the outbox and is tried again every
-``DOWN_RETRY`` seconds, so it is delivered once the receiver comes back, in order.
+``down_retry`` seconds, so it is delivered once the receiver comes back, in order.
+
+Only the replica that leads sends (:class:`~cbmon.alerting.leader.Leadership`); a replica
+taking over re-sends what fires, rather than risk it being lost.
 """
 
 from __future__ import annotations
@@ -13,17 +16,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import random
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-import requests
+from cbmon.alerting import payload
+from cbmon.config import Config
+from cbmon.delivery import Attempt, backoff, post_signed
+from cbmon.slo.alerts import Notification
 
-from cbmon import signing
-from cbmon.retry_after import parse_retry_after
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +58,6 @@ class Counters:
     queued: int = 0
 
 
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header, capped at MAX_RETRY_AFTER."""
-    seconds = parse_retry_after(value, now)
-    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
-
-
 def display_name(url: str) -> str:
     """How a receiver is named in logs and labels: scheme, host and port only, since webhook
     URLs often carry a token in their path or credentials in their authority."""
@@ -67,14 +67,11 @@ def display_name(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-def backoff(attempt: int, base: float = 1.0) -> float:
-    """Exponential backoff with full jitter: up to base * 2^(attempt-1), capped."""
-    ceiling = min(MAX_BACKOFF, base * 2 ** (attempt - 1))
-    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+class Outbox:
+    """One receiver URL: the messages waiting for it and the thread that delivers them.
 
-
-class Receiver:
-    """One webhook URL: an outbox and the thread that empties it."""
+    Nothing runs until :meth:`start`.
+    """
 
     def __init__(
         self,
@@ -96,23 +93,26 @@ class Receiver:
         self.down_retry = down_retry
         self.counters = Counters()
         self._clock = clock
-        self._outbox: collections.deque[Message] = collections.deque()
+        self._messages: collections.deque[Message] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._session = requests.Session()
+        self._session: requests.Session | None = None
         self._thread = threading.Thread(target=self._run, name=f"webhook {self.name}", daemon=True)
 
     def start(self) -> None:
+        import requests
+
+        self._session = requests.Session()
         self._thread.start()
 
     def send(self, message: Message) -> None:
         with self._cond:
-            if len(self._outbox) >= MAX_OUTBOX:
-                self._outbox.popleft()
+            if len(self._messages) >= MAX_OUTBOX:
+                self._messages.popleft()
                 self.counters.dropped += 1
                 log.error("webhook outbox for %s full; dropped the oldest message", self.name)
-            self._outbox.append(message)
-            self.counters.queued = len(self._outbox)
+            self._messages.append(message)
+            self.counters.queued = len(self._messages)
             self._cond.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -121,11 +121,12 @@ class Receiver:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._session.close()
+        if self._session is not None:
+            self._session.close()
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._outbox)
+            return len(self._messages)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True when stopping."""
@@ -138,20 +139,21 @@ class Receiver:
         attempt = 0
         while True:
             with self._cond:
-                while not self._outbox and not self._stopping:
+                while not self._messages and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-                message = self._outbox[0]
-            ok, wait = self._attempt(message)
-            if ok:
+                message = self._messages[0]
+            result = self._attempt(message)
+            if result.delivered:
                 with self._cond:
-                    if self._outbox and self._outbox[0] is message:
-                        self._outbox.popleft()
+                    if self._messages and self._messages[0] is message:
+                        self._messages.popleft()
                     self.counters.delivered += 1
-                    self.counters.queued = len(self._outbox)
+                    self.counters.queued = len(self._messages)
                 attempt = 0
                 continue
+            wait = None if result.retry_after is None else min(result.retry_after, MAX_RETRY_AFTER)
             attempt += 1
             if attempt > self.max_retries:
                 self.counters.failed += 1
@@ -166,50 +168,106 @@ class Receiver:
                 delay = max(wait or 0.0, self.down_retry)
             else:
                 self.counters.retries += 1
-                delay = wait if wait is not None else backoff(attempt, self.backoff_base)
+                delay = (
+                    wait
+                    if wait is not None
+                    else backoff(attempt, base=self.backoff_base, cap=MAX_BACKOFF)
+                )
             if self._wait(delay):
                 return
 
-    def _attempt(self, message: Message) -> tuple[bool, float | None]:
-        """One POST. Returns (delivered, Retry-After seconds if the receiver gave one)."""
-        headers = {"Content-Type": "application/json", "User-Agent": "cbmon"}
-        if self.secret:
-            headers.update(signing.sign(self.secret, message.id, None, message.body))
-        else:
-            headers["webhook-id"] = message.id
-        try:
-            response = self._session.post(
-                self.url, data=message.body, headers=headers, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            log.info("webhook %s: %s: %s", self.name, message.id, type(exc).__name__)
-            return False, None
-        if 200 <= response.status_code < 300:
-            return True, None
-        log.info("webhook %s: %s: HTTP %d", self.name, message.id, response.status_code)
-        wait = None
-        if response.status_code in (429, 503):
-            wait = retry_after(response.headers.get("Retry-After"), self._clock())
-        return False, wait
+    def _attempt(self, message: Message) -> Attempt:
+        assert self._session is not None, "start() the outbox first"
+        result = post_signed(
+            self._session,
+            self.url,
+            message.body,
+            msg_id=message.id,
+            secret=self.secret,
+            timeout=self.timeout,
+            clock=self._clock,
+        )
+        if not result.delivered:
+            log.info("webhook %s: %s: %s", self.name, message.id, result.error)
+        return result
 
 
-class Notifier:
-    """Fans each message out to every receiver."""
+class Leader(Protocol):
+    """Whether this replica sends; checked once per poll."""
 
-    def __init__(self, receivers: list[Receiver]) -> None:
-        self.receivers = receivers
+    @property
+    def is_leader(self) -> bool: ...
+
+    def check(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Dispatcher:
+    """Hands notifications to every outbox, when this replica leads."""
+
+    def __init__(
+        self, outboxes: Sequence[Outbox], leadership: Leader | None, external_url: str
+    ) -> None:
+        self.outboxes = list(outboxes)
+        self.leadership = leadership
+        self.external_url = external_url
+        self._was_leader = False
         seen: dict[str, int] = {}
-        for receiver in receivers:
-            count = seen[receiver.name] = seen.get(receiver.name, 0) + 1
+        for outbox in self.outboxes:
+            count = seen[outbox.name] = seen.get(outbox.name, 0) + 1
             if count > 1:  # two receivers on one host stay apart in labels
-                receiver.name = f"{receiver.name}#{count}"
-            receiver.start()
+                outbox.name = f"{outbox.name}#{count}"
 
-    def send(self, body: bytes) -> None:
-        message = new_message(body)
-        for receiver in self.receivers:
-            receiver.send(message)
+    @classmethod
+    def from_config(
+        cls, config: Config, leadership: Leader | None, external_url: str
+    ) -> Dispatcher:
+        alerting = config.file.alerting
+        outboxes = [
+            Outbox(
+                url,
+                config.webhook_secret,
+                timeout=alerting.timeout,
+                max_retries=alerting.max_retries,
+            )
+            for url in alerting.webhooks
+        ]
+        return cls(outboxes, leadership, external_url)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership is not None and self.leadership.is_leader
+
+    def start(self) -> None:
+        for outbox in self.outboxes:
+            outbox.start()
+
+    def dispatch(
+        self, notes: Sequence[Notification], firing: Callable[[], list[Notification]]
+    ) -> None:
+        """Send ``notes`` if this replica leads; on taking over, what ``firing`` returns too."""
+        if not self.outboxes or self.leadership is None:
+            return
+        leader = self.leadership.check()
+        if leader and not self._was_leader:
+            notes = [n for n in notes if n.status == "resolved"] + firing()
+        self._was_leader = leader
+        if not leader:
+            return
+        for note in notes:
+            message = new_message(payload.encode(note, self.external_url))
+            for outbox in self.outboxes:
+                outbox.send(message)
+            log.info(
+                "alert %s %s: %s",
+                note.status,
+                ",".join(f"{k}={v}" for k, v in note.group.items()),
+                note.alerts[-1].summary,
+            )
 
     def close(self) -> None:
-        for receiver in self.receivers:
-            receiver.stop()
+        for outbox in self.outboxes:
+            outbox.stop()
+        if self.leadership is not None:
+            self.leadership.close()

@@ -13,14 +13,14 @@ from typing import Any
 import click
 
 from cbmon.cli.options import DURATION, build_config, config_option, dsn_option, format_option
+from cbmon.domain import Level
 from cbmon.errors import ConfigError
 from cbmon.report import FORMATS, build_report, renderer
 from cbmon.report.period import PeriodRequest, check, parse_time
 from cbmon.report.progress import Progress
 from cbmon.report.query import STEPS, ReportRequest
-from cbmon.slo.judge import State
 
-FAIL_EXIT = {State.WARNING: 3, State.CRITICAL: 4}
+FAIL_EXIT = {Level.WARNING: 3, Level.CRITICAL: 4}
 
 
 class _OneLineCommand(click.Command):
@@ -146,7 +146,7 @@ def report(
         except OSError as exc:
             raise ConfigError(f"--output: cannot write {output}: {exc.strerror or exc}") from None
     worst = result.verdict
-    if fail_on is not None and worst >= State[fail_on.upper()]:
+    if fail_on is not None and worst >= Level[fail_on.upper()]:
         # SystemExit, not click's Exit: in non-standalone mode click returns Exit's code
         # instead of exiting, and the console entry point would turn it into 0.
         sys.exit(FAIL_EXIT[worst])

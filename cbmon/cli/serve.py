@@ -84,7 +84,7 @@ def serve(
     )
     config = build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
     service = Service(config)
-    server = service.start_server()
+    server = service.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

@@ -8,26 +8,16 @@ here and reported, never assumed silently. Column types decide how a duration is
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from cbmon.db import sqlfiles
+from cbmon.domain import Assumption
 
 # Numbers at or above this do not fit a float8; numeric columns are checked before the cast.
 _FLOAT8_SAFE = sql.SQL("1e300")
-
-
-@dataclasses.dataclass(frozen=True)
-class Assumption:
-    """One checked assumption: ``ok`` and, when it fails, what was found instead."""
-
-    table: str  # "logs" or "errors"
-    check: str  # "ids_from_sequence" or "sequence_cache_1"
-    ok: bool
-    detail: str
 
 
 def regclass_text(table: sql.Composable, conn: psycopg.Connection[Any]) -> str:

@@ -287,7 +287,7 @@ class Demo:
     def _service(self, stack: ExitStack, config: Config) -> Service:
         service = Service(config)
         stack.callback(service.close)
-        service.start_server()
+        service.start()
         thread = threading.Thread(target=service.run, name="cbmon poller")
         thread.start()
         stack.callback(thread.join)
@@ -378,7 +378,7 @@ class Demo:
         self.say("\n".join(lines))
 
     def _snapshot(self, service: Service, alerts: AlertReceiver) -> Snapshot:
-        view = service.state.view()
+        view = service.store.view()
         counts = alerts.snapshot()
         phase = self.conditions().phase
         return Snapshot(
@@ -388,7 +388,7 @@ class Demo:
             phase=phase.name,
             phase_text=phase.describe(),
             indicators=service.evaluator.indicators(),
-            calls={label: (t.attempts, t.failures) for label, t in view.callbacks.items()},
+            calls={label: (t.attempts, t.failures) for label, t in view.figures.items()},
             backlog=view.backlog,
             database_up=view.database_up,
             fired=counts.fired,

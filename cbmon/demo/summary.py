@@ -6,14 +6,14 @@ import io
 
 from cbmon.config import Config
 from cbmon.demo.receivers import AlertCounts
+from cbmon.domain import Level
 from cbmon.report import build_report
 from cbmon.report.model import Report, Row
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest
-from cbmon.slo.judge import State
 
-_VERDICT = {State.OK: "ok", State.WARNING: "WARNING", State.CRITICAL: "CRITICAL"}
+_VERDICT = {Level.OK: "ok", Level.WARNING: "WARNING", Level.CRITICAL: "CRITICAL"}
 
 
 def fetch(config: Config, seconds: float) -> Report:
@@ -24,7 +24,7 @@ def fetch(config: Config, seconds: float) -> Report:
     )
 
 
-def _verdict(state: State) -> str:
+def _verdict(state: Level) -> str:
     return _VERDICT.get(state, "-")
 
 
@@ -36,8 +36,9 @@ def _row(row: Row) -> str:
     f = row.figures
     rate = "-" if f.success_rate is None else f"{f.success_rate * 100:.2f}%"
     return (
-        f"  {row.event_type or '(all)':<15}{f.calls:>7}{f.failures:>9}{rate:>9}"
-        f"{_ms(f.avg_ms):>9}{_ms(f.p95_ms):>9}  {_verdict(row.verdicts.success_rate):<10}"
+        f"  {row.event_type or '(all)':<15}{f.attempts:>7}{f.failures:>9}{rate:>9}"
+        f"{_ms(row.avg_ms):>9}{_ms(row.latency.p95_ms):>9}"
+        f"  {_verdict(row.verdicts.success_rate):<10}"
         f"{_verdict(row.verdicts.avg_latency)}"
     )
 

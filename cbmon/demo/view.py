@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from cbmon.demo.receivers import AlertEvent
-from cbmon.slo.alerts import OVERALL, Indicator
-from cbmon.slo.judge import State
+from cbmon.domain import Level
+from cbmon.slo.judge import OVERALL, Indicator
 
 _STATE = {
-    State.OK: "ok",
-    State.WARNING: "WARNING",
-    State.CRITICAL: "CRITICAL",
-    State.UNKNOWN: "-",
+    Level.OK: "ok",
+    Level.WARNING: "WARNING",
+    Level.CRITICAL: "CRITICAL",
+    Level.UNKNOWN: "-",
 }
 _ALL = "(all)"
 

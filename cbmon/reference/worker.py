@@ -31,8 +31,8 @@ from psycopg import sql
 
 from cbmon import signing
 from cbmon.db.connect import connect, first_line
+from cbmon.delivery import backoff, post_signed
 from cbmon.errors import ConfigError, DatabaseError
-from cbmon.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,10 @@ class RetryPolicy:
         ``jitter`` in (0, 1] spreads retries of many rows apart; a receiver's Retry-After is
         honoured up to ``max_backoff_seconds``.
         """
-        base = self.backoff_seconds
-        if self.backoff != "fixed":
-            base *= 2 ** max(0, attempt - 1)
-        seconds = min(self.max_backoff_seconds, base) * jitter
+        steps = 1 if self.backoff == "fixed" else attempt
+        seconds = jitter * backoff(
+            steps, base=self.backoff_seconds, cap=self.max_backoff_seconds, jitter=0.0
+        )
         if retry_after is not None:
             seconds = max(seconds, min(retry_after, self.max_backoff_seconds))
         return seconds
@@ -365,36 +365,23 @@ class Worker:
         url = route.target_url or self.options.default_url
         if not url:
             return Outcome(FAILED, None, None, f"no receiver URL for {claim.event_type}")
-        body = build_body(claim)
-        headers = {"content-type": "application/json", "user-agent": self.name}
-        msg_id = message_id(claim.queue_id)
-        if self.options.secret is not None:
-            headers.update(signing.sign(self.options.secret, msg_id, None, body))
-        else:
-            headers["webhook-id"] = msg_id
-        started = time.perf_counter()
-        try:
-            response = self._http.post(
-                url,
-                data=body.encode("utf-8"),
-                headers=headers,
-                timeout=self.options.timeout,
-                allow_redirects=False,  # a redirect is not an acknowledgement
-            )
-        except requests.Timeout:
+        attempt = post_signed(
+            self._http,
+            url,
+            build_body(claim).encode("utf-8"),
+            msg_id=message_id(claim.queue_id),
+            secret=self.options.secret,
+            timeout=self.options.timeout,
+            user_agent=self.name,
+        )
+        elapsed_ms = attempt.elapsed * 1000.0 if attempt.status is not None else None
+        if attempt.delivered:
+            return Outcome(COMPLETED, elapsed_ms, attempt.status, None)
+        if attempt.timed_out:
             return Outcome(TIMEOUT, None, None, f"no response within {self.options.timeout:g} s")
-        except requests.RequestException as exc:
-            # the exception text can hold the URL and its credentials: keep only the kind
-            return Outcome(FAILED, None, None, f"request failed: {type(exc).__name__}")
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        code = response.status_code
-        response.close()
-        if 200 <= code < 300:
-            return Outcome(COMPLETED, elapsed_ms, code, None)
-        retry_after = None
-        if code in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return Outcome(FAILED, elapsed_ms, code, f"HTTP {code}", retry_after)
+        if attempt.status is None:
+            return Outcome(FAILED, None, None, f"request failed: {attempt.error}")
+        return Outcome(FAILED, elapsed_ms, attempt.status, attempt.error, attempt.retry_after)
 
     def _record(
         self, conn: psycopg.Connection[Any], claim: Claim, route: Route, outcome: Outcome

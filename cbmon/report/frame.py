@@ -31,17 +31,17 @@ _FREQ = {"hour": "h", "day": "D"}
 
 
 def _record(row: Row) -> dict[str, Any]:
-    figures = row.figures
+    figures, latency = row.figures, row.latency
     return {
         "event_type": row.event_type or "",
-        "calls": figures.calls,
+        "calls": figures.attempts,
         "failures": figures.failures,
         "success_rate": figures.success_rate,
-        "avg_ms": figures.avg_ms,
-        "p50_ms": figures.p50_ms,
-        "p95_ms": figures.p95_ms,
-        "p99_ms": figures.p99_ms,
-        "max_ms": figures.max_ms,
+        "avg_ms": row.avg_ms,
+        "p50_ms": latency.p50_ms,
+        "p95_ms": latency.p95_ms,
+        "p99_ms": latency.p99_ms,
+        "max_ms": latency.max_ms,
         "slow_share": figures.slow_share,
         "errors": figures.errors,
         "observed": figures.observed,

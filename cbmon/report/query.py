@@ -18,20 +18,13 @@ from psycopg.rows import dict_row
 from cbmon.config import Config
 from cbmon.db import catalog, sqlfiles
 from cbmon.db.connect import first_line
+from cbmon.domain import Figures
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
-from cbmon.report.model import (
-    Bucket,
-    Figures,
-    Period,
-    Queue,
-    Report,
-    Row,
-    TopError,
-    judge,
-)
+from cbmon.report.model import Bucket, Latency, Period, Queue, Report, Row, TopError
 from cbmon.report.period import PeriodRequest, default_step, resolve
 from cbmon.report.progress import Progress
+from cbmon.slo.judge import judge
 
 STEPS = ("hour", "day")
 DbRow = dict[str, Any]
@@ -139,16 +132,18 @@ def _utc(value: datetime) -> datetime:
 
 def _figures(row: DbRow, errors: int) -> Figures:
     return Figures(
-        calls=int(row["calls"]),
+        attempts=int(row["calls"]),
         failures=int(row["failures"]),
         observed=int(row["observed"]),
-        avg_ms=row["avg_ms"],
-        p50_ms=row["p50_ms"],
-        p95_ms=row["p95_ms"],
-        p99_ms=row["p99_ms"],
-        max_ms=row["max_ms"],
+        sum_seconds=float(row["sum_ms"] or 0.0) / 1000.0,
         slow=int(row["slow"]),
         errors=errors,
+    )
+
+
+def _latency(row: DbRow) -> Latency:
+    return Latency(
+        p50_ms=row["p50_ms"], p95_ms=row["p95_ms"], p99_ms=row["p99_ms"], max_ms=row["max_ms"]
     )
 
 
@@ -167,8 +162,11 @@ def _rows(
     def make(key: str | None) -> Row:
         counted = by_key.get(key)
         found = error_counts.get(key, 0)
-        figures = Figures(errors=found) if counted is None else _figures(counted, found)
-        return Row(key, figures, judge(figures, thresholds, min_events))
+        if counted is None:
+            figures, latency = Figures(errors=found), Latency()
+        else:
+            figures, latency = _figures(counted, found), _latency(counted)
+        return Row(key, figures, latency, judge(figures, thresholds, min_events))
 
     keys = sorted({key for key in (*by_key, *error_counts) if key is not None})
     return make(None), tuple(make(key) for key in keys)

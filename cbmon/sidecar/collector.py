@@ -1,11 +1,14 @@
-"""The Prometheus collector: builds every metric family from the in-memory state at scrape time.
+"""The Prometheus collectors: every metric family, built from what cbmon holds in memory.
 
 A scrape copies the state under a short lock and formats it; it never queries the database.
+The poll-fed families are rendered once per poll (see :mod:`cbmon.sidecar.exposition`);
+those that move between polls are read at each scrape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -16,8 +19,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cbmon import __version__
-from cbmon.sidecar.poller import BUCKETS
-from cbmon.sidecar.state import POLL_BUCKETS, CallbackTotals, State, View
+from cbmon.domain import BUCKETS, Figures
+from cbmon.sidecar.evaluator import Evaluator
+from cbmon.sidecar.store import POLL_BUCKETS, Store, View
+
+if TYPE_CHECKING:
+    from cbmon.alerting.dispatcher import Dispatcher
 
 
 def _bucket_pairs(
@@ -33,21 +40,21 @@ def _le(bound: float) -> str:
 
 
 class CallbackCollector(Collector):
-    """Callbacks, errors, the queue and cbmon's own health, from :class:`State`."""
+    """Callbacks, errors, the queue and cbmon's own health, from :class:`Store`."""
 
-    def __init__(self, state: State) -> None:
-        self._state = state
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        view = self._state.view()
+        view = self._store.view()
         yield from self._callbacks(view)
         yield from self._queue(view)
         yield from self._health(view)
 
     def _callbacks(self, view: View) -> Iterator[Metric]:
-        def counter(name: str, doc: str, value: Callable[[CallbackTotals], float]) -> Metric:
+        def counter(name: str, doc: str, value: Callable[[Figures], float]) -> Metric:
             family = CounterMetricFamily(name, doc, labels=["event_type"])
-            for label, totals in sorted(view.callbacks.items()):
+            for label, totals in sorted(view.figures.items()):
                 family.add_metric([label], value(totals))
             return family
 
@@ -77,7 +84,7 @@ class CallbackCollector(Collector):
             "Execution time of callback attempts that have a valid one.",
             labels=["event_type"],
         )
-        for label, totals in sorted(view.callbacks.items()):
+        for label, totals in sorted(view.figures.items()):
             histogram.add_metric(
                 [label],
                 buckets=_bucket_pairs(BUCKETS, totals.buckets, totals.observed),
@@ -173,12 +180,108 @@ class CallbackCollector(Collector):
 class QueueAgeCollector(Collector):
     """The oldest waiting item's age grows between polls, so it is computed at scrape time."""
 
-    def __init__(self, state: State) -> None:
-        self._state = state
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "cbmon_queue_oldest_age_seconds",
             "Age of the oldest waiting queue row; 0 when nothing waits.",
-            value=self._state.oldest_age_seconds(),
+            value=self._store.oldest_age_seconds(),
         )
+
+
+class EvaluatorCollector(Collector):
+    """The judged indicators, the thresholds, the alerts firing and who sends them."""
+
+    def __init__(self, evaluator: Evaluator, dispatcher: Dispatcher) -> None:
+        self._evaluator = evaluator
+        self._dispatcher = dispatcher
+
+    def collect(self) -> Iterator[Metric]:
+        evaluator = self._evaluator
+        value = GaugeMetricFamily(
+            "cbmon_slo_value",
+            "Measured value over the SLO window (ratio, seconds or items).",
+            labels=["slo", "event_type"],
+        )
+        state = GaugeMetricFamily(
+            "cbmon_slo_state",
+            "Judgement against the baseline: 0 ok, 1 warning, 2 critical, -1 unknown.",
+            labels=["slo", "event_type"],
+        )
+        for indicator in evaluator.indicators():
+            labels = [indicator.slo, indicator.event_type]
+            if indicator.value is not None:
+                value.add_metric(labels, indicator.value)
+            if indicator.slo in ("success_rate", "avg_latency", "backlog"):
+                state.add_metric(labels, int(indicator.state))
+        yield value
+        yield state
+        yield self._thresholds()
+        firing = GaugeMetricFamily(
+            "cbmon_alerts_firing",
+            "Alerts cbmon considers firing.",
+            labels=["alertname", "severity"],
+        )
+        for (alertname, severity), count in sorted(evaluator.tracker.firing_counts().items()):
+            firing.add_metric([alertname, severity], count)
+        yield firing
+        yield GaugeMetricFamily(
+            "cbmon_leader",
+            "1 on the replica that sends notifications, 0 on the others.",
+            value=1 if self._dispatcher.is_leader else 0,
+        )
+
+    def _thresholds(self) -> Metric:
+        t = self._evaluator.config.thresholds
+        family = GaugeMetricFamily(
+            "cbmon_slo_threshold",
+            "Configured thresholds, in the units of cbmon_slo_value.",
+            labels=["slo", "level"],
+        )
+        for slo, normal, alert in (
+            ("success_rate", t.success_rate.normal, t.success_rate.alert),
+            ("avg_latency", t.avg_latency.normal, t.avg_latency.alert),
+            ("backlog", float(t.backlog.normal), float(t.backlog.alert)),
+        ):
+            family.add_metric([slo, "normal"], normal)
+            family.add_metric([slo, "alert"], alert)
+        return family
+
+
+class DeliveryCollector(Collector):
+    """Delivery counters move between polls, so they are read at scrape time."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def collect(self) -> Iterator[Metric]:
+        delivered = CounterMetricFamily(
+            "cbmon_alert_notifications", "Notifications delivered (2xx).", labels=["receiver"]
+        )
+        failed = CounterMetricFamily(
+            "cbmon_alert_notifications_failed",
+            "Notifications that exhausted their retries (they are tried again later).",
+            labels=["receiver"],
+        )
+        retries = CounterMetricFamily(
+            "cbmon_alert_notification_retries",
+            "Retried notification attempts.",
+            labels=["receiver"],
+        )
+        pending = GaugeMetricFamily(
+            "cbmon_alert_notifications_pending",
+            "Notifications waiting to be delivered.",
+            labels=["receiver"],
+        )
+        for outbox in self._dispatcher.outboxes:
+            counters = outbox.counters
+            delivered.add_metric([outbox.name], counters.delivered)
+            failed.add_metric([outbox.name], counters.failed)
+            retries.add_metric([outbox.name], counters.retries)
+            pending.add_metric([outbox.name], outbox.pending())
+        yield delivered
+        yield failed
+        yield retries
+        yield pending

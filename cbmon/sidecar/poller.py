@@ -2,80 +2,23 @@
 
 Everything a poll reads comes from one REPEATABLE READ, READ ONLY transaction, so the log,
 the errors and the queue describe the same moment. Aggregation happens in SQL over the new
-rows only; the poller returns per-event-type deltas and never touches metrics itself.
+rows only; the poller returns per-event-type :class:`~cbmon.domain.Figures` and never touches
+metrics itself.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg import IsolationLevel, sql
+from psycopg.rows import dict_row
 
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
 from cbmon.db import catalog, sqlfiles
+from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot
 from cbmon.sidecar.reader import ReadResult, Source, TailReader, running_transactions
-
-# Histogram bucket bounds in seconds. 0.15, 0.2 and 0.5 are the baseline's and the design
-# limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
-BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CallbackDelta:
-    """Attempts read in one poll for one raw event type."""
-
-    attempts: int
-    failures: int
-    observed: int  # attempts with a valid execution_time
-    sum_seconds: float
-    buckets: tuple[int, ...]  # cumulative counts, one per bound of BUCKETS
-    invalid: int  # execution_time present but negative, NaN, infinite or absurd
-    slow: int  # valid execution_time above thresholds.slow_callback
-
-    def __add__(self, other: CallbackDelta) -> CallbackDelta:
-        return CallbackDelta(
-            attempts=self.attempts + other.attempts,
-            failures=self.failures + other.failures,
-            observed=self.observed + other.observed,
-            sum_seconds=self.sum_seconds + other.sum_seconds,
-            buckets=tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
-            invalid=self.invalid + other.invalid,
-            slow=self.slow + other.slow,
-        )
-
-
-# (slot end in the database's unix seconds, raw event type, callbacks, errors)
-HistoryRow = tuple[float, str | None, CallbackDelta | None, int]
-
-
-@dataclasses.dataclass(frozen=True)
-class QueueState:
-    backlog: int
-    oldest_created: float | None  # unix seconds of the oldest waiting row, by the db's clock
-    db_now: float  # the database's clock at the poll, unix seconds
-
-
-@dataclasses.dataclass(frozen=True)
-class PollResult:
-    callbacks: dict[str | None, CallbackDelta]
-    errors: dict[str | None, int]
-    queue: QueueState
-    lag_rows: dict[str, int]
-    open_gaps: dict[str, int]
-    # On the first poll only: what the catalogs say about the tables' ids (see cbmon.db.catalog).
-    assumptions: tuple[catalog.Assumption, ...] = ()
-    # On the first poll only, with a backfill: rows dated ahead of the database's clock by more
-    # than slo.clock_skew, left out of the history, per table.
-    ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
-    # On the first poll only, when asked for: rows already there, per time slot, as
-    # ``(slot end in the database's unix seconds, raw event type, delta, errors)``.
-    history: tuple[HistoryRow, ...] = ()
-
-    @property
-    def caught_up(self) -> bool:
-        return not any(self.lag_rows.values())
 
 
 def _table(schema: str, table: str) -> sql.Identifier:
@@ -92,27 +35,28 @@ def _logs_source(logs: LogsTable, config: Config, duration_type: str | None = No
     # aggregate: PostgreSQL evaluates such simple checks faster than a shared subquery column.
     valid = sql.SQL("{x} BETWEEN 0 AND %(max_time)s").format(x=x)
     statuses = [sql.Placeholder(f"success_{i}") for i in range(len(logs.success_statuses))]
-    select: list[sql.Composable] = [
+    select: dict[str, sql.Composable] = {
         # A NULL status is a failure. IN with one value plans as "=", cheaper than ANY(array).
-        sql.SQL("count(*) - count(CASE WHEN {status}::text IN ({statuses}) THEN 1 END)").format(
-            status=column(logs.status), statuses=sql.SQL(", ").join(statuses)
-        ),
-        sql.SQL("count(CASE WHEN {valid} THEN 1 END)").format(valid=valid),
-        sql.SQL("sum(CASE WHEN {valid} THEN {x} END)").format(valid=valid, x=x),
-        sql.SQL("count({x})").format(x=x),  # durations present; less the valid: the invalid
-        sql.SQL("count(CASE WHEN {x} > %(slow)s AND {x} <= %(max_time)s THEN 1 END)").format(x=x),
-    ]
+        "failures": sql.SQL(
+            "count(*) - count(CASE WHEN {status}::text IN ({statuses}) THEN 1 END)"
+        ).format(status=column(logs.status), statuses=sql.SQL(", ").join(statuses)),
+        "observed": sql.SQL("count(CASE WHEN {valid} THEN 1 END)").format(valid=valid),
+        "sum": sql.SQL("sum(CASE WHEN {valid} THEN {x} END)").format(valid=valid, x=x),
+        # Durations present, of which the valid ones are observed: the rest are invalid.
+        "present": sql.SQL("count({x})").format(x=x),
+        "slow": sql.SQL(
+            "count(CASE WHEN {x} > %(slow)s AND {x} <= %(max_time)s THEN 1 END)"
+        ).format(x=x),
+    }
     params: dict[str, Any] = {
         **{f"success_{i}": status for i, status in enumerate(logs.success_statuses)},
         "max_time": config.file.max_execution_time * scale,
         "slow": config.thresholds.slow_callback * scale,
     }
     for index, bound in enumerate(BUCKETS):
-        select.append(
-            sql.SQL("count(CASE WHEN {x} BETWEEN 0 AND {bound} THEN 1 END)").format(
-                x=x, bound=sql.Placeholder(f"le_{index}")
-            )
-        )
+        select[f"le_{index}"] = sql.SQL(
+            "count(CASE WHEN {x} BETWEEN 0 AND {bound} THEN 1 END)"
+        ).format(x=x, bound=sql.Placeholder(f"le_{index}"))
         params[f"le_{index}"] = round(bound * scale, 9)
     return Source(
         name="logs",
@@ -130,7 +74,7 @@ def _errors_source(errors: ErrorsTable) -> Source:
         table=_table(errors.table_schema, errors.table),
         id_column=sql.Identifier(errors.id),
         group_by=sql.SQL("{}::text").format(sql.Identifier(errors.event_type)),
-        select=(),
+        select={},
         params={},
     )
 
@@ -143,16 +87,17 @@ def _queue_query(queue: QueueTable) -> sql.Composed:
     )
 
 
-def _delta(row: tuple[Any, ...], scale: float) -> CallbackDelta:
-    attempts, failures, observed, total, present, slow, *buckets = row[1:]
-    return CallbackDelta(
-        attempts=int(attempts),
-        failures=int(failures or 0),
-        observed=int(observed or 0),
-        sum_seconds=float(total or 0.0) / scale,
-        buckets=tuple(int(b or 0) for b in buckets),
-        invalid=int(present or 0) - int(observed or 0),
-        slow=int(slow or 0),
+def _figures(row: Mapping[str, Any], scale: float) -> Figures:
+    """A log aggregate row as figures (durations converted from the column's unit)."""
+    observed = int(row["observed"] or 0)
+    return Figures(
+        attempts=int(row["rows_read"]),
+        failures=int(row["failures"] or 0),
+        observed=observed,
+        sum_seconds=float(row["sum"] or 0.0) / scale,
+        buckets=tuple(int(row[f"le_{index}"] or 0) for index in range(len(BUCKETS))),
+        invalid=int(row["present"] or 0) - observed,
+        slow=int(row["slow"] or 0),
     )
 
 
@@ -197,7 +142,7 @@ class Poller:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 assumptions = () if self._inspected else self._inspect(conn, cur)
-                history: tuple[HistoryRow, ...] = ()
+                history: tuple[Slot, ...] = ()
                 ahead: dict[str, int] = {}
                 if self._backfill and self.logs.high_water is None:
                     history = self._history(cur, self._backfill)
@@ -212,9 +157,12 @@ class Poller:
                 self.logs.shrink_batch()
                 self.errors.shrink_batch()
             raise
+        figures = {row["key"]: _figures(row, self._scale) for row in logs.rows}
+        for row in errors.rows:
+            counted = figures.get(row["key"], Figures())
+            figures[row["key"]] = counted + Figures(errors=int(row["rows_read"]))
         return PollResult(
-            callbacks={row[0]: _delta(row, self._scale) for row in logs.rows},
-            errors={row[0]: int(row[1]) for row in errors.rows},
+            figures=figures,
             queue=queue,
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
@@ -225,7 +173,7 @@ class Poller:
 
     def history(
         self, conn: psycopg.Connection[Any], window: float
-    ) -> tuple[tuple[HistoryRow, ...], dict[str, int]]:
+    ) -> tuple[tuple[Slot, ...], dict[str, int]]:
         """The last ``window`` seconds of the log and error tables, per time slot, at once, and
         how many rows each table has dated too far ahead to be trusted."""
         conn.autocommit = False
@@ -238,13 +186,13 @@ class Poller:
 
     def _inspect(
         self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]
-    ) -> tuple[catalog.Assumption, ...]:
+    ) -> tuple[Assumption, ...]:
         """Read the catalogs once: the duration column's type and the ids' sequences."""
         tables = self._config.tables
         logs_table = catalog.regclass_text(self.logs.source.table, conn)
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
-        found: list[catalog.Assumption] = []
+        found: list[Assumption] = []
         for reader, column in ((self.logs, tables.logs.id), (self.errors, tables.errors.id)):
             table = catalog.regclass_text(reader.source.table, conn)
             found += catalog.id_assumptions(cur, reader.source.name, table, column)
@@ -262,22 +210,22 @@ class Poller:
             ahead[source.name] = int(row[0]) if row else 0
         return ahead
 
-    def _history(self, cur: psycopg.Cursor[Any], window: float) -> tuple[HistoryRow, ...]:
+    def _history(self, cur: psycopg.Cursor[Any], window: float) -> tuple[Slot, ...]:
         slot = max(1.0, round(window / 60))
-        found: dict[tuple[float, str | None], tuple[CallbackDelta | None, int]] = {}
+        found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:
             query = source.formatted("queries/backfill.sql", created_at=created_at)
             params = dict(source.params, slot=slot, window=window, skew=self._skew)
-            for row in cur.execute(query, params):
-                key = (float(row[1]), row[0])
-                delta, errors = found.get(key, (None, 0))
-                if source is self.logs.source:
-                    delta = _delta((row[0], *row[2:]), self._scale)
-                else:
-                    errors += int(row[2])
-                found[key] = (delta, errors)
-        return tuple((at, raw, delta, errors) for (at, raw), (delta, errors) in found.items())
+            with cur.connection.cursor(row_factory=dict_row) as named:
+                for row in named.execute(query, params):
+                    key = (float(row["slot_end"]), row["key"])
+                    if source is self.logs.source:
+                        figures = _figures(row, self._scale)
+                    else:
+                        figures = Figures(errors=int(row["rows_read"]))
+                    found[key] = found.get(key, Figures()) + figures
+        return tuple(Slot(end, raw, figures) for (end, raw), figures in found.items())
 
     @staticmethod
     def _running(conn: psycopg.Connection[Any]) -> frozenset[str]:

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from cbmon.db import sqlfiles
 
@@ -64,33 +65,40 @@ class Gap:
 class Source:
     """What to read: the table, its id column, and the SQL producing per-group aggregates.
 
-    ``select`` are aggregate expressions over the table's columns, grouped by ``group_by``;
-    ``params`` are bound.
+    ``select`` maps column names to aggregate expressions over the table's columns, grouped
+    by ``group_by``; ``params`` are bound. Every row read has ``key`` and ``rows_read`` too.
     """
 
     name: str
     table: sql.Composable
     id_column: sql.Identifier
     group_by: sql.Composable
-    select: Sequence[sql.Composable]
+    select: Mapping[str, sql.Composable]
     params: dict[str, Any]
 
     def formatted(self, template: str, **extra: sql.Composable) -> sql.Composed:
-        """``sql/<template>`` with this source's key, aggregates and table filled in."""
+        """``cbmon/sql/<template>`` with this source's key, aggregates and table filled in."""
+        aggregates = [
+            sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
+            for name, expression in self.select.items()
+        ]
         return sqlfiles.template(template).format(
             key=self.group_by,
             id=self.id_column,
-            aggregates=sql.SQL(", ").join(self.select) if self.select else sql.SQL("0"),
+            aggregates=sql.SQL(", ").join(aggregates) if aggregates else sql.SQL("0 AS nothing"),
             table=self.table,
             **extra,
         )
 
 
+Row = dict[str, Any]
+
+
 @dataclasses.dataclass(frozen=True)
 class ReadResult:
-    """What one poll found: rows of ``(key, count, *aggregates)`` over the rows not read before."""
+    """What one poll found: per key, ``rows_read`` and the aggregates, over rows not read before."""
 
-    rows: list[tuple[Any, ...]]
+    rows: list[Row]
     new_rows: int
     lag_rows: int
     open_gaps: int
@@ -160,15 +168,15 @@ class TailReader:
 
     def _aggregate_range(
         self, cur: psycopg.Cursor[Any], after: int, upto: int
-    ) -> tuple[list[tuple[Any, ...]], int]:
+    ) -> tuple[list[Row], int]:
         """Aggregates of the rows in ``(after, upto]``, and how many rows there were."""
         where = sql.SQL("{id} > %(after)s AND {id} <= %(upto)s").format(id=self.source.id_column)
         rows = self._aggregate(cur, where, {"after": after, "upto": upto})
-        return rows, sum(int(row[1]) for row in rows)
+        return rows, sum(int(row["rows_read"]) for row in rows)
 
     def _read_gaps(
         self, cur: psycopg.Cursor[Any], gaps: Sequence[Gap]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
+    ) -> tuple[list[Row], list[tuple[int, int]]]:
         """Aggregates of the rows that have appeared in ``gaps``, and their id ranges."""
         if not gaps:
             return [], []
@@ -198,13 +206,12 @@ class TailReader:
 
     def _aggregate(
         self, cur: psycopg.Cursor[Any], where: sql.Composable, params: dict[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """``(key, count, *select)`` per key over the rows ``where`` selects."""
+    ) -> list[Row]:
+        """``key``, ``rows_read`` and the source's aggregates, per key, over what ``where``
+        selects."""
         query = self.source.formatted("queries/aggregate_new_rows.sql", where=where)
-        raw = cur.execute(query, {**self.source.params, **params}).fetchall()
-        if self.source.select:
-            return [tuple(row) for row in raw]
-        return [(row[0], row[1]) for row in raw]
+        with cur.connection.cursor(row_factory=dict_row) as named:
+            return named.execute(query, {**self.source.params, **params}).fetchall()
 
     def _find_gaps(
         self, cur: psycopg.Cursor[Any], after: int, upto: int, missing: int | None = None
@@ -290,16 +297,20 @@ def _joined(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
         yield current
 
 
-def _merge_rows(
-    first: list[tuple[Any, ...]], second: list[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
-    """Add two lists of ``(key, count, *aggregates)`` rows key by key (NULL sums stay NULL)."""
+def _merge_rows(first: list[Row], second: list[Row]) -> list[Row]:
+    """Add two lists of rows key by key (NULL sums stay NULL)."""
     if not second:
         return first
-    merged: dict[Any, tuple[Any, ...]] = {row[0]: row for row in first}
+    merged: dict[Any, Row] = {row["key"]: row for row in first}
     for row in second:
-        old = merged.get(row[0])
-        merged[row[0]] = row if old is None else (row[0], *map(_add, old[1:], row[1:]))
+        old = merged.get(row["key"])
+        if old is None:
+            merged[row["key"]] = row
+        else:
+            merged[row["key"]] = {
+                name: value if name == "key" else _add(old[name], value)
+                for name, value in row.items()
+            }
     return list(merged.values())
 
 

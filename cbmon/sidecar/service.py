@@ -1,33 +1,45 @@
-"""``cbmon serve`` as a long-running service: the poll loop, the HTTP server and shutdown.
+"""``cbmon serve`` as a long-running service: the one place where the parts are wired, the
+poll loop, the HTTP server and shutdown.
 
-One thread polls, so polls never overlap; the HTTP server answers scrapes from memory in its
-own threads. When the database goes away the loop keeps serving, marks it down and retries
-with backoff; the readers keep their position, so counts stay exact across outages.
+Data flows one way: database -> poller -> store and evaluator -> collectors (scrapes) and
+dispatcher (alerts). One thread polls, so polls never overlap; the HTTP server answers scrapes
+from memory in its own threads. When the database goes away the loop keeps serving, marks it
+down and retries with backoff; the readers keep their position, so counts stay exact across
+outages. Constructors start nothing: :meth:`Service.start` does.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import socket
 import sys
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from cbmon import signing
+from cbmon.alerting.dispatcher import Dispatcher
+from cbmon.alerting.leader import Leadership, lock_key
 from cbmon.config import Config, parse_listen
 from cbmon.db.connect import connect, describe, first_line
+from cbmon.delivery import backoff
+from cbmon.domain import PollResult
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar.collector import CallbackCollector, QueueAgeCollector
-from cbmon.sidecar.evaluator import Evaluator, EvaluatorCollector, NotifierCollector
+from cbmon.sidecar.collector import (
+    CallbackCollector,
+    DeliveryCollector,
+    EvaluatorCollector,
+    QueueAgeCollector,
+)
+from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.poller import CallbackDelta, Poller, PollResult
+from cbmon.sidecar.poller import Poller
 from cbmon.sidecar.server import MetricsServer
-from cbmon.sidecar.state import State
+from cbmon.sidecar.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,58 +61,55 @@ def external_url(listen: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-class PollObserver(Protocol):
-    """Something fed after every successful poll (the SLO evaluator is one)."""
-
-    def observe(
-        self, result: PollResult, deltas: dict[str, tuple[CallbackDelta | None, int]]
-    ) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Service:
-    def __init__(
-        self,
-        config: Config,
-        observers: list[PollObserver] | None = None,
-    ) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.dsn = config.require_dsn()
-        self.state = State(
+        if config.webhook_secret is not None:
+            signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
+        self.store = Store(
             config.file.max_event_types, max_event_type_length=config.file.max_event_type_length
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
-        self.evaluator = Evaluator(
-            config, external_url(config.file.listen), self.state.labels.label
+        self.evaluator = Evaluator(config)
+        logs = config.tables.logs
+        leadership = Leadership(
+            self.dsn,
+            lock_key(logs.table_schema, logs.table),
+            connect_timeout=config.file.database.connect_timeout,
         )
-        self.observers: list[PollObserver] = [self.evaluator, *(observers or [])]
+        self.dispatcher = Dispatcher.from_config(
+            config, leadership, external_url(config.file.listen)
+        )
         polled, live = CollectorRegistry(), CollectorRegistry()
-        polled.register(CallbackCollector(self.state))
-        polled.register(EvaluatorCollector(self.evaluator))
-        live.register(QueueAgeCollector(self.state))
-        live.register(NotifierCollector(self.evaluator))
+        polled.register(CallbackCollector(self.store))
+        polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        live.register(QueueAgeCollector(self.store))
+        live.register(DeliveryCollector(self.dispatcher))
         ProcessCollector(registry=live)
         self.exposition = Exposition(polled, live)
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
 
-    def add_observer(self, observer: PollObserver) -> None:
-        self.observers.append(observer)
-
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        if not self.state.database_up:
+        if not self.store.database_up:
             return False, "database unreachable or not polled yet"
-        age = time.time() - self.state.last_poll_timestamp
+        age = time.time() - self.store.last_poll_timestamp
         limit = 3 * self.config.file.poll_interval + self.config.file.database.statement_timeout
         if age > limit:
             return False, f"last successful poll {age:.0f}s ago"
         return True, "ready"
 
     # -- the loop ---------------------------------------------------------------------------
-    def start_server(self) -> MetricsServer:
+    def start(self) -> MetricsServer:
+        """Listen for scrapes and start the alert outboxes; :meth:`run` then polls."""
+        server = self._start_server()
+        self.dispatcher.start()
+        return server
+
+    def _start_server(self) -> MetricsServer:
         host, port = parse_listen(self.config.file.listen)
         try:
             self.server = MetricsServer((host, port), self.exposition, self.readiness)
@@ -136,10 +145,10 @@ class Service:
                     count,
                     table,
                 )
-        deltas = self.state.label_deltas(result)
-        self.state.apply(result, deltas, time.monotonic() - started)
-        for observer in self.observers:
-            observer.observe(result, deltas)
+        labeled = self.store.label(result)
+        self.store.apply(result, labeled, time.monotonic() - started)
+        notes = self.evaluator.observe(result, labeled)
+        self.dispatcher.dispatch(notes, self.evaluator.firing)
         self.exposition.refresh()
         return result
 
@@ -155,7 +164,7 @@ class Service:
             try:
                 result = self.poll_once()
             except _SCHEMA_ERRORS as exc:
-                if self.state.last_poll_timestamp == 0:
+                if self.store.last_poll_timestamp == 0:
                     # Never polled: the tables or grants are wrong, not the weather. Say so.
                     raise ConfigError(
                         f"{first_line(exc)} (check tables.logs/errors/queue in the "
@@ -175,10 +184,10 @@ class Service:
     def _poll_failed(self, exc: BaseException, failures: int, interval: float) -> int:
         """Record a failed poll, drop the connection and wait with backoff; returns failures."""
         failures += 1
-        self.state.poll_failed()
+        self.store.poll_failed()
         self.exposition.refresh()
         self._drop_connection()
-        delay = min(MAX_BACKOFF, max(interval, 2 ** (failures - 1))) * (0.8 + 0.4 * random.random())
+        delay = max(interval, backoff(failures, base=1.0, cap=MAX_BACKOFF, jitter=0.2))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
         self.stop_event.wait(delay)
@@ -196,6 +205,5 @@ class Service:
         self.stop_event.set()
         if self.server is not None:
             self.server.stop()
-        for observer in self.observers:
-            observer.close()
+        self.dispatcher.close()
         self._drop_connection()

@@ -1,4 +1,4 @@
-"""Judging the window against the baseline, and deciding when an alert fires, changes or ends.
+"""Deciding when an alert fires, changes or ends, from the judged indicators, and what it says.
 
 Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics.
 """
@@ -6,62 +6,12 @@ Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from cbmon.config import Thresholds
+from cbmon.domain import Level
 from cbmon.durations import format_duration
-from cbmon.sidecar.window import Totals
-from cbmon.slo.judge import State, judge_avg_latency, judge_backlog, judge_success_rate
-
-OVERALL = ""  # the event_type label value of indicators over every event type
-SLOS = ("success_rate", "avg_latency", "p95_latency", "slow_share", "backlog")
-ALERT_NAMES = {
-    "success_rate": "CallbackSuccessRateLow",
-    "avg_latency": "CallbackLatencyHigh",
-    "backlog": "CallbackBacklogHigh",
-}
-_JUDGES: dict[str, Callable[[float | None, Thresholds], State]] = {
-    "success_rate": judge_success_rate,
-    "avg_latency": judge_avg_latency,
-    "backlog": judge_backlog,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Indicator:
-    slo: str
-    event_type: str  # OVERALL for every event type together
-    value: float | None
-    state: State  # UNKNOWN for the extras, which the baseline does not judge
-    events: int  # attempts in the window (queue items for backlog)
-
-
-def evaluate(
-    overall: Totals,
-    per_type: dict[str, Totals],
-    backlog: int,
-    thresholds: Thresholds,
-    min_events: int,
-) -> list[Indicator]:
-    """Every indicator, overall and per event type. Too few events: success rate and latency
-    are not judged (UNKNOWN), so three calls with one failure do not wake anybody."""
-    indicators: list[Indicator] = []
-    for event_type, totals in [(OVERALL, overall), *sorted(per_type.items())]:
-        enough = totals.attempts >= max(1, min_events)
-        values = {
-            "success_rate": totals.success_rate,
-            "avg_latency": totals.avg_latency,
-            "p95_latency": totals.p95_latency,
-            "slow_share": totals.slow_share,
-        }
-        for slo, value in values.items():
-            judge = _JUDGES.get(slo)
-            state = judge(value, thresholds) if judge and enough else State.UNKNOWN
-            indicators.append(Indicator(slo, event_type, value, state, totals.attempts))
-    indicators.append(
-        Indicator("backlog", OVERALL, float(backlog), judge_backlog(backlog, thresholds), backlog)
-    )
-    return indicators
+from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +55,7 @@ class Notification:
 class _Track:
     since_warning: float | None = None
     since_critical: float | None = None
-    firing: State | None = None
+    firing: Level | None = None
     started_at: float = 0.0
     last_sent: float = 0.0
     last: Indicator | None = None
@@ -159,17 +109,17 @@ class AlertTracker:
 
     def _step(self, track: _Track, indicator: Indicator, now: float) -> Notification | None:
         state = indicator.state
-        if state is State.UNKNOWN:
+        if state is Level.UNKNOWN:
             track.since_warning = track.since_critical = None
             target = track.firing
         else:
             track.last = indicator
-            if state >= State.WARNING:
+            if state >= Level.WARNING:
                 if track.since_warning is None:
                     track.since_warning = now
             else:
                 track.since_warning = None
-            if state >= State.CRITICAL:
+            if state >= Level.CRITICAL:
                 if track.since_critical is None:
                     track.since_critical = now
             else:
@@ -192,19 +142,19 @@ class AlertTracker:
         track.last_sent = now
         return Notification(_group(alerts[0]), tuple(alerts))
 
-    def _target(self, track: _Track, state: State, now: float) -> State | None:
-        if state is State.OK:
+    def _target(self, track: _Track, state: Level, now: float) -> Level | None:
+        if state is Level.OK:
             return None
         if track.since_critical is not None and now - track.since_critical >= self.for_:
-            return State.CRITICAL
+            return Level.CRITICAL
         if track.since_warning is not None and now - track.since_warning >= self.for_:
-            return State.WARNING
+            return Level.WARNING
         # Pending: a firing critical that fell back to warning keeps firing as warning only
         # once warning has held for `for`, which it has, since warning began before critical.
-        return track.firing if track.firing is not None and state >= State.WARNING else None
+        return track.firing if track.firing is not None and state >= Level.WARNING else None
 
     def _alert(
-        self, indicator: Indicator, level: State, status: str, starts: float, ends: float | None
+        self, indicator: Indicator, level: Level, status: str, starts: float, ends: float | None
     ) -> Alert:
         phrase, description, threshold = describe(indicator, level, self.thresholds, self.window)
         if status == "resolved":
@@ -241,7 +191,7 @@ def _ms(value: float | None) -> str:
 
 
 def describe(
-    indicator: Indicator, level: State, thresholds: Thresholds, window: float
+    indicator: Indicator, level: Level, thresholds: Thresholds, window: float
 ) -> tuple[str, str, str]:
     """What is measured, the description and the threshold, in words read at 3 a.m."""
     scope = (
@@ -254,7 +204,7 @@ def describe(
         limits = thresholds.success_rate
         threshold = (
             f"below {_percent(limits.alert)}"
-            if level is State.CRITICAL
+            if level is Level.CRITICAL
             else f"at or below {_percent(limits.normal)}"
         )
         phrase = f"Callback success rate {_percent(indicator.value)} for {scope}"
@@ -268,7 +218,7 @@ def describe(
         latency = thresholds.avg_latency
         threshold = (
             f"above {_ms(latency.alert)}"
-            if level is State.CRITICAL
+            if level is Level.CRITICAL
             else f"at or above {_ms(latency.normal)}"
         )
         phrase = f"Callback average latency {_ms(indicator.value)} for {scope}"
@@ -281,7 +231,7 @@ def describe(
     else:
         backlog = thresholds.backlog
         threshold = (
-            f"above {backlog.alert}" if level is State.CRITICAL else f"at or above {backlog.normal}"
+            f"above {backlog.alert}" if level is Level.CRITICAL else f"at or above {backlog.normal}"
         )
         count = "n/a" if indicator.value is None else f"{indicator.value:.0f}"
         phrase = f"Callback queue backlog {count} items"

@@ -13,7 +13,7 @@ SELECT {bucket_column}
        count(*)                                              AS calls,
        count(*) - count(CASE WHEN succeeded THEN 1 END)      AS failures,
        count(ms)                                             AS observed,
-       avg(ms)                                               AS avg_ms,
+       sum(ms)                                               AS sum_ms,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)       AS p50_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)      AS p95_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)      AS p99_ms,

@@ -8,23 +8,24 @@ from typing import Any
 
 import psycopg
 
-from cbmon.sidecar.poller import BUCKETS, Poller
-from cbmon.sidecar.state import State
+from cbmon.domain import BUCKETS
+from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
 
 INSERT = "INSERT INTO callback_logs (event_type, status, execution_time) VALUES (%s, %s, %s)"
 
 
-def poll_into(poller: Poller, state: State, dsn_conn: psycopg.Connection[Any]) -> None:
+def poll_into(poller: Poller, state: Store, dsn_conn: psycopg.Connection[Any]) -> None:
     """Poll until caught up, feeding the state as `cbmon serve` does."""
     while True:
         result = poller.poll(dsn_conn)
-        state.apply(result, state.label_deltas(result), 0.001)
+        state.apply(result, state.label(result), 0.001)
         if result.caught_up:
             return
 
 
-def poll_until_no_gaps(poller: Poller, state: State, conn: psycopg.Connection[Any]) -> None:
+def poll_until_no_gaps(poller: Poller, state: Store, conn: psycopg.Connection[Any]) -> None:
     """Gaps close once every transaction of the database that was running when they were
     fenced has ended; another session's long transaction can hold that back for a moment."""
     deadline = time.monotonic() + 20
@@ -65,9 +66,9 @@ def truth(pg: PgSchema, after_id: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def assert_matches(state: State, expected: dict[str, dict[str, Any]]) -> None:
+def assert_matches(state: Store, expected: dict[str, dict[str, Any]]) -> None:
     view = state.view()
-    got = {label: t for label, t in view.callbacks.items() if t.attempts}
+    got = {label: t for label, t in view.figures.items() if t.attempts}
     assert sorted(got) == sorted(expected)
     for label, want in expected.items():
         totals = got[label]
@@ -75,7 +76,7 @@ def assert_matches(state: State, expected: dict[str, dict[str, Any]]) -> None:
         assert totals.failures == want["failures"], label
         assert totals.observed == want["observed"], label
         assert math.isclose(totals.sum_seconds, want["sum"], rel_tol=1e-9, abs_tol=1e-9)
-        assert totals.buckets == want["buckets"], label
+        assert list(totals.buckets) == want["buckets"], label
 
 
 def max_id(pg: PgSchema) -> int:

@@ -19,9 +19,9 @@ from typing import Any
 import requests
 import yaml
 
-from tests.helpers import free_port, running
+from tests.support.processes import free_port, running
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 

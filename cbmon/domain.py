@@ -1,0 +1,175 @@
+"""The plain values every stage passes along: figures, levels, the queue, a poll's result.
+
+A leaf module: it imports nothing from cbmon, so the reader, the judge, the collectors and the
+report all depend on it and on nothing above them. No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable, Mapping
+
+# Histogram bucket bounds in seconds. 0.15, 0.2 and 0.5 are the baseline's and the design
+# limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
+BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+_NO_BUCKETS = (0,) * len(BUCKETS)
+
+
+class Level(enum.IntEnum):
+    """A judgement against the baseline. Values are what ``cbmon_slo_state`` exports."""
+
+    UNKNOWN = -1
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Figures:
+    """What was counted of callbacks, for one event type or all of them, over some span: one
+    poll's new rows, the totals since start, the SLO window, a report's period.
+
+    ``observed`` counts attempts with a valid duration; latency covers only those. ``invalid``
+    counts durations present but unusable (negative, NaN, infinite, absurd). ``buckets`` are
+    cumulative counts of observed durations at or below each bound of :data:`BUCKETS`.
+    """
+
+    attempts: int = 0
+    failures: int = 0
+    observed: int = 0
+    sum_seconds: float = 0.0
+    buckets: tuple[int, ...] = _NO_BUCKETS
+    invalid: int = 0
+    slow: int = 0  # observed durations above thresholds.slow_callback
+    errors: int = 0  # rows of the error table
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(
+            self.attempts + other.attempts,
+            self.failures + other.failures,
+            self.observed + other.observed,
+            self.sum_seconds + other.sum_seconds,
+            tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
+            self.invalid + other.invalid,
+            self.slow + other.slow,
+            self.errors + other.errors,
+        )
+
+    def __sub__(self, other: Figures) -> Figures:
+        return Figures(
+            self.attempts - other.attempts,
+            self.failures - other.failures,
+            self.observed - other.observed,
+            # Sums of floats do not come back to exactly zero: nothing observed, nothing summed.
+            self.sum_seconds - other.sum_seconds if self.observed > other.observed else 0.0,
+            tuple(a - b for a, b in zip(self.buckets, other.buckets, strict=True)),
+            self.invalid - other.invalid,
+            self.slow - other.slow,
+            self.errors - other.errors,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.attempts == 0 and self.errors == 0 and self.invalid == 0
+
+    @property
+    def success_rate(self) -> float | None:
+        """Successful attempts over attempts, 0..1; None without attempts."""
+        return None if self.attempts == 0 else (self.attempts - self.failures) / self.attempts
+
+    @property
+    def avg_latency(self) -> float | None:
+        """Mean of the observed durations, seconds; None when none was observed."""
+        return None if self.observed == 0 else self.sum_seconds / self.observed
+
+    @property
+    def slow_share(self) -> float | None:
+        """Observed durations above the slow-callback threshold over observed durations."""
+        return None if self.observed == 0 else self.slow / self.observed
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile of the observed durations, from the buckets (see :func:`quantile`)."""
+        return quantile(q, BUCKETS, self.buckets, self.observed)
+
+
+def total(figures: Iterable[Figures]) -> Figures:
+    result = Figures()
+    for item in figures:
+        result = result + item
+    return result
+
+
+def quantile(
+    q: float, bounds: Iterable[float], cumulative: Iterable[int], count: int
+) -> float | None:
+    """The q-quantile from cumulative bucket counts, interpolated as ``histogram_quantile`` does.
+
+    Observations above the last bound report the last bound, as Prometheus does for +Inf.
+    """
+    if count == 0:
+        return None
+    rank = q * count
+    lower_bound, lower_count = 0.0, 0
+    bound = 0.0
+    for bound, cumulated in zip(bounds, cumulative, strict=True):
+        if cumulated >= rank:
+            if cumulated == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                cumulated - lower_count
+            )
+        lower_bound, lower_count = bound, cumulated
+    return bound
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueState:
+    backlog: int
+    oldest_created: float | None  # unix seconds of the oldest waiting row, by the db's clock
+    db_now: float  # the database's clock at the poll, unix seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumption:
+    """One checked assumption of exact counting: ``ok`` and, when it fails, what was found."""
+
+    table: str  # "logs" or "errors"
+    check: str  # "ids_from_sequence" or "sequence_cache_1"
+    ok: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """History read on start for the SLO window: one time slot of one raw event type."""
+
+    end: float  # the slot's end, in the database's unix seconds
+    event_type: str | None
+    figures: Figures
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult:
+    """What one poll read: the new rows' figures per raw event type (errors included), the
+    queue, and how far the reader is behind."""
+
+    figures: Mapping[str | None, Figures]
+    queue: QueueState
+    lag_rows: Mapping[str, int]
+    open_gaps: Mapping[str, int]
+    # On the first poll only, when asked for: rows already there, per time slot.
+    history: tuple[Slot, ...] = ()
+    # On the first poll only: what the catalogs say about the tables' ids.
+    assumptions: tuple[Assumption, ...] = ()
+    # On the first poll only, with a history: rows dated ahead of the database's clock by more
+    # than slo.clock_skew, left out of it, per table.
+    ahead_rows: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def caught_up(self) -> bool:
+        return not any(self.lag_rows.values())

@@ -1,0 +1,168 @@
+"""What cbmon holds in memory, fed by polls and read by scrapes: totals per event type since
+start, the queue and cbmon's own health.
+
+The poll thread writes and scrape threads read, under one lock held only for dictionary
+updates and copies. Figures are immutable, so a copy of the dictionary is a consistent view.
+Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from cbmon.domain import Assumption, Figures, PollResult
+from cbmon.sidecar.labels import EventTypeLabels
+
+POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+Labeled = dict[str, Figures]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledPoll:
+    """A poll's figures keyed by label value (event types folded and shortened), and its
+    history slots likewise: ``(slot end in the database's unix seconds, figures)``."""
+
+    figures: Labeled
+    history: tuple[tuple[float, Labeled], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """A consistent copy of the state for one scrape."""
+
+    figures: dict[str, Figures]
+    backlog: int
+    oldest_age_seconds: float
+    database_up: bool
+    last_poll_timestamp: float
+    polls_total: int
+    poll_errors_total: int
+    poll_buckets: tuple[int, ...]
+    poll_count: int
+    poll_sum: float
+    lag_rows: dict[str, int]
+    open_gaps: dict[str, int]
+    event_types: int
+    folded_total: int
+    truncated_total: int
+    assumptions: tuple[Assumption, ...] = ()
+    ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class Store:
+    def __init__(
+        self,
+        max_event_types: int,
+        clock: Callable[[], float] = time.time,
+        max_event_type_length: int = 128,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.labels = EventTypeLabels(max_event_types, max_event_type_length)
+        self._figures: dict[str, Figures] = {}
+        self._backlog = 0
+        self._oldest_created: float | None = None
+        self._clock_offset = 0.0  # database clock minus our clock, from the last poll
+        self._database_up = False
+        self._last_poll = 0.0
+        self._polls = 0
+        self._poll_errors = 0
+        self._poll_buckets = [0] * len(POLL_BUCKETS)
+        self._poll_count = 0
+        self._poll_sum = 0.0
+        self._lag: dict[str, int] = {}
+        self._gaps: dict[str, int] = {}
+        self._assumptions: tuple[Assumption, ...] = ()
+        self._ahead: dict[str, int] = {}
+
+    def label(self, result: PollResult) -> LabeledPoll:
+        """The poll's figures (and history) keyed by label value, event types folded."""
+        with self._lock:
+            figures = self._fold(result.figures)
+            history = tuple(
+                (slot.end, self._fold({slot.event_type: slot.figures})) for slot in result.history
+            )
+        return LabeledPoll(figures, history)
+
+    def _fold(self, figures: Mapping[str | None, Figures]) -> Labeled:
+        folded: Labeled = {}
+        for raw, counted in figures.items():
+            label = self.labels.label(raw)
+            previous = folded.get(label)
+            folded[label] = counted if previous is None else previous + counted
+        return folded
+
+    def apply(self, result: PollResult, labeled: LabeledPoll, duration: float) -> None:
+        """Add one successful poll (``labeled`` from :meth:`label`)."""
+        with self._lock:
+            for label, counted in labeled.figures.items():
+                previous = self._figures.get(label)
+                self._figures[label] = counted if previous is None else previous + counted
+            self._backlog = result.queue.backlog
+            self._oldest_created = result.queue.oldest_created
+            self._clock_offset = result.queue.db_now - self._clock()
+            self._database_up = True
+            self._last_poll = self._clock()
+            self._polls += 1
+            self._poll_count += 1
+            self._poll_sum += duration
+            for index, bound in enumerate(POLL_BUCKETS):
+                if duration <= bound:
+                    self._poll_buckets[index] += 1
+            self._lag = dict(result.lag_rows)
+            self._gaps = dict(result.open_gaps)
+            if result.assumptions:
+                self._assumptions = result.assumptions
+            if result.ahead_rows:
+                self._ahead = dict(result.ahead_rows)
+
+    def poll_failed(self) -> None:
+        with self._lock:
+            self._database_up = False
+            self._polls += 1
+            self._poll_errors += 1
+
+    @property
+    def database_up(self) -> bool:
+        with self._lock:
+            return self._database_up
+
+    @property
+    def last_poll_timestamp(self) -> float:
+        with self._lock:
+            return self._last_poll
+
+    def oldest_age_seconds(self) -> float:
+        with self._lock:
+            return self._oldest_age()
+
+    def _oldest_age(self) -> float:
+        if self._oldest_created is None:
+            return 0.0
+        return max(0.0, self._clock() + self._clock_offset - self._oldest_created)
+
+    def view(self) -> View:
+        with self._lock:
+            oldest_age = self._oldest_age()
+            return View(
+                figures=dict(self._figures),
+                backlog=self._backlog,
+                oldest_age_seconds=oldest_age,
+                database_up=self._database_up,
+                last_poll_timestamp=self._last_poll,
+                polls_total=self._polls,
+                poll_errors_total=self._poll_errors,
+                poll_buckets=tuple(self._poll_buckets),
+                poll_count=self._poll_count,
+                poll_sum=self._poll_sum,
+                lag_rows=dict(self._lag),
+                open_gaps=dict(self._gaps),
+                event_types=len(self.labels),
+                folded_total=self.labels.folded_total,
+                truncated_total=self.labels.truncated_total,
+                assumptions=self._assumptions,
+                ahead_rows=dict(self._ahead),
+            )

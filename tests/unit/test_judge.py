@@ -1,0 +1,111 @@
+"""The one judge: exact baseline boundaries, and enough samples before anything is judged."""
+
+from __future__ import annotations
+
+import pytest
+
+from cbmon.config import load_config
+from cbmon.domain import BUCKETS, Figures, Level
+from cbmon.slo.judge import (
+    Indicator,
+    evaluate,
+    judge,
+    judge_avg_latency,
+    judge_backlog,
+    judge_success_rate,
+)
+
+T = load_config(environ={}).thresholds
+
+
+def figures(attempts: int, failures: int, seconds: float, observed: int | None = None) -> Figures:
+    """``attempts`` calls of ``seconds`` each; ``observed`` of them with a duration."""
+    seen = attempts if observed is None else observed
+    return Figures(
+        attempts=attempts,
+        failures=failures,
+        observed=seen,
+        sum_seconds=seconds * seen,
+        buckets=tuple(seen if seconds <= bound else 0 for bound in BUCKETS),
+        slow=seen if seconds > 0.2 else 0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rate", "level"),
+    [
+        (1.0, Level.OK),
+        (0.9951, Level.OK),
+        (0.995, Level.WARNING),
+        (0.992, Level.WARNING),
+        (0.99, Level.WARNING),
+        (0.9899, Level.CRITICAL),
+        (0.0, Level.CRITICAL),
+        (None, Level.UNKNOWN),
+        (float("nan"), Level.UNKNOWN),
+    ],
+)
+def test_success_rate_boundaries(rate: float | None, level: Level) -> None:
+    assert judge_success_rate(rate, T) is level
+
+
+@pytest.mark.parametrize(
+    ("seconds", "level"),
+    [
+        (0.0, Level.OK),
+        (0.1499, Level.OK),
+        (0.15, Level.WARNING),
+        (0.3, Level.WARNING),
+        (0.5, Level.WARNING),
+        (0.5001, Level.CRITICAL),
+    ],
+)
+def test_latency_boundaries(seconds: float, level: Level) -> None:
+    assert judge_avg_latency(seconds, T) is level
+
+
+@pytest.mark.parametrize(
+    ("items", "level"),
+    [(0, Level.OK), (999, Level.OK), (1000, Level.WARNING), (5000, Level.WARNING),
+     (5001, Level.CRITICAL)],
+)  # fmt: skip
+def test_backlog_boundaries(items: int, level: Level) -> None:
+    assert judge_backlog(items, T) is level
+
+
+def levels(indicators: list[Indicator]) -> dict[tuple[str, str], Level]:
+    return {(i.slo, i.event_type): i.state for i in indicators}
+
+
+def test_exactly_the_boundaries_are_warnings() -> None:
+    # 995 of 1000 is exactly 99.5 %: a warning, not ok.
+    got = levels(evaluate(figures(1000, 5, 0.15), {}, 1000, T, min_events=20))
+    assert got[("success_rate", "")] is Level.WARNING
+    assert got[("avg_latency", "")] is Level.WARNING
+    assert got[("backlog", "")] is Level.WARNING
+
+
+def test_too_few_events_are_not_judged() -> None:
+    few = figures(3, 1, 2.0)
+    got = levels(evaluate(few, {"a": few}, 0, T, min_events=20))
+    assert got[("success_rate", "")] is Level.UNKNOWN
+    assert got[("avg_latency", "a")] is Level.UNKNOWN
+    assert got[("backlog", "")] is Level.OK  # the queue is always judged
+
+
+def test_latency_is_judged_on_observed_durations_not_on_attempts() -> None:
+    """100 attempts, only 5 with a duration: the rate is judged, the latency is not."""
+    verdicts = judge(figures(100, 0, 0.9, observed=5), T, min_events=20)
+    assert verdicts.success_rate is Level.OK
+    assert verdicts.avg_latency is Level.UNKNOWN
+    verdicts = judge(figures(100, 0, 0.9, observed=20), T, min_events=20)
+    assert verdicts.avg_latency is Level.CRITICAL
+    assert verdicts.worst is Level.CRITICAL
+
+
+def test_extras_are_shown_but_never_judged() -> None:
+    got = evaluate(figures(1000, 0, 0.3), {}, 0, T, min_events=20)
+    extras = {i.slo: i for i in got if i.slo in ("p95_latency", "slow_share")}
+    assert extras["p95_latency"].value == pytest.approx(0.295)  # 95 % into (0.2, 0.3]
+    assert extras["slow_share"].value == 1.0
+    assert {i.state for i in extras.values()} == {Level.UNKNOWN}
