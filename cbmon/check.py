@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from cbmon import present
 from cbmon.config import Config
 from cbmon.db.connect import connect, first_line
 from cbmon.domain import Figures, Level, total
@@ -88,13 +89,11 @@ def scope(indicator: Indicator) -> str:
 
 def format_value(indicator: Indicator) -> str:
     value = indicator.value
-    if value is None:
-        return "n/a"
     if indicator.slo in ("success_rate", "slow_share"):
-        return f"{value * 100:.2f}%"
+        return present.percent(value)
     if indicator.slo in ("avg_latency", "p95_latency"):
-        return f"{value * 1000:.1f}ms"
-    return f"{value:.0f}"
+        return present.millis(value, digits=1)
+    return present.count(value)
 
 
 def to_json(result: CheckResult) -> str:
@@ -119,18 +118,21 @@ def to_json(result: CheckResult) -> str:
 
 
 def to_table(result: CheckResult) -> str:
-    rows = [("INDICATOR", "EVENT TYPE", "VALUE", "STATE", "EVENTS")]
-    for i in result.indicators:
-        state = "-" if i.slo not in ALERT_NAMES else i.state.label
-        rows.append((i.slo, scope(i), format_value(i), state, str(i.events)))
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    rows = [
+        (
+            i.slo,
+            scope(i),
+            format_value(i),
+            i.state.label if i.slo in ALERT_NAMES else present.MISSING,
+            str(i.events),
+        )
+        for i in result.indicators
+    ]
     lines = [result.message, ""]
     ahead = {table: n for table, n in result.ahead_rows.items() if n}
     if ahead:
         counts = ", ".join(f"{n} in {table}" for table, n in sorted(ahead.items()))
         lines[1:1] = [f"left out: rows dated in the future ({counts})"]
-    lines += [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
+    headers = ("INDICATOR", "EVENT TYPE", "VALUE", "STATE", "EVENTS")
+    lines += present.table(headers, rows, text_columns=(0, 1, 3))
     return "\n".join(lines)

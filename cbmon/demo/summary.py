@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 
+from cbmon import present
 from cbmon.config import Config
 from cbmon.demo.receivers import AlertCounts
-from cbmon.domain import Level
 from cbmon.report import build_report
 from cbmon.report.model import Report, Row
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest
-
-_VERDICT = {Level.OK: "ok", Level.WARNING: "WARNING", Level.CRITICAL: "CRITICAL"}
 
 
 def fetch(config: Config, seconds: float) -> Report:
@@ -24,32 +22,32 @@ def fetch(config: Config, seconds: float) -> Report:
     )
 
 
-def _verdict(state: Level) -> str:
-    return _VERDICT.get(state, "-")
-
-
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    return present.MISSING if value is None else f"{value:.1f}"
 
 
-def _row(row: Row) -> str:
+def _row(row: Row) -> list[str]:
     f = row.figures
-    rate = "-" if f.success_rate is None else f"{f.success_rate * 100:.2f}%"
-    return (
-        f"  {row.event_type or '(all)':<15}{f.attempts:>7}{f.failures:>9}{rate:>9}"
-        f"{_ms(row.avg_ms):>9}{_ms(row.latency.p95_ms):>9}"
-        f"  {_verdict(row.verdicts.success_rate):<10}"
-        f"{_verdict(row.verdicts.avg_latency)}"
-    )
+    return [
+        row.event_type or "(all)",
+        str(f.attempts),
+        str(f.failures),
+        present.percent(f.success_rate),
+        _ms(row.avg_ms),
+        _ms(row.latency.p95_ms),
+        present.level_word(row.verdicts.success_rate),
+        present.level_word(row.verdicts.avg_latency),
+    ]
+
+
+_HEADERS = ("event type", "calls", "failures", "success", "avg ms", "p95 ms", "rate", "latency")
 
 
 def render(report: Report, alerts: AlertCounts, schema: str) -> list[str]:
+    rows = [_row(report.overall), *(_row(row) for row in report.event_types)]
     lines = [
         f"Summary (cbmon report over the run, schema {schema}):",
-        f"  {'event type':<15}{'calls':>7}{'failures':>9}{'success':>9}{'avg ms':>9}"
-        f"{'p95 ms':>9}  {'rate':<10}latency",
-        _row(report.overall),
-        *(_row(row) for row in report.event_types),
+        *("  " + line for line in present.table(_HEADERS, rows, text_columns=(0, 6, 7))),
         f"  queue now: {report.queue.backlog} waiting (backlog {report.queue.verdict.label})",
     ]
     if report.top_errors:

@@ -12,16 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from cbmon import present
 from cbmon.demo.receivers import AlertEvent
-from cbmon.domain import Level
 from cbmon.slo.judge import OVERALL, Indicator
 
-_STATE = {
-    Level.OK: "ok",
-    Level.WARNING: "WARNING",
-    Level.CRITICAL: "CRITICAL",
-    Level.UNKNOWN: "-",
-}
 _ALL = "(all)"
 
 
@@ -54,19 +48,15 @@ def _find(indicators: Sequence[Indicator], slo: str, event_type: str) -> Indicat
 
 
 def _percent(indicator: Indicator | None) -> str:
-    if indicator is None or indicator.value is None:
-        return "-"
-    return f"{indicator.value * 100:.2f}%"
+    return present.percent(None if indicator is None else indicator.value)
 
 
 def _ms(indicator: Indicator | None) -> str:
-    if indicator is None or indicator.value is None:
-        return "-"
-    return f"{indicator.value * 1000:.0f}ms"
+    return present.millis(None if indicator is None else indicator.value).replace(" ", "")
 
 
 def _state(indicator: Indicator | None) -> str:
-    return _STATE[indicator.state] if indicator is not None else "-"
+    return present.MISSING if indicator is None else present.level_word(indicator.state)
 
 
 def _elapsed(snapshot: Snapshot) -> str:

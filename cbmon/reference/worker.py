@@ -30,6 +30,7 @@ import requests
 from psycopg import sql
 
 from cbmon import signing
+from cbmon.db import sqlfiles
 from cbmon.db.connect import connect, first_line
 from cbmon.delivery import backoff, post_signed
 from cbmon.errors import ConfigError, DatabaseError
@@ -179,67 +180,29 @@ def build_body(claim: Claim) -> str:
 
 
 class _Statements:
-    """The worker's SQL for one schema; names are quoted identifiers, values bound."""
+    """The worker's SQL (``cbmon/sql/worker/``) for one schema; names are quoted identifiers,
+    values bound."""
 
     def __init__(self, schema: str) -> None:
-        s = sql.Identifier(schema)
-        q = sql.SQL("{}.callback_queue").format(s)
-        self.router_exists = sql.SQL(
-            "SELECT 1 FROM pg_catalog.pg_tables"
-            " WHERE schemaname = {} AND tablename = 'callback_router'"
-        ).format(sql.Literal(schema))
-        self.claim = sql.SQL(
-            """
-            WITH due AS (
-                SELECT id FROM {q}
-                WHERE processed_at IS NULL
-                  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-                ORDER BY created_at, id
-                LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE {q} AS q
-            SET attempts = q.attempts + 1,
-                next_attempt_at = now() + make_interval(secs => %(lease)s)
-            FROM due WHERE q.id = due.id
-            RETURNING q.id, q.event_type, q.payload, q.attempts, q.created_at
-            """
-        ).format(q=q)
-        self.routes = sql.SQL(
-            "SELECT event_type, target_url, retry_policy FROM {}.callback_router"
-            " WHERE event_type = ANY(%s)"  # enabled only stops queuing, not rows queued
-        ).format(s)
-        self.log = sql.SQL(
-            "INSERT INTO {}.callback_logs"
-            " (event_type, status, execution_time, queue_id, attempt, http_status)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-        ).format(s)
-        self.error = sql.SQL(
-            "INSERT INTO {}.callback_errors (event_type, error_message, queue_id, attempt)"
-            " VALUES (%s, %s, %s, %s)"
-        ).format(s)
-        # Only the holder of the current lease may settle a row (attempts still ours).
-        self.finish = sql.SQL(
-            "UPDATE {q} SET processed_at = now(), next_attempt_at = NULL,"
-            " last_error = coalesce(%(error)s, last_error)"
-            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
-        ).format(q=q)
-        self.retry = sql.SQL(
-            "UPDATE {q} SET next_attempt_at = now() + make_interval(secs => %(delay)s),"
-            " last_error = %(error)s"
-            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
-        ).format(q=q)
-        self.release = sql.SQL(
-            "UPDATE {q} SET attempts = attempts - 1, next_attempt_at = NULL"
-            " WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL"
-        ).format(q=q)
-        self.probe = sql.SQL(
-            "SELECT 1 FROM {q}, {s}.callback_logs, {s}.callback_errors LIMIT 0"
-        ).format(q=q, s=s)
-        self.next_due = sql.SQL(
-            "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM {q}"
-            " WHERE processed_at IS NULL AND next_attempt_at > now()"
-        ).format(q=q)
+        names = {
+            "schema": sql.Identifier(schema),
+            "queue": sql.Identifier(schema, "callback_queue"),
+        }
+
+        def load(name: str) -> sql.Composed:
+            return sqlfiles.template(f"worker/{name}.sql").format(**names)
+
+        self.schema = schema
+        self.router_exists = load("router_exists")
+        self.claim = load("claim")
+        self.routes = load("routes")
+        self.log = load("log")
+        self.error = load("error")
+        self.finish = load("finish")
+        self.retry = load("retry")
+        self.release = load("release")
+        self.probe = load("probe")
+        self.next_due = load("next_due")
 
 
 @dataclass
@@ -352,7 +315,10 @@ class Worker:
             return {}
         if self._conns.has_router is None:
             # the worker also serves the foundation tables alone, without the mechanism
-            self._conns.has_router = conn.execute(self._sql.router_exists).fetchone() is not None
+            self._conns.has_router = (
+                conn.execute(self._sql.router_exists, {"schema": self._sql.schema}).fetchone()
+                is not None
+            )
         if not self._conns.has_router:
             return {}
         rows = conn.execute(self._sql.routes, (sorted(event_types),)).fetchall()

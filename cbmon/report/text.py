@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from cbmon import present
+from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.report.frame import series_frame, summary_frame
 from cbmon.report.model import Report
@@ -40,19 +41,25 @@ _SERIES_HEADERS = (
     "p99 ms",
     "errors",
 )
-_STATE_TEXT = {"ok": "ok", "warning": "WARNING", "critical": "CRITICAL", "unknown": "-"}
 
 
-def _missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
+def _number(value: Any) -> float | None:
+    """A frame cell as a float, None where pandas holds a missing value."""
+    return None if value is None or bool(pd.isna(value)) else float(value)
 
 
 def percent(value: Any, digits: int = 3) -> str:
-    return "-" if _missing(value) else f"{float(value) * 100:.{digits}f}%"
+    return present.percent(_number(value), digits)
 
 
 def millis(value: Any) -> str:
-    return "-" if _missing(value) else f"{float(value):.1f}"
+    """A frame's milliseconds, as a bare number (the column header says ms)."""
+    number = _number(value)
+    return present.MISSING if number is None else f"{number:.1f}"
+
+
+def _word(label: str) -> str:
+    return present.level_word(Level[label.upper()])
 
 
 def when(value: datetime) -> str:
@@ -81,8 +88,8 @@ def summary_rows(report: Report) -> list[list[str]]:
                 millis(record["max_ms"]),
                 percent(record["slow_share"], 2),
                 str(record["errors"]),
-                _STATE_TEXT[str(record["verdict_success_rate"])],
-                _STATE_TEXT[str(record["verdict_avg_latency"])],
+                _word(str(record["verdict_success_rate"])),
+                _word(str(record["verdict_avg_latency"])),
             ]
         )
     return rows
@@ -112,7 +119,7 @@ def headline(report: Report) -> str:
     scope = f", event types {', '.join(period.event_types)}" if period.event_types else ""
     return (
         f"Callbacks {when(period.start)} to {when(period.end)} ({span}{scope}): "
-        f"verdict {_STATE_TEXT.get(report.verdict.label, '-').replace('-', 'unknown')}"
+        f"verdict {present.level_word(report.verdict, 'unknown')}"
     )
 
 
@@ -134,34 +141,6 @@ def thresholds_line(report: Report) -> str:
     )
 
 
-def _aligned(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Sequence[int] = (0,)
-) -> list[str]:
-    """Numbers right-aligned so digits line up; names and messages left-aligned."""
-    widths = [
-        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
-    ]
-    lines = []
-    for cells in (headers, *rows):
-        parts = [
-            cell.ljust(width) if index in text_columns else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        lines.append("  ".join(parts).rstrip())
-    return lines
-
-
-def _markdown_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |"]
-    lines.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(headers))) + "|")
-    lines.extend("| " + " | ".join(_markdown_cell(c) for c in row) + " |" for row in rows)
-    return lines
-
-
 def _top_rows(report: Report) -> list[list[str]]:
     return [
         [str(item.count), when(item.last_seen), item.message or "(no message)"]
@@ -173,15 +152,15 @@ def render_table(report: Report) -> str:
     lines = [headline(report), ""]
     if report.empty:
         lines += [EMPTY_NOTE, ""]
-    lines += _aligned(_HEADERS, summary_rows(report))
+    lines += present.table(_HEADERS, summary_rows(report))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "Most frequent errors:"]
-        top = _aligned(("count", "last seen", "message"), _top_rows(report), (1, 2))
+        top = present.table(("count", "last seen", "message"), _top_rows(report), (1, 2))
         lines += ["  " + line for line in top]
     if report.series is not None:
         lines += ["", f"By {report.period.by} (all event types):"]
-        lines += _aligned(_SERIES_HEADERS, series_rows(report))
+        lines += present.table(_SERIES_HEADERS, series_rows(report))
     lines += ["", thresholds_line(report)]
     return "\n".join(lines) + "\n"
 
@@ -190,13 +169,13 @@ def render_markdown(report: Report) -> str:
     lines = [f"## {headline(report)}", ""]
     if report.empty:
         lines += [f"_{EMPTY_NOTE}_", ""]
-    lines += _markdown(_HEADERS, summary_rows(report))
+    lines += present.markdown_table(_HEADERS, summary_rows(report))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "### Most frequent errors", ""]
-        lines += _markdown(("count", "last seen", "message"), _top_rows(report))
+        lines += present.markdown_table(("count", "last seen", "message"), _top_rows(report))
     if report.series is not None:
         lines += ["", f"### By {report.period.by} (all event types)", ""]
-        lines += _markdown(_SERIES_HEADERS, series_rows(report))
+        lines += present.markdown_table(_SERIES_HEADERS, series_rows(report))
     lines += ["", f"_{thresholds_line(report)}_"]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from cbmon import present
 from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
@@ -182,14 +183,6 @@ def _group(alert: Alert) -> dict[str, str]:
     return labels
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 1000:.0f} ms"
-
-
 def describe(
     indicator: Indicator, level: Level, thresholds: Thresholds, window: float
 ) -> tuple[str, str, str]:
@@ -200,6 +193,15 @@ def describe(
         else f"event type {indicator.event_type}"
     )
     span = format_duration(window)
+    rates = (thresholds.success_rate.normal, thresholds.success_rate.alert)
+    latencies = (thresholds.avg_latency.normal, thresholds.avg_latency.alert)
+
+    def _percent(value: float | None) -> str:
+        return present.percent(value, boundaries=rates)
+
+    def _ms(value: float | None) -> str:
+        return present.millis(value, boundaries=latencies)
+
     if indicator.slo == "success_rate":
         limits = thresholds.success_rate
         threshold = (

@@ -1,0 +1,4 @@
+-- Try a row again after %(delay)s seconds. Only the holder of the current lease may.
+UPDATE {queue}
+SET next_attempt_at = now() + %(delay)s * interval '1 second', last_error = %(error)s
+WHERE id = %(id)s AND attempts = %(attempt)s AND processed_at IS NULL
