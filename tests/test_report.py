@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgSchema
-from tests.test_report_data import (
+from tests.support.report_data import (
     PERIOD,
     assert_figures,
     load,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgSchema
-from tests.test_report_data import PERIOD, load, report_json, write_config
+from tests.support.report_data import PERIOD, load, report_json, write_config
 
 CBMON = str(Path(sys.executable).with_name("cbmon"))
 ATTEMPTS = """

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PgSchema
-from tests.test_report_data import PERIOD, load, report_json, run, write_config
+from tests.support.report_data import PERIOD, load, report_json, run, write_config
 
 EMPTY_PERIOD = ["--from", "2025-01-01T00:00:00Z", "--to", "2025-01-02T00:00:00Z"]
 

@@ -1,0 +1,193 @@
+"""Configuration: defaults, a file, the environment and flags, in that order, and one line
+naming the key for each mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cbmon.config import load_config, parse_listen
+from cbmon.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_reference_schema_and_the_baseline() -> None:
+    config = load_config(environ={})
+    assert config.tables.logs.table == "callback_logs"
+    assert config.tables.logs.success_statuses == ("COMPLETED",)
+    assert config.thresholds.success_rate.normal == 0.995
+    assert config.thresholds.success_rate.alert == 0.99
+    assert config.thresholds.avg_latency.normal == 0.15
+    assert config.thresholds.avg_latency.alert == 0.5
+    assert (config.thresholds.backlog.normal, config.thresholds.backlog.alert) == (1000, 5000)
+    assert config.file.slo.window == 300
+    assert config.file.slo.for_ == 60
+    assert config.dsn is None
+    assert config.webhook_secret is None
+
+
+def test_file_environment_and_flags_in_that_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.yml",
+        "poll_interval: 10s\nthresholds:\n  success_rate: {normal: 99.9%, alert: '98%'}\n"
+        "tables:\n  logs: {schema: app, table: attempts, success_statuses: [OK, DONE]}\n",
+    )
+    config = load_config(
+        path, overrides={"poll_interval": "2s"}, environ={"CBMON_DSN": "postgresql://e/db"}
+    )
+    assert config.file.poll_interval == 2
+    assert config.thresholds.success_rate.normal == pytest.approx(0.999)
+    assert config.thresholds.success_rate.alert == pytest.approx(0.98)
+    assert config.tables.logs.table_schema == "app"
+    assert config.tables.logs.success_statuses == ("OK", "DONE")
+    assert config.dsn == "postgresql://e/db"
+    flagged = load_config(path, dsn="postgresql://flag/db", environ={"CBMON_DSN": "x"})
+    assert flagged.dsn == "postgresql://flag/db"
+
+
+def test_flags_override_one_key_and_keep_its_neighbours(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yml", "slo: {window: 10m, for: 2m}\n")
+    config = load_config(path, overrides={"slo": {"for": "30s"}}, environ={})
+    assert (config.file.slo.window, config.file.slo.for_) == (600, 30)
+
+
+def with_secret_files(folder: Path, dsn: str, secret: str) -> Path:
+    """A configuration file pointing at a DSN file and a webhook secret file holding these."""
+    write(folder / "dsn", f"{dsn}\n")
+    write(folder / "whsec", f"{secret}\n")
+    return write(
+        folder / "c.yml",
+        f"database: {{dsn_file: {folder / 'dsn'}}}\n"
+        f"alerting: {{secret_file: {folder / 'whsec'}}}\n",
+    )
+
+
+def test_secrets_come_from_files(tmp_path: Path) -> None:
+    path = with_secret_files(tmp_path, "postgresql://u:s3cret@h/db", "whsec_abc")
+    config = load_config(path, environ={})
+    assert config.dsn == "postgresql://u:s3cret@h/db"
+    assert config.webhook_secret == "whsec_abc"
+    assert "s3cret" not in repr(config)
+    assert "whsec_abc" not in repr(config)
+
+
+def test_the_environment_and_flags_win_over_secret_files(tmp_path: Path) -> None:
+    path = with_secret_files(tmp_path, "postgresql://file/db", "whsec_ZmlsZQ==")
+    environ = {"CBMON_DSN": "postgresql://env/db", "CBMON_WEBHOOK_SECRET": "whsec_ZW52"}
+    from_env = load_config(path, environ=environ)
+    assert (from_env.dsn, from_env.webhook_secret) == ("postgresql://env/db", "whsec_ZW52")
+    flagged = load_config(
+        path, dsn="postgresql://flag/db", webhook_secret="whsec_ZmxhZw==", environ=environ
+    )
+    assert (flagged.dsn, flagged.webhook_secret) == ("postgresql://flag/db", "whsec_ZmxhZw==")
+
+
+def test_an_unreadable_secret_file_names_its_key(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    path = write(tmp_path / "c.yml", f"alerting: {{secret_file: {missing}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert (
+        str(caught.value)
+        == f"alerting.secret_file: cannot read {missing}: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("poll_interval: 5\n", "poll_interval: 5 has no unit"),
+        ("poll_interval: fast\n", "poll_interval: 'fast' is not a duration"),
+        (
+            "thresholds:\n  success_rate: {normal: 0.98, alert: 0.99}\n",
+            "thresholds.success_rate: normal (0.98) must not be below alert (0.99)",
+        ),
+        (
+            "thresholds:\n  success_rate: {normal: 120%}\n",
+            "thresholds.success_rate.normal: '120%' is outside 0..1",
+        ),
+        (
+            "thresholds:\n  avg_latency: {normal: 1s, alert: 500ms}\n",
+            "thresholds.avg_latency: normal (1s) must not be above alert (500ms)",
+        ),
+        ("thresholds:\n  backlog: {normal: -1}\n", "thresholds.backlog.normal: Input should be"),
+        ("tables:\n  logs: {tabel: x}\n", "tables.logs.tabel: unknown key"),
+        ("slo: {for: soon}\n", "slo.for: 'soon' is not a duration"),
+        ("listen: nowhere\n", "'nowhere' is not HOST:PORT"),
+        ("alerting: {webhooks: [ftp://x]}\n", "alerting.webhooks.0: String should match"),
+        ("reader: {gap_grace: 5s}\n", "reader.gap_grace: no longer used"),
+        ("- a list\n", "(top level): must be a mapping"),
+        ("poll_interval: [\n", "line 2"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_the_file_and_the_key(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    path = write(tmp_path / "bad.yml", yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    shown = str(caught.value)
+    assert shown.startswith(f"{path}:")
+    assert message in shown
+    assert "\n" not in shown
+    assert caught.value.exit_code == 2
+
+
+def test_several_mistakes_are_one_line_each(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.yml", "poll_interval: 5\nslo: {window: soon}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path}: poll_interval: ")
+    assert lines[1].startswith(f"{path}: slo.window: ")
+
+
+def test_a_flag_is_checked_by_the_rules_of_its_key() -> None:
+    with pytest.raises(ConfigError, match=r"slo\.window: 'soon' is not a duration"):
+        load_config(overrides={"slo": {"window": "soon"}}, environ={})
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing, environ={})
+    assert str(caught.value) == f"{missing}: cannot read: No such file or directory"
+
+
+def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path / "empty.yml", ""), environ={}).file == (
+        load_config(environ={}).file
+    )
+
+
+def test_no_database_names_every_way_to_give_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}).require_dsn()
+    assert str(caught.value) == (
+        "no database given: pass --dsn, set CBMON_DSN, or set database.dsn_file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:9863", ("127.0.0.1", 9863)),
+        (":9863", ("0.0.0.0", 9863)),
+        ("[::1]:0", ("::1", 0)),
+        ("metrics.local:80", ("metrics.local", 80)),
+    ],
+)
+def test_listen_is_host_and_port(text: str, address: tuple[str, int]) -> None:
+    assert parse_listen(text) == address
+
+
+@pytest.mark.parametrize("text", ["9863", "::1:9863", "host:", "host:70000", "host:port"])
+def test_bad_listen_addresses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"HOST:PORT|outside 0\.\.65535"):
+        parse_listen(text)
