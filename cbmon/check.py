@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 import psycopg
 
 from cbmon import present
 from cbmon.config import Config
-from cbmon.db.connect import connect, first_line
+from cbmon.db.connect import Deadline, connect, first_line
 from cbmon.domain import Figures, Level, total
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, DatabaseError
@@ -19,6 +20,7 @@ from cbmon.sidecar.labels import EventTypeLabels
 from cbmon.sidecar.poller import Poller
 from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator, evaluate
 
+DEFAULT_TIMEOUT = 10.0  # seconds, the Nagios plugin guidelines' default
 EXIT_CODES = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2, Level.UNKNOWN: 3}
 
 
@@ -42,25 +44,31 @@ class CheckError(CbmonError):
     exit_code = 3
 
 
-def run_check(config: Config, window: float) -> CheckResult:
+def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
+    """Judge the window straight from the database. Nothing waits longer than ``timeout``
+    seconds in all: a monitoring agent gets UNKNOWN rather than a hung plugin."""
     db = config.file.database
+    started = time.monotonic()
     try:
         conn = connect(
             config.require_dsn(),
-            statement_timeout=db.statement_timeout,
-            connect_timeout=db.connect_timeout,
+            statement_timeout=min(db.statement_timeout, timeout),
+            connect_timeout=min(db.connect_timeout, timeout),
         )
     except DatabaseError as exc:
         raise CheckError(str(exc)) from None
     poller = Poller(config)
     labels = EventTypeLabels(config.file.max_event_types, config.file.max_event_type_length)
+    remaining = max(0.1, timeout - (time.monotonic() - started))
     try:
-        with conn:
+        with conn, Deadline(conn, remaining):
             history, ahead = poller.history(conn, window)
             conn.autocommit = True
             queue = poller.queue_state(conn)
     except psycopg.Error as exc:
         raise CheckError(f"query failed: {first_line(exc)}") from None
+    except DatabaseError as exc:
+        raise CheckError(f"{exc} (--timeout {format_duration(timeout)})") from None
     per_type: dict[str, Figures] = {}
     for slot in history:  # every slot lies within the window: it was read that way
         label = labels.label(slot.event_type)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,6 +30,7 @@ from cbmon.errors import ConfigError
 
 DSN_ENV = "CBMON_DSN"
 WEBHOOK_SECRET_ENV = "CBMON_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+CLUSTER_SECRET_ENV = "CBMON_CLUSTER_SECRET"  # noqa: S105 - the variable's name, not a secret
 
 
 def _seconds(value: object) -> float:
@@ -58,9 +61,49 @@ def _ratio(value: object) -> float:
     return number
 
 
+def _url(value: str) -> str:
+    """An http(s) URL with a host and a valid port. The message never repeats the URL: its
+    path or authority often holds a token."""
+    parts = urllib.parse.urlsplit(value)
+    spaced = any(c.isspace() for c in value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or spaced:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port outside 1..65535 or that is not a number") from None
+    if port == 0:
+        raise ValueError("has a port outside 1..65535 or that is not a number")
+    return value
+
+
+def default_state_dir() -> Path:
+    """Where cbmon keeps its alert state unless told: ``CBMON_STATE_DIR``, else systemd's
+    StateDirectory, else /var/lib/cbmon for root and the XDG state directory for others."""
+    if os.environ.get("CBMON_STATE_DIR"):
+        return Path(os.environ["CBMON_STATE_DIR"])
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/cbmon")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cbmon"
+
+
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be above 0s: a timeout or an interval of 0 would disable it")
+    return seconds
+
+
+# A duration that must be above zero: a timeout or an interval of 0 would disable something.
+Positive = Annotated[float, BeforeValidator(_seconds), AfterValidator(_positive)]
 Ratio = Annotated[float, BeforeValidator(_ratio)]
 Name = Annotated[str, Field(min_length=1, max_length=63)]
+Url = Annotated[str, AfterValidator(_url)]
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):(?P<port>\d{1,5})$")
 
 
@@ -179,7 +222,7 @@ class Thresholds(_Model):
 class Slo(_Model):
     """How the sidecar judges the baseline: over a sliding window, held for ``for``."""
 
-    window: Seconds = 300.0
+    window: Positive = 300.0
     for_: Seconds = Field(60.0, alias="for")
     min_events: Annotated[int, Field(ge=0, strict=True)] = 20
     # Rows dated further ahead of the database's clock are left out of time-based reads.
@@ -187,19 +230,30 @@ class Slo(_Model):
 
 
 class Alerting(_Model):
-    """Where alert notifications go. The signing secret never lives in this file."""
+    """Where alert notifications go. Secrets never live in this file, only their files."""
 
-    webhooks: tuple[Annotated[str, Field(pattern=r"^https?://\S+$")], ...] = ()
+    webhooks: tuple[Url, ...] = ()
+    alertmanagers: tuple[Url, ...] = ()
     secret_file: Path | None = None
-    timeout: Seconds = 5.0
+    timeout: Positive = 5.0
     max_retries: Annotated[int, Field(ge=0, le=10, strict=True)] = 3
-    repeat_interval: Seconds = 4 * 3600.0
+    repeat_interval: Positive = 4 * 3600.0
+    # Replicas with the same cluster name and secret elect one webhook sender among them.
+    cluster: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")] = (
+        "cbmon"
+    )
+    cluster_secret_file: Path | None = None
+    state_dir: Path = Field(default_factory=default_state_dir)
+    # Alertmanager: how often a firing alert is sent again (its endsAt is 4 of these ahead),
+    # and how long a resolved one keeps being sent (and re-sent by a replica taking over).
+    resend_interval: Positive = 60.0
+    resolved_retention: Positive = 15 * 60.0
 
 
 class Database(_Model):
     dsn_file: Path | None = None
-    statement_timeout: Seconds = 5.0
-    connect_timeout: Seconds = 5.0
+    statement_timeout: Positive = 5.0
+    connect_timeout: Positive = 5.0
 
 
 class Reader(_Model):
@@ -213,7 +267,7 @@ class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
     listen: str = "0.0.0.0:9863"
-    poll_interval: Seconds = 5.0
+    poll_interval: Positive = 5.0
     max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
     max_event_type_length: Annotated[int, Field(ge=16, le=1024, strict=True)] = 128
     max_execution_time: Seconds = 3600.0
@@ -227,8 +281,6 @@ class FileConfig(_Model):
     @model_validator(mode="after")
     def _checks(self) -> FileConfig:
         parse_listen(self.listen)
-        if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be above 0s")
         return self
 
 
@@ -238,6 +290,7 @@ class Config(_Model):
     file: FileConfig = FileConfig()
     dsn: str | None = Field(default=None, repr=False)
     webhook_secret: str | None = Field(default=None, repr=False)
+    cluster_secret: str | None = Field(default=None, repr=False)
     source: str = "defaults"
 
     # Short-hands so callers do not walk the tree for the common values.
@@ -347,4 +400,14 @@ def load_config(
     secret = webhook_secret or env.get(WEBHOOK_SECRET_ENV) or None
     if secret is None and file.alerting.secret_file is not None:
         secret = _read_secret_file(file.alerting.secret_file, "alerting.secret_file") or None
-    return Config(file=file, dsn=resolved_dsn, webhook_secret=secret, source=source)
+    cluster_secret = env.get(CLUSTER_SECRET_ENV) or None
+    if cluster_secret is None and file.alerting.cluster_secret_file is not None:
+        path = file.alerting.cluster_secret_file
+        cluster_secret = _read_secret_file(path, "alerting.cluster_secret_file") or None
+    return Config(
+        file=file,
+        dsn=resolved_dsn,
+        webhook_secret=secret,
+        cluster_secret=cluster_secret,
+        source=source,
+    )

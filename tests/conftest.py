@@ -27,6 +27,19 @@ from cbmon.reference import schema
 LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Alert state of every cbmon the tests start lands in a directory of the test run,
+    never in /var/lib/cbmon (subprocesses inherit the variable)."""
+    saved = os.environ.get("CBMON_STATE_DIR")
+    os.environ["CBMON_STATE_DIR"] = str(tmp_path_factory.mktemp("cbmon-state"))
+    yield
+    if saved is None:
+        os.environ.pop("CBMON_STATE_DIR", None)
+    else:
+        os.environ["CBMON_STATE_DIR"] = saved
+
+
 def _answers(dsn: str) -> bool:
     try:
         with psycopg.connect(dsn, connect_timeout=2):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.alerting.dispatcher import Outbox, new_message
+from cbmon.alerting.dispatcher import Message, Outbox
 from cbmon.signing import new_secret
 from tests.conftest import PgSchema
 from tests.support.processes import (
@@ -37,7 +37,7 @@ class _Fanout:
             outbox.start()
 
     def send(self, body: bytes) -> None:
-        message = new_message(body)
+        message = Message(id=f"msg_{id(body)}-{time.time()}", body=body)
         for outbox in self.outboxes:
             outbox.send(message)
 

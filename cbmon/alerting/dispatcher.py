@@ -1,25 +1,29 @@
 """Delivering notifications to webhook receivers, in the background, without losing any.
 
 Each receiver has its own outbox and thread, so a receiver that hangs delays nobody else and
-enqueueing never blocks the poll loop. A message keeps its ``webhook-id`` across retries (the
-receiver's idempotency key). A failed attempt is retried up to ``max_retries`` times with
-exponential backoff and jitter, or after the receiver's ``Retry-After``. A message that
-exhausts its retries stays at the head of the outbox and is tried again every
-``down_retry`` seconds, so it is delivered once the receiver comes back, in order.
+enqueueing never blocks the poll loop. A message's ``webhook-id`` is the notification's own,
+derived from the alert and its transition: the same across retries, restarts and re-sends
+(the receiver's idempotency key). A failed attempt is retried up to ``max_retries`` times
+with exponential backoff and jitter, or after the receiver's ``Retry-After``. A message that
+exhausts its retries stays at the head of the outbox and is tried again every ``down_retry``
+seconds, so it is delivered once the receiver comes back, in order. What waits in the
+outboxes is saved with the alert state, so a restart delivers it too.
 
-Only the replica that leads sends (:class:`~cbmon.alerting.leader.Leadership`); a replica
-taking over re-sends what fires, rather than risk it being lost.
+Only the replica that leads sends (:class:`~cbmon.alerting.leader.Leadership`). A replica
+that takes over (or takes the role back after a blip) sends the last notification of every
+alert firing or recently resolved: a predecessor's unsent ``resolved`` is not lost, and the
+ids let receivers drop what they already have.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,8 +49,8 @@ class Message:
     body: bytes
 
 
-def new_message(body: bytes) -> Message:
-    return Message(id=f"msg_{uuid.uuid4().hex}", body=body)
+def message_of(note: Notification, external_url: str) -> Message:
+    return Message(id=note.id, body=payload.encode(note, external_url))
 
 
 @dataclasses.dataclass
@@ -83,8 +87,10 @@ class Outbox:
         backoff_base: float = 1.0,
         down_retry: float = DOWN_RETRY,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
+        self.key = hashlib.sha256(url.encode()).hexdigest()[:16]  # names it in the state file
         self.name = display_name(url)
         self.secret = secret
         self.timeout = timeout
@@ -93,6 +99,7 @@ class Outbox:
         self.down_retry = down_retry
         self.counters = Counters()
         self._clock = clock
+        self._on_change = on_change or (lambda: None)
         self._messages: collections.deque[Message] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -107,6 +114,8 @@ class Outbox:
 
     def send(self, message: Message) -> None:
         with self._cond:
+            if any(queued.id == message.id for queued in self._messages):
+                return  # the same notification is already on its way
             if len(self._messages) >= MAX_OUTBOX:
                 self._messages.popleft()
                 self.counters.dropped += 1
@@ -114,6 +123,11 @@ class Outbox:
             self._messages.append(message)
             self.counters.queued = len(self._messages)
             self._cond.notify()
+        self._on_change()
+
+    def waiting(self) -> list[Message]:
+        with self._cond:
+            return list(self._messages)
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -151,6 +165,7 @@ class Outbox:
                         self._messages.popleft()
                     self.counters.delivered += 1
                     self.counters.queued = len(self._messages)
+                self._on_change()
                 attempt = 0
                 continue
             wait = None if result.retry_after is None else min(result.retry_after, MAX_RETRY_AFTER)
@@ -178,15 +193,19 @@ class Outbox:
 
     def _attempt(self, message: Message) -> Attempt:
         assert self._session is not None, "start() the outbox first"
-        result = post_signed(
-            self._session,
-            self.url,
-            message.body,
-            msg_id=message.id,
-            secret=self.secret,
-            timeout=self.timeout,
-            clock=self._clock,
-        )
+        try:
+            result = post_signed(
+                self._session,
+                self.url,
+                message.body,
+                msg_id=message.id,
+                secret=self.secret,
+                timeout=self.timeout,
+                clock=self._clock,
+            )
+        except Exception as exc:
+            log.error("webhook %s: %s failed unexpectedly: %s", self.name, message.id, exc)
+            return Attempt(False, error=type(exc).__name__)
         if not result.delivered:
             log.info("webhook %s: %s: %s", self.name, message.id, result.error)
         return result
@@ -198,6 +217,9 @@ class Leader(Protocol):
     @property
     def is_leader(self) -> bool: ...
 
+    @property
+    def foreign_holder(self) -> str | None: ...
+
     def check(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -207,21 +229,33 @@ class Dispatcher:
     """Hands notifications to every outbox, when this replica leads."""
 
     def __init__(
-        self, outboxes: Sequence[Outbox], leadership: Leader | None, external_url: str
+        self,
+        outboxes: Sequence[Outbox],
+        leadership: Leader | None,
+        external_url: str,
+        *,
+        on_leadership: Callable[[bool], None] | None = None,
     ) -> None:
         self.outboxes = list(outboxes)
         self.leadership = leadership
         self.external_url = external_url
+        self._on_leadership = on_leadership or (lambda leading: None)
         self._was_leader = False
+        self.dirty = threading.Event()  # an outbox changed since the state was last saved
         seen: dict[str, int] = {}
         for outbox in self.outboxes:
+            outbox._on_change = self.dirty.set
             count = seen[outbox.name] = seen.get(outbox.name, 0) + 1
             if count > 1:  # two receivers on one host stay apart in labels
                 outbox.name = f"{outbox.name}#{count}"
 
     @classmethod
     def from_config(
-        cls, config: Config, leadership: Leader | None, external_url: str
+        cls,
+        config: Config,
+        leadership: Leader | None,
+        external_url: str,
+        on_leadership: Callable[[bool], None] | None = None,
     ) -> Dispatcher:
         alerting = config.file.alerting
         outboxes = [
@@ -233,7 +267,7 @@ class Dispatcher:
             )
             for url in alerting.webhooks
         ]
-        return cls(outboxes, leadership, external_url)
+        return cls(outboxes, leadership, external_url, on_leadership=on_leadership)
 
     @property
     def is_leader(self) -> bool:
@@ -244,27 +278,43 @@ class Dispatcher:
             outbox.start()
 
     def dispatch(
-        self, notes: Sequence[Notification], firing: Callable[[], list[Notification]]
+        self, notes: Sequence[Notification], current: Callable[[], list[Notification]]
     ) -> None:
-        """Send ``notes`` if this replica leads; on taking over, what ``firing`` returns too."""
+        """Send ``notes`` if this replica leads. On taking the role, what ``current`` returns
+        first: the last notification of every alert firing or recently resolved."""
         if not self.outboxes or self.leadership is None:
             return
         leader = self.leadership.check()
+        if leader != self._was_leader:
+            self._on_leadership(leader)
         if leader and not self._was_leader:
-            notes = [n for n in notes if n.status == "resolved"] + firing()
+            sent = {note.id for note in notes}
+            notes = [note for note in current() if note.id not in sent] + list(notes)
         self._was_leader = leader
         if not leader:
             return
         for note in notes:
-            message = new_message(payload.encode(note, self.external_url))
+            message = message_of(note, self.external_url)
             for outbox in self.outboxes:
                 outbox.send(message)
-            log.info(
-                "alert %s %s: %s",
-                note.status,
-                ",".join(f"{k}={v}" for k, v in note.group.items()),
-                note.alerts[-1].summary,
-            )
+
+    # -- surviving a restart -----------------------------------------------------------------
+    def snapshot(self) -> dict[str, list[dict[str, str]]]:
+        """The messages waiting in each outbox, as plain JSON values."""
+        self.dirty.clear()
+        return {
+            outbox.key: [{"id": m.id, "body": m.body.decode()} for m in outbox.waiting()]
+            for outbox in self.outboxes
+        }
+
+    def restore(self, saved: dict[str, list[dict[str, str]]]) -> int:
+        """Queue again what was waiting (for receivers still configured); returns how many."""
+        restored = 0
+        for outbox in self.outboxes:
+            for item in saved.get(outbox.key, []):
+                outbox.send(Message(id=item["id"], body=item["body"].encode()))
+                restored += 1
+        return restored
 
     def close(self) -> None:
         for outbox in self.outboxes:

@@ -1,40 +1,83 @@
-"""One sender among replicas: the replica holding a PostgreSQL advisory lock sends alerts.
+"""One webhook sender among replicas: the replica holding a PostgreSQL advisory lock sends.
 
 Session-level advisory locks need no write privilege, so the read-only role can take them.
-When the leader's process or connection dies, the server releases the lock and another
-replica takes it at its next poll.
+The lock's key is an HMAC of the cluster's name and what it watches under the cluster secret:
+a session that does not know the secret cannot compute it, so it cannot squat the lock and
+silence every replica. A session that holds it anyway is named in a warning and a metric.
+
+The leader proves it is alive at every poll (a statement on its lock session), and tells the
+server to end that session when it stops doing so (``idle_session_timeout`` on PostgreSQL 14
+and later, ``session_timeout`` on openGauss; TCP keepalives and ``tcp_user_timeout`` for a
+dead network everywhere). A frozen or cut-off leader therefore loses the lock within that
+timeout, and another replica takes over at its next poll.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from cbmon.db.connect import connect, first_line
+from cbmon.db.connect import Deadline, connect, first_line, sever
 from cbmon.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
+APPLICATION = "cbmon leader"
 
-def lock_key(*parts: str) -> int:
-    """A signed 64-bit advisory lock key for what this deployment monitors."""
-    digest = hashlib.sha256("\x00".join(("cbmon-leader", *parts)).encode()).digest()
+
+def lock_key(secret: str | None, cluster: str, *watched: str) -> int:
+    """A signed 64-bit advisory lock key for one cluster of replicas and what it watches."""
+    message = "\x00".join(("cbmon-leader", cluster, *watched)).encode()
+    digest = hmac.new((secret or "").encode(), message, hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def split_key(key: int) -> tuple[int, int]:
+    """The (classid, objid) pair pg_locks shows for a bigint advisory lock key."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+_HOLDER = """
+SELECT a.pid, coalesce(a.application_name, '')
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::text::bigint = %s AND l.objid::text::bigint = %s
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
 class Leadership:
-    def __init__(self, dsn: str, key: int, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        key: int,
+        *,
+        cluster: str,
+        alive_timeout: float,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        """``alive_timeout``: how long the server keeps the lock of a leader that went silent."""
         self.dsn = dsn
         self.key = key
+        self.cluster = cluster
+        self.alive_timeout = alive_timeout
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self.is_leader = False
+        self.foreign_holder: str | None = None  # "pid 123 (psql)" of a non-cbmon holder
+
+    @property
+    def application_name(self) -> str:
+        return f"{APPLICATION} {self.cluster}"
 
     def check(self) -> bool:
-        """Take or keep the lock; False if another replica holds it or the database is away."""
+        """Take or keep the lock; False if another session holds it or the database is away."""
         try:
             if self._conn is None or self._conn.closed:
                 self.is_leader = False
@@ -42,15 +85,11 @@ class Leadership:
                     self.dsn,
                     statement_timeout=self.connect_timeout,
                     connect_timeout=self.connect_timeout,
-                    application_name="cbmon leader",
+                    application_name=self.application_name,
+                    idle_timeout=self.alive_timeout,
                 )
-            if self.is_leader:
-                self._conn.execute("SELECT 1")  # a dead session has lost the lock
-            else:
-                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-                self.is_leader = bool(row and row[0])
-                if self.is_leader:
-                    log.info("this replica now sends the notifications")
+            with Deadline(self._conn, self.connect_timeout):
+                self._hold(self._conn)
         except psycopg.Error as exc:
             log.info("leadership check failed: %s", first_line(exc))
             self.close()
@@ -58,6 +97,38 @@ class Leadership:
             log.info("leadership check failed: %s", exc)
             self.close()
         return self.is_leader
+
+    def _hold(self, conn: psycopg.Connection[Any]) -> None:
+        if self.is_leader:
+            conn.execute("SELECT 1")  # alive; a dead session has lost the lock
+            return
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+        self.is_leader = bool(row and row[0])
+        if self.is_leader:
+            self.foreign_holder = None
+        else:
+            self._look_at_holder(conn)
+
+    def _look_at_holder(self, conn: psycopg.Connection[Any]) -> None:
+        """Name a holder that is not a cbmon replica of this cluster, once."""
+        row = conn.execute(sql.SQL(_HOLDER), split_key(self.key)).fetchone()
+        if row is None or str(row[1]).startswith(self.application_name):
+            self.foreign_holder = None
+            return
+        holder = f"pid {row[0]} ({row[1] or 'no application_name'})"
+        if holder != self.foreign_holder:
+            log.warning(
+                "the leader lock of cluster %s is held by %s, which is not a cbmon replica: "
+                "no replica sends webhooks until it lets go",
+                self.cluster,
+                holder,
+            )
+        self.foreign_holder = holder
+
+    def interrupt(self) -> None:
+        """Unblock a check waiting on the network (from another thread)."""
+        if self._conn is not None:
+            sever(self._conn)
 
     def close(self) -> None:
         self.is_leader = False

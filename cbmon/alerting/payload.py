@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cbmon.slo.alerts import Alert, Notification
+from cbmon.slo.alerts import Alert, Notification, fingerprint
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
 RECEIVER = "cbmon"
@@ -19,12 +18,6 @@ def _time(seconds: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
-
-
-def fingerprint(labels: dict[str, str]) -> str:
-    """A stable id of an alert's label set, 16 hex digits like Alertmanager's."""
-    text = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _alert(alert: Alert, external_url: str) -> dict[str, Any]:

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import click
 
-from cbmon.check import CheckError, run_check, to_json, to_table
-from cbmon.cli.options import build_config, config_option, dsn_option, format_option, window_option
+from cbmon.check import DEFAULT_TIMEOUT, CheckError, run_check, to_json, to_table
+from cbmon.cli.options import (
+    DURATION,
+    build_config,
+    config_option,
+    dsn_option,
+    format_option,
+    window_option,
+)
 from cbmon.errors import CbmonError
 
 
@@ -17,8 +24,19 @@ from cbmon.errors import CbmonError
 @config_option
 @window_option()
 @format_option(["table", "json"], "table")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default=DEFAULT_TIMEOUT,
+    show_default="10s",
+    help="Longest the whole check may take; past it the answer is UNKNOWN (3).",
+)
 def check(
-    dsn: str | None, config_path: Path | None, window: float | None, output_format: str
+    dsn: str | None,
+    config_path: Path | None,
+    window: float | None,
+    output_format: str,
+    timeout: float,
 ) -> None:
     """Evaluate success rate, latency and backlog over the window, straight from the database.
 
@@ -27,7 +45,7 @@ def check(
     """
     try:
         config = build_config(config_path, dsn)
-        result = run_check(config, window or config.file.slo.window)
+        result = run_check(config, window or config.file.slo.window, timeout)
     except CbmonError as exc:
         # Nagios reads anything the check cannot judge as UNKNOWN, bad configuration included.
         click.echo(f"CBMON UNKNOWN - {exc}")

@@ -56,6 +56,14 @@ log = logging.getLogger("cbmon")
     help="Alert receiver (repeatable) [default: alerting.webhooks].",
 )
 @click.option(
+    "--alertmanager",
+    "alertmanagers",
+    metavar="URL",
+    multiple=True,
+    help="Alertmanager to post alerts to, e.g. http://alertmanager:9093 (repeatable) "
+    "[default: alerting.alertmanagers].",
+)
+@click.option(
     "--webhook-secret",
     metavar="SECRET",
     envvar=WEBHOOK_SECRET_ENV,
@@ -71,6 +79,7 @@ def serve(
     window: float | None,
     for_: float | None,
     webhooks: tuple[str, ...],
+    alertmanagers: tuple[str, ...],
     webhook_secret: str | None,
 ) -> None:
     """Poll the callback tables and serve Prometheus metrics until SIGTERM or Ctrl-C."""
@@ -79,7 +88,10 @@ def serve(
             "listen": listen,
             "poll_interval": as_duration(poll_interval),
             "slo": {"window": as_duration(window), "for": as_duration(for_)},
-            "alerting": {"webhooks": list(webhooks) or None},
+            "alerting": {
+                "webhooks": list(webhooks) or None,
+                "alertmanagers": list(alertmanagers) or None,
+            },
         }
     )
     config = build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
@@ -88,7 +100,7 @@ def serve(
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
-        service.stop_event.set()
+        service.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

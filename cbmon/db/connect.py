@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import threading
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -39,10 +44,15 @@ def connect(
     connect_timeout: float = 5.0,
     autocommit: bool = True,
     application_name: str = "cbmon",
+    idle_timeout: float | None = None,
 ) -> psycopg.Connection[Any]:
-    """Open a connection whose every statement is bounded by ``statement_timeout`` seconds.
+    """Open a connection whose every wait is bounded, on the server and on our side.
 
-    The timeout is set on the server, so a query the client gave up on does not run on.
+    ``statement_timeout`` is set on the server, so a query the client gave up on does not run
+    on. TCP keepalives and ``tcp_user_timeout`` drop a connection whose network path died, so
+    a read never waits on a peer that is gone. ``idle_timeout`` asks the server to end the
+    session when it stays idle that long (PostgreSQL 14 and later): the leader lock's session
+    uses it so that a frozen replica lets go of the lock.
     """
     try:
         conn = psycopg.connect(
@@ -50,19 +60,82 @@ def connect(
             autocommit=autocommit,
             connect_timeout=max(1, round(connect_timeout)),
             application_name=application_name,
+            keepalives=1,
+            keepalives_idle=max(1, round(statement_timeout)),
+            keepalives_interval=1,
+            keepalives_count=3,
+            tcp_user_timeout=max(1000, round((statement_timeout + connect_timeout) * 1000)),
         )
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot connect to {describe(dsn)}: {first_line(exc)}") from None
     try:
-        timeout_ms = max(1, round(statement_timeout * 1000))
-        # SET takes no bound parameters; the value is an integer we formatted ourselves.
-        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+        _set(conn, "statement_timeout", statement_timeout)
+        if idle_timeout is not None and conn.info.server_version >= 140000:
+            _set(conn, "idle_session_timeout", idle_timeout)
         if not autocommit:
             conn.commit()
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseError(f"{describe(dsn)}: {first_line(exc)}") from None
     return conn
+
+
+def _set(conn: psycopg.Connection[Any], setting: str, seconds: float) -> None:
+    # SET takes no bound parameters; the name is ours and the value an integer we formatted.
+    milliseconds = max(1, round(seconds * 1000))
+    conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(milliseconds)))
+
+
+def sever(conn: psycopg.Connection[Any]) -> None:
+    """Cut ``conn``'s socket from another thread: a wait on it returns at once with an error.
+
+    ``shutdown`` on a duplicate of the descriptor ends the connection for every user of the
+    socket, so a libpq call blocked on a frozen server or network path fails immediately.
+    """
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return  # already closed
+    try:
+        duplicate = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        duplicate.shutdown(socket.SHUT_RDWR)
+    duplicate.close()
+
+
+class Deadline:
+    """Bounds everything done on a connection inside a ``with`` block, on our side.
+
+    When ``seconds`` pass first, the connection is severed and the block's psycopg error
+    becomes :class:`DatabaseError` saying the database did not answer in time.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], seconds: float) -> None:
+        self.conn = conn
+        self.seconds = seconds
+        self.expired = threading.Event()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired.set()
+        sever(self.conn)
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        if self.expired.is_set() and (exc is None or isinstance(exc, psycopg.Error)):
+            raise DatabaseError(f"no answer from the database within {self.seconds:g}s") from None
 
 
 def first_line(exc: BaseException) -> str:

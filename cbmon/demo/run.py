@@ -17,6 +17,7 @@ import logging
 import queue
 import signal
 import socket
+import tempfile
 import threading
 import time
 import warnings
@@ -155,14 +156,17 @@ def quiet_logs() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def demo_config(dsn: str, listen: str, schema: str, window: float, alerts: AlertReceiver) -> Config:
+def demo_config(
+    dsn: str, listen: str, schema: str, window: float, alerts: AlertReceiver, state_dir: Path
+) -> Config:
     tables = {table: {"schema": schema} for table in ("logs", "errors", "queue")}
     overrides = {
         "listen": listen,
         "poll_interval": POLL_INTERVAL,
         "tables": tables,
         "slo": {"window": format_duration(window), "for": FOR, "min_events": MIN_EVENTS},
-        "alerting": {"webhooks": [alerts.url], "timeout": "2s"},
+        # A run starts afresh: its alert state lives as long as the run.
+        "alerting": {"webhooks": [alerts.url], "timeout": "2s", "state_dir": str(state_dir)},
     }
     # environ={}: the demo's settings are its own, whatever CBMON_* says
     return load_config(overrides=overrides, dsn=dsn, webhook_secret=alerts.secret, environ={})
@@ -219,7 +223,8 @@ class Demo:
             with ExitStack() as parts:
                 receivers, alerts = self._receivers(parts)
                 self._route(dsn, receivers)
-                config = demo_config(dsn, listen, self.options.schema, self.window, alerts)
+                state = Path(parts.enter_context(tempfile.TemporaryDirectory(prefix="cbmon-demo-")))
+                config = demo_config(dsn, listen, self.options.schema, self.window, alerts, state)
                 service = self._service(parts, config)
                 self._workers(parts, dsn, receivers)
                 self.started = time.monotonic()

@@ -24,6 +24,7 @@ from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.store import POLL_BUCKETS, Store, View
 
 if TYPE_CHECKING:
+    from cbmon.alerting.alertmanager import AlertmanagerSender
     from cbmon.alerting.dispatcher import Dispatcher
 
 
@@ -229,8 +230,16 @@ class EvaluatorCollector(Collector):
         yield firing
         yield GaugeMetricFamily(
             "cbmon_leader",
-            "1 on the replica that sends notifications, 0 on the others.",
+            "1 on the replica that sends webhook notifications, 0 on the others.",
             value=1 if self._dispatcher.is_leader else 0,
+        )
+        leadership = self._dispatcher.leadership
+        foreign = leadership is not None and leadership.foreign_holder is not None
+        yield GaugeMetricFamily(
+            "cbmon_leader_lock_foreign",
+            "1 when the leader lock is held by a session that is not a cbmon replica of this "
+            "cluster: no replica sends webhooks until it lets go.",
+            value=1 if foreign else 0,
         )
 
     def _thresholds(self) -> Metric:
@@ -253,10 +262,29 @@ class EvaluatorCollector(Collector):
 class DeliveryCollector(Collector):
     """Delivery counters move between polls, so they are read at scrape time."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, alertmanagers: AlertmanagerSender) -> None:
         self._dispatcher = dispatcher
+        self._alertmanagers = alertmanagers
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._webhooks()
+        posts = CounterMetricFamily(
+            "cbmon_alertmanager_posts",
+            "Posts of the alert set an Alertmanager accepted.",
+            labels=["alertmanager"],
+        )
+        failures = CounterMetricFamily(
+            "cbmon_alertmanager_post_failures",
+            "Posts to an Alertmanager that failed (tried again after a backoff).",
+            labels=["alertmanager"],
+        )
+        for name, counters in sorted(self._alertmanagers.counters.items()):
+            posts.add_metric([name], counters.posts)
+            failures.add_metric([name], counters.failed)
+        yield posts
+        yield failures
+
+    def _webhooks(self) -> Iterator[Metric]:
         delivered = CounterMetricFamily(
             "cbmon_alert_notifications", "Notifications delivered (2xx).", labels=["receiver"]
         )

@@ -12,7 +12,7 @@ from cbmon.config import Config
 from cbmon.domain import PollResult
 from cbmon.sidecar.store import LabeledPoll
 from cbmon.sidecar.window import Window
-from cbmon.slo.alerts import AlertTracker, Notification
+from cbmon.slo.alerts import Alert, AlertTracker, Notification
 from cbmon.slo.judge import Indicator, evaluate
 
 
@@ -46,9 +46,16 @@ class Evaluator:
             self._indicators = indicators
         return notes
 
-    def firing(self) -> list[Notification]:
-        """Every alert firing now, as repeat notifications (for a replica taking over)."""
-        return self.tracker.firing(self._clock())
+    def current(self) -> list[Notification]:
+        """The last notification of every alert firing or recently resolved (what a replica
+        taking over sends again)."""
+        retention = self.config.file.alerting.resolved_retention
+        return self.tracker.current(self._clock(), retention)
+
+    def alerts(self) -> list[Alert]:
+        """The alerts firing now and those resolved within the retention (for Alertmanager)."""
+        retention = self.config.file.alerting.resolved_retention
+        return self.tracker.alerts(self._clock(), retention)
 
     def indicators(self) -> list[Indicator]:
         with self._lock:

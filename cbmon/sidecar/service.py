@@ -22,10 +22,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from cbmon import signing
+from cbmon.alerting import statefile
+from cbmon.alerting.alertmanager import AlertmanagerSender
 from cbmon.alerting.dispatcher import Dispatcher
 from cbmon.alerting.leader import Leadership, lock_key
+from cbmon.alerting.statefile import StateFile
 from cbmon.config import Config, parse_listen
-from cbmon.db.connect import connect, describe, first_line
+from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
 from cbmon.domain import PollResult
 from cbmon.errors import CbmonError, ConfigError
@@ -40,10 +43,13 @@ from cbmon.sidecar.exposition import Exposition
 from cbmon.sidecar.poller import Poller
 from cbmon.sidecar.server import MetricsServer
 from cbmon.sidecar.store import Store
+from cbmon.slo.alerts import Notification
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+# A poll is bounded by the statement timeout on the server and by this much more on our side.
+POLL_GRACE = 2.0
 # Errors that mean the configuration names tables or columns the role cannot read.
 _SCHEMA_ERRORS = (
     psycopg.errors.UndefinedTable,
@@ -67,25 +73,41 @@ class Service:
         self.dsn = config.require_dsn()
         if config.webhook_secret is not None:
             signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
+        alerting, db = config.file.alerting, config.file.database
         self.store = Store(
             config.file.max_event_types, max_event_type_length=config.file.max_event_type_length
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(config)
+        url = external_url(config.file.listen)
         logs = config.tables.logs
-        leadership = Leadership(
+        secret = config.cluster_secret or config.webhook_secret
+        self.leadership = Leadership(
             self.dsn,
-            lock_key(logs.table_schema, logs.table),
-            connect_timeout=config.file.database.connect_timeout,
+            lock_key(secret, alerting.cluster, describe(self.dsn), logs.table_schema, logs.table),
+            cluster=alerting.cluster,
+            # A leader that stops proving it is alive loses the lock within this.
+            alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
+            connect_timeout=db.connect_timeout,
         )
+        self._lock_key_is_secret = secret is not None
         self.dispatcher = Dispatcher.from_config(
-            config, leadership, external_url(config.file.listen)
+            config, self.leadership, url, on_leadership=self._leadership_changed
         )
+        self.alertmanagers = AlertmanagerSender(
+            alerting.alertmanagers,
+            cluster=alerting.cluster,
+            external_url=url,
+            timeout=alerting.timeout,
+            resend_interval=alerting.resend_interval,
+        )
+        identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
+        self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
         polled, live = CollectorRegistry(), CollectorRegistry()
         polled.register(CallbackCollector(self.store))
         polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
         live.register(QueueAgeCollector(self.store))
-        live.register(DeliveryCollector(self.dispatcher))
+        live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         ProcessCollector(registry=live)
         self.exposition = Exposition(polled, live)
         self.stop_event = threading.Event()
@@ -104,10 +126,53 @@ class Service:
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> MetricsServer:
-        """Listen for scrapes and start the alert outboxes; :meth:`run` then polls."""
+        """Restore the alert state, listen for scrapes and start the senders; :meth:`run`
+        then polls."""
+        self.state.prepare()
+        self._restore()
         server = self._start_server()
         self.dispatcher.start()
+        self.alertmanagers.start()
+        self._announce()
         return server
+
+    def _restore(self) -> None:
+        saved = self.state.read()
+        firing = self.evaluator.tracker.restore(saved.get("tracks", []))
+        waiting = self.dispatcher.restore(saved.get("outboxes", {}))
+        if saved:
+            log.info(
+                "alert state restored from %s: %d alert(s) firing, %d notification(s) to deliver",
+                self.state.path,
+                firing,
+                waiting,
+            )
+
+    def _announce(self) -> None:
+        alerting = self.config.file.alerting
+        if not alerting.webhooks and not alerting.alertmanagers:
+            log.info("no alert receivers configured: alerts are logged and exported only")
+        if alerting.webhooks and not self._lock_key_is_secret:
+            log.warning(
+                "no cluster secret (CBMON_CLUSTER_SECRET or a webhook secret): any session "
+                "that reads this configuration can compute the leader lock and silence webhooks"
+            )
+        if alerting.alertmanagers:
+            log.info(
+                "every replica posts alerts to %d Alertmanager(s)", len(alerting.alertmanagers)
+            )
+
+    def _leadership_changed(self, leading: bool) -> None:
+        if leading:
+            log.info(
+                "this replica sends the webhook notifications (cluster %s)",
+                self.config.file.alerting.cluster,
+            )
+        elif self.leadership.foreign_holder is None:
+            log.info(
+                "another replica of cluster %s sends the webhook notifications; this one stands by",
+                self.config.file.alerting.cluster,
+            )
 
     def _start_server(self) -> MetricsServer:
         host, port = parse_listen(self.config.file.listen)
@@ -122,8 +187,8 @@ class Service:
 
     def poll_once(self) -> PollResult:
         """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``."""
+        db = self.config.file.database
         if self._conn is None or self._conn.closed:
-            db = self.config.file.database
             self._conn = connect(
                 self.dsn,
                 statement_timeout=db.statement_timeout,
@@ -131,7 +196,9 @@ class Service:
             )
             log.info("connected to %s", describe(self.dsn))
         started = time.monotonic()
-        result = self.poller.poll(self._conn)
+        # Bounded on our side too: a frozen server or network path cannot hold the poll.
+        with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
+            result = self.poller.poll(self._conn)
         for assumption in result.assumptions:
             if not assumption.ok:
                 log.warning(
@@ -148,9 +215,17 @@ class Service:
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
         notes = self.evaluator.observe(result, labeled)
-        self.dispatcher.dispatch(notes, self.evaluator.firing)
+        _log_transitions(notes)
+        self.dispatcher.dispatch(notes, self.evaluator.current)
+        self.alertmanagers.update(self.evaluator.alerts(), changed=bool(notes))
+        if notes or self.dispatcher.dirty.is_set():
+            self._save()
         self.exposition.refresh()
         return result
+
+    def _save(self) -> None:
+        outboxes = self.dispatcher.snapshot()
+        self.state.write({"tracks": self.evaluator.tracker.snapshot(), "outboxes": outboxes})
 
     def run(self) -> None:
         """Poll until :attr:`stop_event` is set. A database that is away is waited for; tables
@@ -187,7 +262,9 @@ class Service:
         self.store.poll_failed()
         self.exposition.refresh()
         self._drop_connection()
-        delay = max(interval, backoff(failures, base=1.0, cap=MAX_BACKOFF, jitter=0.2))
+        # Capped relative to the poll interval: back within a few polls of the database.
+        cap = min(MAX_BACKOFF, max(1.0, 3 * interval))
+        delay = max(interval, backoff(failures, base=1.0, cap=cap, jitter=0.2))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
         self.stop_event.wait(delay)
@@ -201,9 +278,35 @@ class Service:
                 log.debug("closing a broken connection: %s", first_line(exc))
             self._conn = None
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to return, at once: waits on the database are cut short."""
+        self.stop_event.set()
+        if self._conn is not None:
+            sever(self._conn)
+        self.leadership.interrupt()
+
     def close(self) -> None:
         self.stop_event.set()
         if self.server is not None:
             self.server.stop()
         self.dispatcher.close()
+        self.alertmanagers.stop()
+        self._save()
         self._drop_connection()
+
+
+def _log_transitions(notes: list[Notification]) -> None:
+    """Every replica logs what changes, whether or not it sends the notifications."""
+    for note in notes:
+        for alert in note.alerts:
+            scope = f" event_type={alert.event_type}" if alert.event_type else ""
+            level = logging.DEBUG if note.repeat else logging.INFO
+            log.log(
+                level,
+                "alert %s %s %s%s: %s",
+                alert.status,
+                alert.alertname,
+                alert.severity,
+                scope,
+                alert.summary,
+            )

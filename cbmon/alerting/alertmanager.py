@@ -1,0 +1,183 @@
+"""Alertmanager as a receiver: alerts posted to ``/api/v2/alerts`` the way Prometheus does.
+
+Every replica sends (Alertmanager deduplicates alerts by their labels), so no leader is
+needed and a replica that dies takes nothing with it. A firing alert is posted again every
+``resend_interval`` with ``endsAt`` four intervals ahead: if cbmon stops sending, Alertmanager
+resolves the alert by itself once ``endsAt`` has passed. A resolved alert is posted with
+``endsAt`` at the moment it resolved, and again for ``resolved_retention``, so a post that
+fails once is made good later. Routing, grouping, silences and inhibition are then
+Alertmanager's.
+
+One thread posts; the poll loop only hands it the current set and never waits on the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cbmon.alerting.dispatcher import display_name
+from cbmon.delivery import backoff
+from cbmon.slo.alerts import Alert
+
+if TYPE_CHECKING:
+    import requests
+
+log = logging.getLogger(__name__)
+
+API_PATH = "/api/v2/alerts"
+MAX_RETRY_WAIT = 30.0
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def postable(
+    alert: Alert, now: float, valid_for: float, generator_url: str, cluster: str
+) -> dict[str, Any]:
+    """One ``postableAlert``: labels and annotations are strings; ``endsAt`` is the moment it
+    resolved, or ``valid_for`` ahead while it fires."""
+    ends = alert.ends_at if alert.ends_at is not None else now + valid_for
+    return {
+        "labels": {**alert.labels, "cluster": cluster},
+        "annotations": {
+            "summary": alert.summary,
+            "description": alert.description,
+            "value": "" if alert.value is None else f"{alert.value:g}",
+            "threshold": alert.threshold,
+        },
+        "startsAt": _time(alert.starts_at),
+        "endsAt": _time(max(ends, alert.starts_at + 0.001)),
+        "generatorURL": generator_url,
+    }
+
+
+@dataclasses.dataclass
+class Counters:
+    posts: int = 0  # successful posts of the whole set
+    failed: int = 0  # posts that failed (tried again after a backoff)
+
+
+class AlertmanagerSender:
+    """Posts the current alert set to every configured Alertmanager."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        cluster: str,
+        external_url: str,
+        timeout: float,
+        resend_interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
+        self.counters = {name: Counters() for _, name in self.targets}
+        self.cluster = cluster
+        self.generator_url = f"{external_url}/"
+        self.timeout = timeout
+        self.resend_interval = resend_interval
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._alerts: list[Alert] = []
+        self._changed = False
+        self._stopping = False
+        self._session: requests.Session | None = None
+        self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
+
+    def start(self) -> None:
+        if not self.targets:
+            return
+        import requests
+
+        self._session = requests.Session()
+        self._thread.start()
+
+    def update(self, alerts: Sequence[Alert], changed: bool) -> None:
+        """The alerts to keep Alertmanager told about; ``changed`` posts them at once."""
+        with self._cond:
+            self._alerts = list(alerts)
+            self._changed = self._changed or changed
+            if changed:
+                self._cond.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._session is not None:
+            self._session.close()
+
+    def _run(self) -> None:
+        failures = 0
+        next_post = 0.0
+        while True:
+            with self._cond:
+                while not self._stopping and not self._changed:
+                    wait = next_post - self._clock()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                if self._stopping:
+                    return
+                alerts, self._changed = list(self._alerts), False
+            try:
+                ok = self._post_all(alerts)
+            except Exception as exc:
+                log.error("alertmanager: posting failed unexpectedly: %s", exc)
+                ok = False
+            failures = 0 if ok else failures + 1
+            delay = (
+                self.resend_interval
+                if ok
+                else backoff(failures, base=1.0, cap=min(MAX_RETRY_WAIT, self.resend_interval))
+            )
+            next_post = self._clock() + delay
+
+    def _post_all(self, alerts: list[Alert]) -> bool:
+        """Post the set to every Alertmanager; True when all took it."""
+        if not alerts:
+            return True
+        now = self._clock()
+        valid_for = 4 * self.resend_interval
+        body = json.dumps(
+            [postable(a, now, valid_for, self.generator_url, self.cluster) for a in alerts]
+        ).encode()
+        ok = True
+        for url, name in self.targets:
+            ok = self._post(url, name, body) and ok
+        return ok
+
+    def _post(self, url: str, name: str, body: bytes) -> bool:
+        import requests
+
+        assert self._session is not None
+        try:
+            response = self._session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", "User-Agent": "cbmon"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            self.counters[name].failed += 1
+            log.warning("alertmanager %s: %s", name, type(exc).__name__)
+            return False
+        status = response.status_code
+        response.close()
+        if 200 <= status < 300:
+            self.counters[name].posts += 1
+            return True
+        self.counters[name].failed += 1
+        log.warning("alertmanager %s: HTTP %d", name, status)
+        return False
