@@ -47,11 +47,14 @@ def use_colour(stream: TextIO) -> bool:
 def _shown(value: float, digits: int, boundaries: Iterable[float]) -> str:
     """``value`` with ``digits`` decimals, or more when fewer would print a boundary it is not
     at: 598 of 601 is 99.5008 %, shown 99.501 %, never 99.50 %, which is a warning."""
-    for places in range(digits, digits + 5):
+    text = f"{value:.{digits}f}"
+    for places in range(digits, digits + 6):
         text = f"{value:.{places}f}"
-        if not any(text == f"{b:.{places}f}" and value != b for b in boundaries):
+        near = [b for b in boundaries if text == f"{b:.{places}f}" and value != b]
+        if not near:
             return text
-    return f"{value:.{digits + 5}f}"
+    # Closer to a boundary than any sensible number of decimals: say which side it is on.
+    return ("<" if value < near[0] else ">") + text
 
 
 def percent(ratio: float | None, digits: int = 2, boundaries: Iterable[float] = ()) -> str:

@@ -80,8 +80,9 @@ class Leadership:
     """Who leads, decided by the test: the real leadership holds an advisory lock in the
     database, and in-process tests run without one."""
 
-    def __init__(self, leading: bool) -> None:
+    def __init__(self, leading: bool, foreign_holder: str | None = None) -> None:
         self.is_leader = leading
+        self.foreign_holder = foreign_holder
 
     def check(self) -> bool:
         return self.is_leader

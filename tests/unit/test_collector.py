@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from cbmon import __version__
-from cbmon.alerting.dispatcher import Dispatcher, Outbox, new_message
+from cbmon.alerting.alertmanager import AlertmanagerSender
+from cbmon.alerting.dispatcher import Dispatcher, Message, Outbox
 from cbmon.config import load_config
 from cbmon.domain import Assumption, Figures
 from cbmon.sidecar.collector import (
@@ -20,6 +21,10 @@ from cbmon.sidecar.collector import (
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.store import Store
 from tests.support.sidecar import Leadership, ManualClock, callbacks, feed, poll_result
+
+NO_ALERTMANAGER = AlertmanagerSender(
+    [], cluster="cbmon", external_url="http://cbmon:9863", timeout=1.0, resend_interval=60.0
+)
 
 
 def registry_with(*collectors: Collector) -> CollectorRegistry:
@@ -304,11 +309,13 @@ def test_delivery_counters_and_pending_per_receiver_without_the_url_token() -> N
     hooks = Outbox("http://hooks.example:8080/t/s3cr3t-token", None)
     other = Outbox("https://alerts.example/x", None)
     registry = registry_with(
-        DeliveryCollector(Dispatcher([hooks, other], Leadership(True), "http://cbmon:9863"))
+        DeliveryCollector(
+            Dispatcher([hooks, other], Leadership(True), "http://cbmon:9863"), NO_ALERTMANAGER
+        )
     )
     hooks.counters.delivered, hooks.counters.failed, hooks.counters.retries = 3, 1, 4
-    hooks.send(new_message(b"{}"))
-    hooks.send(new_message(b"{}"))
+    hooks.send(Message(id="msg_0", body=b"{}"))
+    hooks.send(Message(id="msg_1", body=b"{}"))
 
     def delivery(name: str, outbox: Outbox) -> float | None:
         return sample(registry, name, receiver=outbox.name)
@@ -320,7 +327,7 @@ def test_delivery_counters_and_pending_per_receiver_without_the_url_token() -> N
     assert delivery(retries, hooks) == 4
     assert delivery(pending, hooks) == 2
     assert [delivery(name, other) for name in (delivered, failed, retries, pending)] == [0] * 4
-    hooks.send(new_message(b"{}"))  # read at each scrape, not once per poll
+    hooks.send(Message(id="msg_2", body=b"{}"))  # read at each scrape, not once per poll
     assert delivery(pending, hooks) == 3
     # Webhook URLs often carry a token: the receiver label must not.
     labels = [value for m in registry.collect() for s in m.samples for value in s.labels.values()]

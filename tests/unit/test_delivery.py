@@ -159,11 +159,6 @@ def test_429_and_503_carry_the_wait_the_receiver_asked_for(
     assert (attempt.delivered, attempt.status, attempt.retry_after) == (False, status, wait)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="parse_retry_after takes str.isdigit() for a number: '²' is a digit, not a float",
-)
 def test_a_non_ascii_digit_in_retry_after_is_not_a_crash(
     hook: Receiver, session: requests.Session
 ) -> None:

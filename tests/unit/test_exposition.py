@@ -12,6 +12,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cbmon.alerting.alertmanager import AlertmanagerSender
 from cbmon.alerting.dispatcher import Dispatcher, Outbox
 from cbmon.config import load_config
 from cbmon.sidecar.collector import (
@@ -28,6 +29,10 @@ from tests.support.sidecar import Leadership, ManualClock, callbacks, feed, poll
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+NO_ALERTMANAGER = AlertmanagerSender(
+    [], cluster="cbmon", external_url="http://cbmon:9863", timeout=1.0, resend_interval=60.0
+)
 
 
 @dataclass
@@ -62,7 +67,7 @@ def sidecar() -> Sidecar:
     polled.register(CallbackCollector(store))
     polled.register(EvaluatorCollector(evaluator, dispatcher))
     live.register(QueueAgeCollector(store))
-    live.register(DeliveryCollector(dispatcher))
+    live.register(DeliveryCollector(dispatcher, NO_ALERTMANAGER))
     return Sidecar(clock, store, evaluator, Exposition(polled, live))
 
 

@@ -42,12 +42,9 @@ def test_percent_never_looks_like_a_boundary_it_is_not(ratio: float, shown: str)
     assert percent(ratio, boundaries=RATES) == shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="past digits+4 decimals _shown gives up and prints the boundary it is trying to avoid",
-)
 def test_percent_a_hair_below_a_boundary_is_not_shown_on_it() -> None:
-    assert percent(0.99 - 1e-10, boundaries=RATES) != "99.0000000%"
+    assert percent(0.99 - 1e-10, boundaries=RATES) == "<99.0000000%"
+    assert percent(0.995 + 1e-12, boundaries=RATES) == ">99.5000000%"
 
 
 def test_percent_without_boundaries_rounds_plainly() -> None:
