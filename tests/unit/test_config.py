@@ -119,7 +119,10 @@ def test_an_unreadable_secret_file_names_its_key(tmp_path: Path) -> None:
         ("tables:\n  logs: {tabel: x}\n", "tables.logs.tabel: unknown key"),
         ("slo: {for: soon}\n", "slo.for: 'soon' is not a duration"),
         ("listen: nowhere\n", "'nowhere' is not HOST:PORT"),
-        ("alerting: {webhooks: [ftp://x]}\n", "alerting.webhooks.0: must be an http:// or https:// URL"),
+        (
+            "alerting: {webhooks: [ftp://x]}\n",
+            "alerting.webhooks.0: must be an http:// or https:// URL",
+        ),
         ("reader: {gap_grace: 5s}\n", "reader.gap_grace: no longer used"),
         ("- a list\n", "(top level): must be a mapping"),
         ("poll_interval: [\n", "line 2"),
