@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import psycopg
 import yaml
+from psycopg import conninfo
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from cbmon import secrets, signing
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
 
@@ -99,12 +102,45 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
+def _at_most_a_day(seconds: float) -> float:
+    if seconds > 86400:
+        raise ValueError("must be at most 1d")
+    return seconds
+
+
 # A duration that must be above zero: a timeout or an interval of 0 would disable something.
 Positive = Annotated[float, BeforeValidator(_seconds), AfterValidator(_positive)]
+# How often something is done or how long to wait for it: a day at most.
+Interval = Annotated[
+    float, BeforeValidator(_seconds), AfterValidator(_positive), AfterValidator(_at_most_a_day)
+]
 Ratio = Annotated[float, BeforeValidator(_ratio)]
-Name = Annotated[str, Field(min_length=1, max_length=63)]
+def _identifier(name: str) -> str:
+    """PostgreSQL cuts names at 63 bytes (not characters) without a word: refuse instead."""
+    if len(name.encode("utf-8")) > 63:
+        raise ValueError(f"{name[:20]!r}... is longer than the 63 bytes PostgreSQL keeps")
+    if "\x00" in name:
+        raise ValueError("a name cannot hold a NUL character")
+    return name
+
+
+Name = Annotated[str, Field(min_length=1), AfterValidator(_identifier)]
+
+
+def _path(path: Path) -> Path:
+    if "\x00" in str(path) or not str(path).strip():
+        raise ValueError("must be a file or directory path")
+    return path
+
+
+FilePath = Annotated[Path, AfterValidator(_path)]
 Url = Annotated[str, AfterValidator(_url)]
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):(?P<port>\d{1,5})$")
+
+
+def _listen(text: str) -> str:
+    parse_listen(text)
+    return text
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -234,26 +270,26 @@ class Alerting(_Model):
 
     webhooks: tuple[Url, ...] = ()
     alertmanagers: tuple[Url, ...] = ()
-    secret_file: Path | None = None
-    timeout: Positive = 5.0
+    secret_file: FilePath | None = None
+    timeout: Interval = 5.0
     max_retries: Annotated[int, Field(ge=0, le=10, strict=True)] = 3
     repeat_interval: Positive = 4 * 3600.0
     # Replicas with the same cluster name and secret elect one webhook sender among them.
     cluster: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "cbmon"
     )
-    cluster_secret_file: Path | None = None
-    state_dir: Path = Field(default_factory=default_state_dir)
+    cluster_secret_file: FilePath | None = None
+    state_dir: FilePath = Field(default_factory=default_state_dir)
     # Alertmanager: how often a firing alert is sent again (its endsAt is 4 of these ahead),
     # and how long a resolved one keeps being sent (and re-sent by a replica taking over).
-    resend_interval: Positive = 60.0
+    resend_interval: Interval = 60.0
     resolved_retention: Positive = 15 * 60.0
 
 
 class Database(_Model):
-    dsn_file: Path | None = None
-    statement_timeout: Positive = 5.0
-    connect_timeout: Positive = 5.0
+    dsn_file: FilePath | None = None
+    statement_timeout: Interval = 5.0
+    connect_timeout: Interval = 5.0
 
 
 class Reader(_Model):
@@ -266,8 +302,10 @@ class Reader(_Model):
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
-    listen: str = "0.0.0.0:9863"
-    poll_interval: Positive = 5.0
+    listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:9863"
+    # TLS and basic authentication for the HTTP endpoints, in the exporter-toolkit format.
+    web_config_file: FilePath | None = None
+    poll_interval: Interval = 5.0
     max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
     max_event_type_length: Annotated[int, Field(ge=16, le=1024, strict=True)] = 128
     max_execution_time: Seconds = 3600.0
@@ -277,11 +315,6 @@ class FileConfig(_Model):
     thresholds: Thresholds = Thresholds()
     slo: Slo = Slo()
     alerting: Alerting = Alerting()
-
-    @model_validator(mode="after")
-    def _checks(self) -> FileConfig:
-        parse_listen(self.listen)
-        return self
 
 
 class Config(_Model):
@@ -333,11 +366,23 @@ def _flatten(error: ValidationError, source: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few hundred lines, never a megabyte
+MAX_NESTING = 20  # the deepest key is three levels down; YAML nested 5,000 deep is an attack
+
+
 def _read_yaml(path: Path) -> Mapping[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    _check_nesting(path, text)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -352,11 +397,38 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
     return data
 
 
-def _read_secret_file(path: Path, key: str) -> str:
+def _check_nesting(path: Path, text: str) -> None:
+    """Refuse YAML nested deeper than any configuration, before the parser recurses on it."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise ConfigError(f"{path}: nested more than {MAX_NESTING} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # safe_load reports it, with its line
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    """A file holding one secret (a DSN, a signing secret): UTF-8 text, one line, small."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(65537)
     except OSError as exc:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > 65536:
+        raise ConfigError(f"{key}: {path} is larger than 64 KiB; not a secret file")
+    try:
+        value = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text") from None
+    secrets.remember(value)
+    if "\x00" in value or "\n" in value:
+        raise ConfigError(f"{key}: {path} must hold one line of text")
+    return value
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -367,6 +439,30 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def check_dsn(dsn: str, source: str) -> None:
+    """One line naming what is wrong with a DSN, never a character of it: the driver's own
+    parse errors quote the text, password included."""
+    hint = "percent-encode special characters in a URI (%20 for a space, %40 for @)"
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            f"{source}: not a valid libpq connection string or URI ({hint}); "
+            "it is not shown here, as it may hold a password"
+        ) from None
+    if "@" in str(params.get("host") or "") or "@" in str(params.get("dbname") or ""):
+        raise ConfigError(
+            f"{source}: the URI has an unencoded @ ({hint}); "
+            "it is not shown here, as it may hold a password"
+        )
+    ports = str(params.get("port") or "")
+    if ports and not all(port.strip().isdigit() for port in ports.split(",")):
+        raise ConfigError(
+            f"{source}: the port is not a number (a password holding / ? # or @ must be "
+            "percent-encoded); it is not shown here, as it may hold a password"
+        )
 
 
 def load_config(
@@ -394,16 +490,27 @@ def load_config(
         file = FileConfig.model_validate(data)
     except ValidationError as exc:
         raise _flatten(exc, source) from None
+    for url in (*file.alerting.webhooks, *file.alerting.alertmanagers):
+        secrets.remember_url(url)
     resolved_dsn = dsn or env.get(DSN_ENV) or None
+    dsn_source = "--dsn" if dsn else DSN_ENV
     if resolved_dsn is None and file.database.dsn_file is not None:
         resolved_dsn = _read_secret_file(file.database.dsn_file, "database.dsn_file") or None
+        dsn_source = "database.dsn_file"
+    secrets.remember_dsn(resolved_dsn)
+    if resolved_dsn is not None:
+        check_dsn(resolved_dsn, dsn_source)
     secret = webhook_secret or env.get(WEBHOOK_SECRET_ENV) or None
     if secret is None and file.alerting.secret_file is not None:
         secret = _read_secret_file(file.alerting.secret_file, "alerting.secret_file") or None
+    secrets.remember(secret)
+    if secret is not None:
+        signing.check_secret(secret)  # one clear line at load, for config check too
     cluster_secret = env.get(CLUSTER_SECRET_ENV) or None
     if cluster_secret is None and file.alerting.cluster_secret_file is not None:
         path = file.alerting.cluster_secret_file
         cluster_secret = _read_secret_file(path, "alerting.cluster_secret_file") or None
+    secrets.remember(cluster_secret)
     return Config(
         file=file,
         dsn=resolved_dsn,

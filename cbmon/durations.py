@@ -18,10 +18,14 @@ _PATTERN = re.compile(
 )
 
 
+MAX_SECONDS = 100 * 365 * 86400.0  # 100y: beyond it, dates and timers overflow
+
+
 def parse_duration(text: str) -> float:
     """Return the number of seconds ``text`` stands for, or raise ``ValueError``.
 
-    ``0`` alone is accepted, as Prometheus does; any other value needs a unit.
+    ``0`` alone is accepted, as Prometheus does; any other value needs a unit. Nothing longer
+    than 100 years is a duration anyone means.
     """
     text = text.strip()
     if text == "0":
@@ -31,11 +35,16 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"{text!r} is not a duration; write it the Prometheus way, e.g. 500ms, 5s, 1m, 24h"
         )
-    return sum(
+    if len(text) > 64:
+        raise ValueError(f"{text[:20]!r}... is too long for a duration")
+    seconds = sum(
         int(amount) * factor
         for amount, (_, factor) in zip(match.groups(), _UNITS, strict=True)
         if amount is not None
     )
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than 100y")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

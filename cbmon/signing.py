@@ -31,20 +31,32 @@ def new_secret(nbytes: int = 24) -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")
 
 
-def _webhook(secret: str) -> Webhook:
-    try:
-        return Webhook(secret)
-    except (binascii.Error, ValueError, EmptyWebhookSecretError):
-        # never echo the secret itself
-        raise ConfigError(
-            "webhook secret (--webhook-secret, CBMON_WEBHOOK_SECRET or alerting.secret_file) "
-            "must be 'whsec_' followed by base64"
-        ) from None
+_FORMAT_HELP = (
+    "webhook secret (--webhook-secret, CBMON_WEBHOOK_SECRET or alerting.secret_file) must be "
+    "'whsec_' followed by the base64 of 24 to 64 random bytes; make one with "
+    "python -c 'import cbmon.signing as s; print(s.new_secret())'"
+)
 
 
 def check_secret(secret: str) -> None:
-    """Raise ConfigError unless ``secret`` is usable for signing."""
-    _webhook(secret)
+    """Raise ConfigError unless ``secret`` is a Standard Webhooks secret: ``whsec_`` and the
+    strict base64 of 24 to 64 bytes. The message never repeats the secret."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ConfigError(_FORMAT_HELP) from None
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(_FORMAT_HELP) from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(_FORMAT_HELP) from None
+
+
+def _webhook(secret: str) -> Webhook:
+    check_secret(secret)
+    try:
+        return Webhook(secret)
+    except (binascii.Error, ValueError, EmptyWebhookSecretError):
+        raise ConfigError(_FORMAT_HELP) from None  # never echo the secret itself
 
 
 def _text(body: str | bytes) -> str:

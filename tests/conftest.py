@@ -19,12 +19,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from cbmon.config import Config, load_config
 from cbmon.reference import schema
 
 LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+# Generated inputs: fresh ones on a laptop; the same ones on every CI run, so CI is repeatable.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True, scope="session")

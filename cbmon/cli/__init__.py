@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
+from types import TracebackType
 
 import click
 
-from cbmon import __version__
+from cbmon import __version__, secrets
 from cbmon.errors import CbmonError
 
 # name -> "module:attribute"; each module holds one thin click command.
@@ -53,10 +55,16 @@ def cli(log_level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(secrets.ScrubFilter())
 
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and their exit code."""
+    sys.excepthook = _scrubbed_excepthook
+    if any("\x00" in arg for arg in sys.argv[1:]):
+        click.echo("cbmon: an argument holds a NUL character", err=True)
+        sys.exit(2)
     try:
         code = cli.main(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -66,10 +74,25 @@ def main() -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(secrets.scrub(_usage_line(exc)), err=True)
         sys.exit(exc.exit_code)
     except CbmonError as exc:
-        click.echo(f"cbmon: {exc}", err=True)
+        click.echo(f"cbmon: {secrets.scrub(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _scrubbed_excepthook(
+    kind: type[BaseException], value: BaseException, trace: TracebackType | None
+) -> None:
+    """A bug's traceback is still printed, with every secret masked."""
+    text = "".join(traceback.format_exception(kind, value, trace))
+    sys.stderr.write(secrets.scrub(text))
+
+
+def _usage_line(exc: click.ClickException) -> str:
+    """Click's error as one line: the command and the message, and where to look for help."""
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        return f"{exc.ctx.command_path}: {exc.format_message()} (see --help)"
+    return f"cbmon: {exc.format_message()}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from cbmon import secrets
 from cbmon.config import DSN_ENV, Config, load_config
 from cbmon.durations import format_duration, parse_duration
 
@@ -84,7 +86,11 @@ def build_config(
     webhook_secret: str | None = None,
 ) -> Config:
     """Load the configuration the way every command does; errors name the key (exit 2)."""
-    return load_config(config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret)
+    try:
+        return load_config(config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret)
+    finally:
+        # A password typed on the command line stays out of `ps` from here on.
+        secrets.hide_from_process_title(sys.argv)
 
 
 def drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:

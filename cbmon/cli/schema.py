@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
+import psycopg
 
 from cbmon.cli.options import dsn_option
 from cbmon.config import load_config
+from cbmon.db import roles
+from cbmon.db.connect import connect, first_line, server_of
+from cbmon.errors import DatabaseError
 from cbmon.reference import schema as reference
 
 
@@ -14,17 +20,25 @@ def schema() -> None:
     """The reference callback schema and cbmon's read-only role."""
 
 
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value or len(value.encode("utf-8")) > 63 or "\x00" in value:
+        raise click.BadParameter("must be 1 to 63 bytes, the length PostgreSQL keeps")
+    return value
+
+
 _schema_name = click.option(
     "--schema",
     "schema_name",
     default="public",
     show_default=True,
+    callback=_name,
     help="Database schema the tables go into.",
 )
 _role = click.option(
     "--role",
     default=reference.DEFAULT_ROLE,
     show_default=True,
+    callback=_name,
     help="Name of the read-only login role cbmon connects as.",
 )
 _no_role = click.option("--no-role", is_flag=True, help="Do not create or grant the role.")
@@ -37,6 +51,35 @@ _no_role = click.option("--no-role", is_flag=True, help="Do not create or grant 
 def print_(schema_name: str, role: str, no_role: bool) -> None:
     """Print the SQL that `schema apply` runs."""
     click.echo(reference.render(None if no_role else role, schema_name), nl=False)
+
+
+@schema.command("audit")
+@dsn_option
+@click.option(
+    "--role",
+    default=reference.DEFAULT_ROLE,
+    show_default=True,
+    callback=_name,
+    help="The role to audit (cbmon's login role, or any other).",
+)
+def audit(dsn: str | None, role: str) -> None:
+    """List what ROLE can still write in the database, and the SQL that closes each.
+
+    Read-only: any role may run it. Exit 1 while something writable remains, 0 when only
+    what PostgreSQL cannot close is left (NOTIFY).
+    """
+    target = load_config(dsn=dsn).require_dsn()
+    try:
+        conn = connect(target, application_name="cbmon schema audit")
+    except DatabaseError as exc:
+        raise DatabaseError(f"schema audit: {exc}") from None
+    with conn:
+        try:
+            findings = roles.audit(conn, role, server_of(conn))
+        except psycopg.Error as exc:
+            raise DatabaseError(f"schema audit failed: {first_line(exc)}") from None
+    click.echo("\n".join(roles.render(role, findings)))
+    sys.exit(1 if any(finding.writable for finding in findings) else 0)
 
 
 @schema.command("apply")

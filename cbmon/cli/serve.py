@@ -56,6 +56,14 @@ log = logging.getLogger("cbmon")
     help="Alert receiver (repeatable) [default: alerting.webhooks].",
 )
 @click.option(
+    "--web.config.file",
+    "web_config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TLS and basic authentication for the endpoints, in the Prometheus exporter-toolkit "
+    "format node_exporter reads [default: web_config_file].",
+)
+@click.option(
     "--alertmanager",
     "alertmanagers",
     metavar="URL",
@@ -78,6 +86,7 @@ def serve(
     poll_interval: float | None,
     window: float | None,
     for_: float | None,
+    web_config_file: Path | None,
     webhooks: tuple[str, ...],
     alertmanagers: tuple[str, ...],
     webhook_secret: str | None,
@@ -86,6 +95,7 @@ def serve(
     overrides = drop_none(
         {
             "listen": listen,
+            "web_config_file": None if web_config_file is None else str(web_config_file),
             "poll_interval": as_duration(poll_interval),
             "slo": {"window": as_duration(window), "for": as_duration(for_)},
             "alerting": {

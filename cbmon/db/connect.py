@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import threading
+import weakref
 from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
 
-from cbmon.errors import DatabaseError
-
-_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Hide any password a DSN or an error message built from one may hold."""
-    text = _URI_PASSWORD.sub(r"\1***@", text)
-    return _KV_PASSWORD.sub(r"\1***", text)
+from cbmon import secrets
+from cbmon.db import dialect
+from cbmon.errors import ConfigError, DatabaseError
 
 
 def describe(dsn: str) -> str:
     """A DSN as it may be logged: ``user@host:port/dbname``, never the password."""
     try:
         params = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
         return "(unparsable DSN)"
     host = str(params.get("host") or "local socket")
     port = f":{params['port']}" if params.get("port") else ""
@@ -45,6 +38,7 @@ def connect(
     autocommit: bool = True,
     application_name: str = "cbmon",
     idle_timeout: float | None = None,
+    read_only: bool = True,
 ) -> psycopg.Connection[Any]:
     """Open a connection whose every wait is bounded, on the server and on our side.
 
@@ -53,7 +47,18 @@ def connect(
     a read never waits on a peer that is gone. ``idle_timeout`` asks the server to end the
     session when it stays idle that long (PostgreSQL 14 and later): the leader lock's session
     uses it so that a frozen replica lets go of the lock.
+
+    ``read_only`` (the default: cbmon reads) starts every transaction read-only, whatever the
+    role's own default or a mistaken grant allows.
     """
+    secrets.remember_dsn(dsn)
+    try:
+        conninfo.conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            "the database DSN is not a valid libpq connection string or URI (percent-encode "
+            "special characters); it is not shown here, as it may hold a password"
+        ) from None
     try:
         conn = psycopg.connect(
             dsn,
@@ -69,15 +74,37 @@ def connect(
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot connect to {describe(dsn)}: {first_line(exc)}") from None
     try:
+        server = dialect.detect(conn)
+        _servers[conn] = server
         _set(conn, "statement_timeout", statement_timeout)
-        if idle_timeout is not None and conn.info.server_version >= 140000:
+        if idle_timeout is not None and server.has_idle_session_timeout:
             _set(conn, "idle_session_timeout", idle_timeout)
+        if not server.postgresql:
+            # openGauss ends sessions idle for session_timeout (600 s by default): none for
+            # ours, except the leader lock's, which must end when its replica goes silent.
+            seconds = 0 if idle_timeout is None else max(1, round(idle_timeout))
+            conn.execute(sql.SQL("SET session_timeout = {}").format(sql.Literal(seconds)))
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
         if not autocommit:
             conn.commit()
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseError(f"{describe(dsn)}: {first_line(exc)}") from None
     return conn
+
+
+_servers: weakref.WeakKeyDictionary[psycopg.Connection[Any], dialect.Server] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def server_of(conn: psycopg.Connection[Any]) -> dialect.Server:
+    """What :func:`connect` found on the other end (detected again for other connections)."""
+    found = _servers.get(conn)
+    if found is None:
+        found = _servers[conn] = dialect.detect(conn)
+    return found
 
 
 def _set(conn: psycopg.Connection[Any], setting: str, seconds: float) -> None:
@@ -141,4 +168,4 @@ class Deadline:
 def first_line(exc: BaseException) -> str:
     """The first line of a driver error, with any password removed."""
     text = str(exc).strip().splitlines()
-    return redact(text[0]) if text else type(exc).__name__
+    return secrets.scrub(text[0]) if text else type(exc).__name__

@@ -248,7 +248,7 @@ class Demo:
 
     def _prepare_schema(self, dsn: str) -> None:
         """Drop and recreate the demo's schema, so each run starts from empty tables."""
-        conn = connect(dsn, statement_timeout=60, application_name="cbmon demo")
+        conn = connect(dsn, statement_timeout=60, application_name="cbmon demo", read_only=False)
         try:
             conn.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
@@ -275,7 +275,7 @@ class Demo:
         return receivers, alerts
 
     def _route(self, dsn: str, receivers: CallbackReceivers) -> None:
-        conn = connect(dsn, statement_timeout=30, application_name="cbmon demo")
+        conn = connect(dsn, statement_timeout=30, application_name="cbmon demo", read_only=False)
         try:
             router = sql.SQL("{}.callback_router").format(sql.Identifier(self.options.schema))
             for event_type in PATHS.values():

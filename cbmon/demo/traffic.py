@@ -91,7 +91,9 @@ class Traffic:
                 orders, ships = min(int(owed_orders), MAX_BATCH), min(int(owed_ships), MAX_BATCH)
                 try:
                     if conn is None or conn.closed:
-                        conn = connect(self.dsn, statement_timeout=30, application_name=NAME)
+                        conn = connect(
+                            self.dsn, statement_timeout=30, application_name=NAME, read_only=False
+                        )
                     self._batch(conn, orders, ships)
                 except psycopg.Error as exc:
                     if not isinstance(exc, psycopg.OperationalError):

@@ -69,7 +69,7 @@ def apply(
     Applying twice is harmless: tables are kept, functions and triggers replaced, router rows
     the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks.
     """
-    conn = connect(dsn, autocommit=False, statement_timeout=60)
+    conn = connect(dsn, autocommit=False, statement_timeout=60, read_only=False)
     try:
         with conn:
             ident = sql.Identifier(schema)

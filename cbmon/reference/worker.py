@@ -244,13 +244,17 @@ class Worker:
 
     def _work(self) -> psycopg.Connection[Any]:
         if self._conns.work is None or self._conns.work.closed:
-            self._conns.work = connect(self.dsn, statement_timeout=30, application_name=self.name)
+            self._conns.work = connect(
+                self.dsn, statement_timeout=30, application_name=self.name, read_only=False
+            )
             self._conns.has_router = None
         return self._conns.work
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._conns.listen is None or self._conns.listen.closed:
-            conn = connect(self.dsn, statement_timeout=30, application_name=self.name)
+            conn = connect(
+                self.dsn, statement_timeout=30, application_name=self.name, read_only=False
+            )
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.options.channel)))
             self._conns.listen = conn
         return self._conns.listen

@@ -32,6 +32,7 @@ from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
 from cbmon.domain import PollResult
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.sidecar import webconfig
 from cbmon.sidecar.collector import (
     CallbackCollector,
     DeliveryCollector,
@@ -113,6 +114,7 @@ class Service:
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
+        self._started = False  # the state file is read and written only once started
 
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -130,6 +132,7 @@ class Service:
         then polls."""
         self.state.prepare()
         self._restore()
+        self._started = True
         server = self._start_server()
         self.dispatcher.start()
         self.alertmanagers.start()
@@ -176,8 +179,13 @@ class Service:
 
     def _start_server(self) -> MetricsServer:
         host, port = parse_listen(self.config.file.listen)
+        web, tls = None, None
+        path = self.config.file.web_config_file
+        if path is not None:
+            web = webconfig.load(path)
+            tls = webconfig.context(web, path.parent)
         try:
-            self.server = MetricsServer((host, port), self.exposition, self.readiness)
+            self.server = MetricsServer((host, port), self.exposition, self.readiness, web, tls)
         except OSError as exc:
             raise CbmonError(
                 f"cannot listen on {self.config.file.listen}: {exc.strerror}"
@@ -224,6 +232,8 @@ class Service:
         return result
 
     def _save(self) -> None:
+        if not self._started:
+            return
         outboxes = self.dispatcher.snapshot()
         self.state.write({"tracks": self.evaluator.tracker.snapshot(), "outboxes": outboxes})
 

@@ -176,14 +176,17 @@ def prometheus(
     alertmanager_url: str | None = None,
     job: str = "cbmon",
     interval: str = "1s",
+    scrape: dict[str, Any] | None = None,
 ) -> Iterator[Prometheus]:
     """Prometheus scraping ``scrape_targets`` (host:port) as ``job`` and evaluating the rules
-    every ``interval``."""
+    every ``interval``; ``scrape`` adds to the scrape config (scheme, tls_config, ...)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": scrape_targets}]}],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": scrape_targets}], **(scrape or {})}
+        ],
     }
     if alertmanager_url:
         host = alertmanager_url.removeprefix("http://")

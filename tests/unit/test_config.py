@@ -56,6 +56,11 @@ def test_flags_override_one_key_and_keep_its_neighbours(tmp_path: Path) -> None:
     assert (config.file.slo.window, config.file.slo.for_) == (600, 30)
 
 
+FILE_SECRET = "whsec_ZmlsZTAwMDAwMDAwMDAwMDAwMDAwMDAw"
+ENV_SECRET = "whsec_ZW52MDAwMDAwMDAwMDAwMDAwMDAwMDAw"
+FLAG_SECRET = "whsec_ZmxhZzAwMDAwMDAwMDAwMDAwMDAwMDAw"
+
+
 def with_secret_files(folder: Path, dsn: str, secret: str) -> Path:
     """A configuration file pointing at a DSN file and a webhook secret file holding these."""
     write(folder / "dsn", f"{dsn}\n")
@@ -68,23 +73,23 @@ def with_secret_files(folder: Path, dsn: str, secret: str) -> Path:
 
 
 def test_secrets_come_from_files(tmp_path: Path) -> None:
-    path = with_secret_files(tmp_path, "postgresql://u:s3cret@h/db", "whsec_abc")
+    path = with_secret_files(tmp_path, "postgresql://u:s3cret@h/db", FILE_SECRET)
     config = load_config(path, environ={})
     assert config.dsn == "postgresql://u:s3cret@h/db"
-    assert config.webhook_secret == "whsec_abc"
+    assert config.webhook_secret == FILE_SECRET
     assert "s3cret" not in repr(config)
-    assert "whsec_abc" not in repr(config)
+    assert FILE_SECRET not in repr(config)
 
 
 def test_the_environment_and_flags_win_over_secret_files(tmp_path: Path) -> None:
-    path = with_secret_files(tmp_path, "postgresql://file/db", "whsec_ZmlsZQ==")
-    environ = {"CBMON_DSN": "postgresql://env/db", "CBMON_WEBHOOK_SECRET": "whsec_ZW52"}
+    path = with_secret_files(tmp_path, "postgresql://file/db", FILE_SECRET)
+    environ = {"CBMON_DSN": "postgresql://env/db", "CBMON_WEBHOOK_SECRET": ENV_SECRET}
     from_env = load_config(path, environ=environ)
-    assert (from_env.dsn, from_env.webhook_secret) == ("postgresql://env/db", "whsec_ZW52")
+    assert (from_env.dsn, from_env.webhook_secret) == ("postgresql://env/db", ENV_SECRET)
     flagged = load_config(
-        path, dsn="postgresql://flag/db", webhook_secret="whsec_ZmxhZw==", environ=environ
+        path, dsn="postgresql://flag/db", webhook_secret=FLAG_SECRET, environ=environ
     )
-    assert (flagged.dsn, flagged.webhook_secret) == ("postgresql://flag/db", "whsec_ZmxhZw==")
+    assert (flagged.dsn, flagged.webhook_secret) == ("postgresql://flag/db", FLAG_SECRET)
 
 
 def test_an_unreadable_secret_file_names_its_key(tmp_path: Path) -> None:

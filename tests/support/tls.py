@@ -1,0 +1,35 @@
+"""A throwaway certificate authority and server certificate for 127.0.0.1, made with openssl."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_certificates(folder: Path) -> Certificates:
+    """A CA and a server certificate for IP 127.0.0.1 signed by it (openssl on PATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = folder / "ca.key", folder / "ca.crt"
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
+    new_key = ["-newkey", "rsa:2048", "-nodes"]
+    _openssl("req", "-x509", *new_key, "-days", "2", "-keyout", str(ca_key), "-out", str(ca),
+             "-subj", "/CN=cbmon test CA")  # fmt: skip
+    _openssl("req", *new_key, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    signer = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2"]
+    _openssl("x509", "-req", "-in", str(csr), *signer, "-out", str(cert),
+             "-extfile", str(extensions))  # fmt: skip
+    return Certificates(ca, cert, key)
