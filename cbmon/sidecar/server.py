@@ -135,8 +135,10 @@ class Reaper:
     def _set(self, sock: socket.socket, deadline: float) -> None:
         with self._cond:
             self._deadlines[id(sock)] = deadline
+            idle = not self._heap
             heapq.heappush(self._heap, (deadline, id(sock), sock))
-            self._cond.notify()
+            if idle:  # deadlines only grow: a busy reaper already waits for an earlier one
+                self._cond.notify()
 
     def stop(self) -> None:
         with self._cond:

@@ -9,11 +9,64 @@ first poll see the same rows exactly once.
 
 from __future__ import annotations
 
+import array
 import bisect
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-from cbmon.domain import Figures
+from cbmon.domain import BUCKETS, Figures
+
+_COUNTS = 6 + len(BUCKETS)  # the counts of one Figures, flat
+_MAX_PACKED = 2**32 - 1  # what an unsigned 32-bit slot holds; larger counts stay unpacked
+
+
+class _Slice:
+    """One slice's figures per event type. The newest slice takes additions as Figures; once a
+    newer one opens, it is packed into two flat arrays, 4 bytes per count and 8 for the sum of
+    durations: a fifth of the memory of the objects (500 event types x 120 slices)."""
+
+    __slots__ = ("counts", "labels", "open", "sums")
+
+    def __init__(self) -> None:
+        self.open: dict[str, Figures] | None = {}
+        self.labels: tuple[str, ...] = ()
+        self.counts = array.array("I")
+        self.sums = array.array("d")
+
+    def add(self, label: str, counted: Figures) -> None:
+        if self.open is None:  # an older slot of the backfill arriving late: unpack it
+            self.open = dict(self.items())
+            self.labels, self.counts, self.sums = (), array.array("I"), array.array("d")
+        _add(self.open, label, counted)
+
+    def pack(self) -> None:
+        if self.open is None:
+            return
+        counts = [_counts(counted) for counted in self.open.values()]
+        if any(value > _MAX_PACKED for row in counts for value in row):
+            return  # never in practice; exact either way
+        self.labels = tuple(self.open)
+        for row in counts:
+            self.counts.extend(row)
+        self.sums.extend(counted.sum_seconds for counted in self.open.values())
+        self.open = None
+
+    def items(self) -> Iterator[tuple[str, Figures]]:
+        if self.open is not None:
+            yield from self.open.items()
+            return
+        for index, label in enumerate(self.labels):
+            row = self.counts[index * _COUNTS : (index + 1) * _COUNTS]
+            yield label, _figures(row, self.sums[index])
+
+
+def _counts(c: Figures) -> tuple[int, ...]:
+    return (c.attempts, c.failures, c.observed, c.invalid, c.slow, c.errors, *c.buckets)
+
+
+def _figures(row: array.array[int], sum_seconds: float) -> Figures:
+    attempts, failures, observed, invalid, slow, errors = row[:6]
+    return Figures(attempts, failures, observed, sum_seconds, tuple(row[6:]), invalid, slow, errors)
 
 
 class Window:
@@ -30,7 +83,7 @@ class Window:
         self.length = length
         self.step = length / self.SLICES
         self._times: list[float] = []
-        self._slices: list[dict[str, Figures]] = []
+        self._slices: list[_Slice] = []
         self._totals: dict[str, Figures] = {}
         self._lock = threading.Lock()
 
@@ -47,11 +100,13 @@ class Window:
             else:
                 # Backfilled slots may arrive out of time order; keep the slices sorted.
                 index = bisect.bisect_right(self._times, at)
+                target = _Slice()
+                for older in self._slices:
+                    older.pack()
                 self._times.insert(index, at)
-                self._slices.insert(index, {})
-                target = self._slices[index]
+                self._slices.insert(index, target)
             for label, counted in figures.items():
-                _add(target, label, counted)
+                target.add(label, counted)
                 _add(self._totals, label, counted)
 
     def totals(self, now: float) -> tuple[Figures, dict[str, Figures]]:
