@@ -115,6 +115,8 @@ Interval = Annotated[
     float, BeforeValidator(_seconds), AfterValidator(_positive), AfterValidator(_at_most_a_day)
 ]
 Ratio = Annotated[float, BeforeValidator(_ratio)]
+
+
 def _identifier(name: str) -> str:
     """PostgreSQL cuts names at 63 bytes (not characters) without a word: refuse instead."""
     if len(name.encode("utf-8")) > 63:

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import settings
 from psycopg import sql
 
+from cbmon import secrets as cbmon_secrets
 from cbmon.config import Config, load_config
 from cbmon.reference import schema
 
@@ -31,6 +32,12 @@ LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_secrets() -> None:
+    """Secrets cbmon learned in one test are not masked in the next one's text."""
+    cbmon_secrets.forget_all()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -89,12 +96,24 @@ class PgSchema:
     name: str
     conn: psycopg.Connection[Any]  # autocommit, search_path set to the schema
 
-    def config(self, **overrides: Any) -> Config:
+    def config(
+        self, *, dsn: str | None = None, webhook_secret: str | None = None, **overrides: Any
+    ) -> Config:
+        """A configuration for this schema's tables; ``overrides`` use the file's keys."""
         tables = {table: {"schema": self.name} for table in ("logs", "errors", "queue")}
         merged: dict[str, Any] = {"tables": tables}
         for key, value in overrides.items():
             merged[key] = value
-        return load_config(overrides=merged, dsn=self.dsn, environ={})
+        return load_config(
+            overrides=merged, dsn=dsn or self.dsn, webhook_secret=webhook_secret, environ={}
+        )
+
+    def write_config(self, path: Path, extra: str = "") -> Path:
+        """A configuration file for this schema's tables, for the command line; ``extra`` is
+        more YAML after the tables."""
+        tables = "".join(f"  {t}: {{schema: {self.name}}}\n" for t in ("logs", "errors", "queue"))
+        path.write_text(f"tables:\n{tables}{extra}", encoding="utf-8")
+        return path
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new connection (autocommit unless told otherwise) with the schema on its path."""
@@ -147,3 +166,15 @@ def quiet_pg(quiet_pg_dsn: str) -> Iterator[PgSchema]:
     """The reference tables in a fresh schema on the private, quiet cluster."""
     with reference_schema(quiet_pg_dsn) as made:
         yield made
+
+
+@pytest.fixture
+def read_only_dsn(pg: PgSchema) -> Iterator[str]:
+    """A DSN for the read-only role ``cbmon schema apply`` makes, on the test's schema."""
+    role = f"{pg.name}_ro"
+    schema.apply(pg.dsn, schema=pg.name, role=role)
+    try:
+        yield psycopg.conninfo.make_conninfo(pg.dsn, user=role)
+    finally:
+        pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        pg.conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

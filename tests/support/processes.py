@@ -75,14 +75,28 @@ def scrape(url: str) -> dict[str, float]:
     return samples
 
 
-def wait_for_sample(url: str, key: str, value: float, timeout: float = 15.0) -> dict[str, float]:
-    """Scrape ``url`` until sample ``key`` equals ``value``; return that scrape."""
+def wait_for_scrape(
+    url: str, holds: Callable[[dict[str, float]], bool], timeout: float = 15.0
+) -> dict[str, float]:
+    """Scrape ``url`` until ``holds(samples)``; return that scrape."""
 
     def check() -> dict[str, float] | None:
         metrics = scrape(url)
-        return metrics if metrics.get(key) == value else None
+        return metrics if holds(metrics) else None
 
     return wait_for(check, timeout)
+
+
+def wait_for_sample(url: str, key: str, value: float, timeout: float = 15.0) -> dict[str, float]:
+    """Scrape ``url`` until sample ``key`` equals ``value``; return that scrape."""
+    return wait_for_scrape(url, lambda metrics: metrics.get(key) == value, timeout)
+
+
+def wait_for_polls(url: str, polls: int, timeout: float = 15.0) -> dict[str, float]:
+    """A scrape taken once the server at ``url`` has run ``polls`` more polls than it had
+    when called: what a negative check waits for instead of sleeping a guessed while."""
+    start = scrape(url)["cbmon_polls_total"]
+    return wait_for_scrape(url, lambda m: m.get("cbmon_polls_total", 0) >= start + polls, timeout)
 
 
 @contextmanager

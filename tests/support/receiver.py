@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+GATE_LIMIT = 60.0  # seconds a gated answer waits at most, should a test forget to open it
+
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    at: float
     headers: dict[str, str]
     body: bytes
 
@@ -28,6 +29,9 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay: float = 0.0
+    # When set, the answer waits until the test sets it: a receiver that hangs, for as long
+    # as the test needs and no longer.
+    gate: threading.Event | None = None
 
 
 class Receiver(ThreadingHTTPServer):
@@ -70,11 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
             self.server.requests.append(
-                Request(time.time(), {k.lower(): v for k, v in self.headers.items()}, body)
+                Request({k.lower(): v for k, v in self.headers.items()}, body)
             )
         reply = self.server.next_reply()
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.gate is not None:
+            reply.gate.wait(GATE_LIMIT)
         try:
             self.send_response(reply.status)
             for name, value in reply.headers.items():
@@ -91,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the serving loop to look up.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server

@@ -23,7 +23,7 @@ from cbmon.slo.judge import judge_avg_latency, judge_backlog, judge_success_rate
 from tests.conftest import require_binary
 from tests.support.promstack import DASHBOARDS, DATASOURCE, expand, load_dashboard, panels, targets
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "dashboards" / "provisioning"
 IDS = [p.name for p in DASHBOARDS]
 

@@ -47,15 +47,34 @@ def mech(pg: PgSchema, roles: Roles) -> mechanism.Installed:
     return mechanism.apply(pg.dsn, schema=pg.name, executor_role=executor)
 
 
-def _listen(pg: PgSchema, channel: str) -> psycopg.Connection[Any]:
-    conn = pg.connect()
-    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-    return conn
+class _Listener:
+    """A session listening on ``channel``."""
 
+    def __init__(self, pg: PgSchema, channel: str) -> None:
+        self.pg = pg
+        self.channel = channel
+        self.conn = pg.connect()
+        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
-def _received(listener: psycopg.Connection[Any], sender_pid: int, wait: float = 1.0) -> list[str]:
-    """Payloads sent by ``sender_pid``: other tests may use the same channel meanwhile."""
-    return [n.payload for n in listener.notifies(timeout=wait) if n.pid == sender_pid]
+    def received(self, sender_pid: int) -> list[str]:
+        """Payloads ``sender_pid`` committed so far (other tests may use the channel too).
+
+        Notifications arrive in commit order, so once a marker sent now has arrived, every
+        one committed before it has: no guessed wait, before or after a commit.
+        """
+        marker = f"marker {secrets.token_hex(8)}"
+        with self.pg.connect() as conn:
+            conn.execute(sql.SQL("NOTIFY {}, {}").format(sql.Identifier(self.channel), marker))
+        payloads: list[str] = []
+        for note in self.conn.notifies(timeout=10):
+            if note.payload == marker:
+                return payloads
+            if note.pid == sender_pid:
+                payloads.append(note.payload)
+        raise AssertionError(f"the marker sent on {self.channel} never arrived")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _new_order(conn: psycopg.Connection[Any], amount: str = "10.00") -> int:
@@ -99,13 +118,13 @@ def test_audit_trigger_records_every_change(pg: PgSchema, mech: mechanism.Instal
 
 
 def test_order_created_notifies_on_commit(pg: PgSchema, mech: mechanism.Installed) -> None:
-    listener = _listen(pg, "order_created")
+    listener = _Listener(pg, "order_created")
     sender = pg.connect(autocommit=False)
     try:
         order = _new_order(sender, "99.50")
-        assert _received(listener, sender.info.backend_pid, 0.3) == []  # not before commit
+        assert listener.received(sender.info.backend_pid) == []  # not before commit
         sender.commit()
-        payloads = _received(listener, sender.info.backend_pid)
+        payloads = listener.received(sender.info.backend_pid)
     finally:
         sender.close()
         listener.close()
@@ -123,12 +142,12 @@ def test_shipping_notifies_supply_chain(pg: PgSchema, mech: mechanism.Installed)
         " VALUES (%s, 'B-2', 1.25), (%s, 'A-1', 2), (%s, 'B-2', 0.5)",
         (order, order, order),
     )
-    listener = _listen(pg, "supply_chain_channel")
+    listener = _Listener(pg, "supply_chain_channel")
     try:
         _ship(pg.conn, order, "PACKED")  # another status: nothing
         _ship(pg.conn, order)
         _ship(pg.conn, order)  # already shipped: not again
-        payloads = _received(listener, pg.conn.info.backend_pid)
+        payloads = listener.received(pg.conn.info.backend_pid)
     finally:
         listener.close()
     assert [json.loads(p) for p in payloads] == [
@@ -151,10 +170,10 @@ def test_huge_order_stays_under_notify_limit(pg: PgSchema, mech: mechanism.Insta
         " FROM generate_series(1, 3000) g",
         (order,),
     )
-    listener = _listen(pg, "supply_chain_channel")
+    listener = _Listener(pg, "supply_chain_channel")
     try:
         _ship(pg.conn, order)
-        payloads = _received(listener, pg.conn.info.backend_pid)
+        payloads = listener.received(pg.conn.info.backend_pid)
     finally:
         listener.close()
     assert len(payloads) == 1
@@ -216,10 +235,10 @@ def test_router_handler_name_cannot_inject(pg: PgSchema, mech: mechanism.Install
 
 
 def test_queue_insert_wakes_workers(pg: PgSchema, mech: mechanism.Installed) -> None:
-    listener = _listen(pg, "callback_queue")
+    listener = _Listener(pg, "callback_queue")
     try:
         _new_order(pg.conn)
-        payloads = _received(listener, pg.conn.info.backend_pid)
+        payloads = listener.received(pg.conn.info.backend_pid)
     finally:
         listener.close()
     assert payloads == ["order_created"]
@@ -251,14 +270,15 @@ def test_token_bucket_drops_rows_over_the_limit(pg: PgSchema, mech: mechanism.In
 
 def test_token_bucket_refills_up_to_capacity(pg: PgSchema, mech: mechanism.Installed) -> None:
     # a 'default' bucket covers event types without a bucket of their own
-    _bucket(pg, "default", tokens=0, capacity=3, rate=10)
+    _bucket(pg, "default", tokens=0, capacity=3, rate=0.01)  # a token every 100 s
     insert = (
         "INSERT INTO callback_queue (event_type, payload)"
         " SELECT 'misc', jsonb_build_object('n', g) FROM generate_series(1, %s) g"
     )
     pg.conn.execute(insert, (5,))
     assert len(_queued(pg.conn)) == 0
-    time.sleep(0.5)  # 5 tokens earned, capped at 3
+    # As if the last refill were 1000 s ago: 10 tokens earned, capped at 3.
+    pg.conn.execute("UPDATE callback_limits SET last_refill = last_refill - interval '1000 s'")
     pg.conn.execute(insert, (5,))
     assert len(_queued(pg.conn)) == 3
 

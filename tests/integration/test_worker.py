@@ -23,6 +23,7 @@ from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
 from tests.conftest import PgSchema
+from tests.support.processes import wait_for
 
 # -- receivers -------------------------------------------------------------------------------
 
@@ -31,7 +32,6 @@ from tests.conftest import PgSchema
 class Hit:
     headers: dict[str, str]  # names in lower case
     body: bytes
-    at: float  # time.monotonic() on arrival
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Receiver:
                 with receiver._lock:
                     number = len(receiver.hits)
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.hits.append(Hit(headers, body, time.monotonic()))
+                    receiver.hits.append(Hit(headers, body))
                 reply = behaviour(number)
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -153,11 +153,8 @@ def _run(workers: list[Worker], until: Callable[[], bool], timeout: float = 20.0
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + timeout
     try:
-        while not until():
-            assert time.monotonic() < deadline, "workers did not finish in time"
-            time.sleep(0.05)
+        wait_for(until, timeout)
     finally:
         for w in workers:
             w.stop.set()
@@ -199,6 +196,15 @@ def test_concurrent_workers_deliver_each_row_exactly_once(
     assert sum(1 for w in workers if w.stats.claimed) >= 2, "the work was not shared"
 
 
+# The delay each retry was given: the log row of an attempt and the retry it schedules are
+# written in one transaction, so both carry the same now().
+RETRY_DELAY = (
+    "SELECT extract(epoch FROM q.next_attempt_at - l.created_at)::float8"
+    " FROM callback_queue q JOIN callback_logs l ON l.queue_id = q.id AND l.attempt = q.attempts"
+    " WHERE q.processed_at IS NULL"
+)
+
+
 @pytest.mark.parametrize(("asked", "attempts"), [(10, 4), (3, 4), (1, 2), (0, 1)])
 def test_retries_at_most_three_times_then_gives_up(
     pg: PgSchema,
@@ -212,13 +218,20 @@ def test_retries_at_most_three_times_then_gives_up(
     [queue_id] = _enqueue(pg, "flaky")
     alerts = pg.connect()
     alerts.execute("LISTEN callback_failed")
-    worker = Worker(pg.dsn, schema=pg.name, options=_options())
-    _run([worker], lambda: _waiting(pg) == 0)
+    delays: list[float] = []
+
+    def settled() -> bool:
+        if worker.process_once():
+            delays.extend(float(row[0]) for row in pg.conn.execute(RETRY_DELAY))
+        return _waiting(pg) == 0
+
+    with Worker(pg.dsn, schema=pg.name, options=_options()) as worker:
+        wait_for(settled, timeout=20, every=0.01)
 
     assert target.ids() == [f"msg_{queue_id}"] * attempts  # one id across every retry
-    gaps = [b.at - a.at for a, b in zip(target.hits, target.hits[1:], strict=False)]
-    for n, gap in enumerate(gaps, start=1):  # exponential backoff, jitter at most halves it
-        assert gap >= 0.5 * 0.05 * 2 ** (n - 1)
+    assert len(delays) == attempts - 1
+    for n, delay in enumerate(delays, start=1):  # exponential backoff, jitter at most halves it
+        assert 0.5 * 0.05 * 2 ** (n - 1) - 1e-6 <= delay <= 0.05 * 2 ** (n - 1) + 1e-6
     logs = pg.conn.execute(
         "SELECT event_type, queue_id, attempt, status, http_status, execution_time > 0"
         " FROM callback_logs ORDER BY attempt"
@@ -290,29 +303,37 @@ def test_signed_delivery_verifies_and_logs_success(
     ).fetchone() == (1, 0)
 
 
+def _last_statement(pg: PgSchema, application_name: str) -> str:
+    """What the worker's work connection ran last (pg_stat_activity keeps it while idle)."""
+    row = pg.conn.execute(
+        "SELECT query FROM pg_stat_activity"
+        " WHERE application_name = %s AND query NOT LIKE 'LISTEN%%'",
+        (application_name,),
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
 def test_notification_wakes_an_idle_worker(
     pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
 ) -> None:
     target = receiver(lambda n: Reply())
     _route(pg, "order_created", target.url)
-    worker = Worker(pg.dsn, schema=pg.name, options=_options(poll_interval=30.0))
+    name = f"cbmon-worker-{secrets.token_hex(4)}"
+    # Without the notification it would next look at the queue in an hour.
+    worker = Worker(pg.dsn, schema=pg.name, options=_options(poll_interval=3600.0), name=name)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
         assert worker.ready.wait(5)
-        time.sleep(0.3)  # let it go idle, waiting on LISTEN
-        sent = time.monotonic()
+        # Idle: it has found nothing to do and asked when a retry is next due; it sleeps next.
+        wait_for(lambda: "next_attempt_at > now()" in _last_statement(pg, name))
         pg.conn.execute("INSERT INTO orders (customer, amount) VALUES ('acme', 1)")
-        deadline = sent + 5
-        while not target.hits and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda: target.hits, timeout=10)
     finally:
         worker.stop.set()
         thread.join(5)
     assert not thread.is_alive()
-    assert target.hits, "the worker did not wake up"
-    latency = target.hits[0].at - sent
-    assert latency < 1.0, f"woke after {latency:.3f} s with a 30 s poll interval"
+    assert worker.stats.completed == 1
 
 
 def test_polling_serves_the_foundation_tables_alone(
@@ -326,11 +347,9 @@ def test_polling_serves_the_foundation_tables_alone(
     thread.start()
     try:
         assert worker.ready.wait(5)
-        time.sleep(0.2)
-        [second] = _enqueue(pg, "plain")
-        deadline = time.monotonic() + 3
-        while len(target.hits) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: target.hits)  # the first pass: the row queued before it started
+        [second] = _enqueue(pg, "plain")  # found by a later poll, as nothing notifies
+        wait_for(lambda: len(target.hits) >= 2, timeout=5)
     finally:
         worker.stop.set()
         thread.join(5)
@@ -369,13 +388,9 @@ def test_retry_after_is_honoured(
     _enqueue(pg, "busy")
     with Worker(pg.dsn, schema=pg.name, options=_options()) as worker:
         assert worker.process_once() == 1
-        assert worker.process_once() == 0  # not due again for about 30 s
-    row = pg.conn.execute(
-        "SELECT extract(epoch FROM next_attempt_at - now()), attempts FROM callback_queue"
-    ).fetchone()
-    assert row is not None
-    assert 25 < float(row[0]) <= 30
-    assert row[1] == 1
+        assert worker.process_once() == 0  # not due again for 30 s
+    assert [float(row[0]) for row in pg.conn.execute(RETRY_DELAY)] == [30.0]
+    assert pg.conn.execute("SELECT attempts FROM callback_queue").fetchone() == (1,)
 
 
 def test_stop_hands_back_claims_not_attempted(
@@ -471,9 +486,7 @@ def test_worker_reconnects_after_losing_the_database(
         ).fetchone()
         assert killed == (2,)  # its work and its LISTEN connections
         [queue_id] = _enqueue(pg, "after")
-        deadline = time.monotonic() + 5
-        while not target.hits and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: target.hits, timeout=5)
     finally:
         worker.stop.set()
         thread.join(5)

@@ -13,7 +13,7 @@ import yaml
 from cbmon.config import Thresholds
 from tests.conftest import require_binary
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yml"))
 METRICS_DOC = ROOT / "docs" / "metrics.md"

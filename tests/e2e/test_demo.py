@@ -1,0 +1,220 @@
+"""``cbmon demo`` run as a user runs it: a process, its own or an existing database, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+
+from cbmon.demo.run import EXECUTOR_ROLE
+from tests.support.processes import CBMON, scrape, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Demo:
+    """``cbmon demo`` in a subprocess, its output collected line by line as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*CBMON, "demo", "--no-live", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "CBMON_LOG_LEVEL": "warning"},
+        )
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.lines)),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.errors)),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def metrics_url(self) -> str:
+        def found() -> str | None:
+            match = re.search(r"metrics +(http://\S+/metrics)", self.output())
+            return match.group(1) if match else None
+
+        return wait_for(found, timeout=30, every=0.1)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            for reader in self._readers:
+                reader.join(5)
+        return code
+
+
+def _attempts(metrics: dict[str, float]) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith("cbmon_callback_attempts_total"))
+
+
+def _port_closed(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
+def _postgres_running_in(data_dir: Path) -> list[str]:
+    """Command lines of live processes started on ``data_dir`` (the postmaster has -D DIR)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(data_dir) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def _summary_alerts(output: str) -> tuple[int, int]:
+    match = re.search(r"alerts: (\d+) fired, (\d+) resolved \(", output)
+    assert match, output
+    return int(match.group(1)), int(match.group(2))
+
+
+@pytest.fixture
+def demo_schema(pg_dsn: str) -> Iterator[str]:
+    name = f"cbmon_demo_{secrets.token_hex(4)}"
+    yield name
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        # The demo's NOLOGIN executor role is cluster-wide; leave it only if another schema
+        # (a demo the user ran by hand) still grants it something.
+        with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(EXECUTOR_ROLE)))
+
+
+def test_steady_demo_on_an_existing_database(pg_dsn: str, demo_schema: str) -> None:
+    demo = Demo(
+        "--dsn", pg_dsn, "--schema", demo_schema, "--scenario", "steady",
+        "--duration", "12s", "--listen", "127.0.0.1:0", "--workers", "3",
+    )  # fmt: skip
+    url = demo.metrics_url()
+    first = _attempts(scrape(url))
+    moved = wait_for(lambda: _attempts(scrape(url)) > first + 20, timeout=15, every=0.5)
+    assert moved
+    code = demo.wait(timeout=40)
+    output = demo.output()
+    assert code == 0, output + "\n".join(demo.errors)
+    assert f"schema {demo_schema}" in output
+    summary = output[output.index("Summary") :]
+    overall = next(line for line in summary.splitlines() if "(all)" in line).split()
+    assert int(overall[1]) > 20
+    assert overall[2] == "0"
+    assert overall[3] == "100.00%"
+    assert overall[-2:] == ["ok", "ok"]  # success rate and latency verdicts
+    assert _summary_alerts(output) == (0, 0)
+    assert "alert FIRING" not in output
+    assert _port_closed(url)
+    assert demo.errors == []
+
+
+def test_degraded_demo_on_the_embedded_database_fires_and_resolves(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pgdata"
+    demo = Demo(
+        "--data-dir", str(data_dir), "--scenario", "degraded", "--duration", "60s",
+        "--listen", "127.0.0.1:0",
+    )  # fmt: skip
+    url = demo.metrics_url()
+    assert _postgres_running_in(data_dir)
+    first = _attempts(scrape(url))
+    wait_for(lambda: _attempts(scrape(url)) > first + 50, timeout=20, every=0.5)
+    states = set()
+    while demo.process.poll() is None and "stopping after" not in demo.output():
+        try:
+            metrics = scrape(url)
+        except requests.ConnectionError:
+            break
+        states.add(metrics.get('cbmon_slo_state{event_type="",slo="avg_latency"}'))
+        time.sleep(1)
+    code = demo.wait(timeout=60)
+    output = demo.output()
+    assert code == 0, output + "\n".join(demo.errors)
+    assert {0.0, 1.0, 2.0} <= states  # ok, warning and critical, as scraped from /metrics
+    assert re.search(r"alert FIRING CallbackLatencyHigh \(critical\):", output)
+    assert re.search(r"alert RESOLVED CallbackLatencyHigh \((warning|critical)\):", output)
+    fired, resolved = _summary_alerts(output)
+    assert fired >= 2
+    assert resolved == fired
+    assert "rejected" not in output
+    assert _port_closed(url)
+    assert _postgres_running_in(data_dir) == []
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_embedded_database_and_every_thread(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    data_dir = tmp_path / "pgdata"
+    demo = Demo("--data-dir", str(data_dir), "--scenario", "steady", "--listen", "127.0.0.1:0")
+    url = demo.metrics_url()
+    wait_for(lambda: _attempts(scrape(url)) > 10, timeout=20, every=0.5)
+    demo.process.send_signal(signum)
+    code = demo.wait(timeout=30)
+    output = demo.output()
+    assert code == 0, output + "\n".join(demo.errors)
+    assert "stopping after" in output
+    assert "Summary" in output
+    assert _port_closed(url)
+    assert _postgres_running_in(data_dir) == []
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+def test_backlog_demo_grows_the_queue_past_5000_and_stops_with_receivers_stalled(
+    pg_dsn: str, demo_schema: str
+) -> None:
+    demo = Demo(
+        "--dsn", pg_dsn, "--schema", demo_schema, "--scenario", "backlog",
+        "--duration", "30s", "--listen", "127.0.0.1:0",
+    )  # fmt: skip
+    url = demo.metrics_url()
+
+    def backlog() -> float | None:
+        value = scrape(url).get("cbmon_queue_backlog", 0.0)
+        return value if value > 5000 else None
+
+    assert wait_for(backlog, timeout=30, every=0.5) > 5000
+    assert "phase stalled" in demo.output()
+    demo.process.send_signal(signal.SIGTERM)  # receivers are stalled: the workers are mid-call
+    code = demo.wait(timeout=30)
+    output = demo.output()
+    assert code == 0, output + "\n".join(demo.errors)
+    assert re.search(r"alert FIRING CallbackBacklogHigh \((warning|critical)\)", output)
+    queue_line = re.search(r"queue now: (\d+) waiting \(backlog critical\)", output)
+    assert queue_line, output
+    assert int(queue_line.group(1)) > 5000
+    assert _port_closed(url)
