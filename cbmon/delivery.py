@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -107,3 +108,43 @@ def post_signed(
     if 200 <= code < 300:
         return Attempt(True, status=code, elapsed=elapsed)
     return Attempt(False, status=code, error=f"HTTP {code}", retry_after=wait, elapsed=elapsed)
+
+
+class BackgroundSender:
+    """A thread that sends over HTTP, with its session, a condition to wake it and a way to
+    stop it. Subclasses implement :meth:`_run`, waiting with :meth:`_wait`. Nothing runs until
+    :meth:`start`; :meth:`stop` asks and waits a bounded time."""
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._session: requests.Session | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        import requests  # here, so that a sidecar with no receiver never loads it
+
+        self._session = requests.Session()
+        self._thread.start()
+
+    def ask_to_stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.ask_to_stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._session is not None:
+            self._session.close()
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, or until woken; True when stopping."""
+        with self._cond:
+            if not self._stopping:
+                self._cond.wait(seconds)
+            return self._stopping
+
+    def _run(self) -> None:
+        raise NotImplementedError

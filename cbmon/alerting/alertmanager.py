@@ -16,18 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cbmon.alerting.dispatcher import display_name
-from cbmon.delivery import backoff
+from cbmon.delivery import BackgroundSender, backoff
 from cbmon.slo.alerts import Alert
-
-if TYPE_CHECKING:
-    import requests
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +61,7 @@ class Counters:
     failed: int = 0  # posts that failed (tried again after a backoff)
 
 
-class AlertmanagerSender:
+class AlertmanagerSender(BackgroundSender):
     """Posts the current alert set to every configured Alertmanager."""
 
     def __init__(
@@ -85,20 +81,13 @@ class AlertmanagerSender:
         self.timeout = timeout
         self.resend_interval = resend_interval
         self._clock = clock
-        self._cond = threading.Condition()
         self._alerts: list[Alert] = []
         self._changed = False
-        self._stopping = False
-        self._session: requests.Session | None = None
-        self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
+        super().__init__("alertmanager")
 
     def start(self) -> None:
-        if not self.targets:
-            return
-        import requests
-
-        self._session = requests.Session()
-        self._thread.start()
+        if self.targets:
+            super().start()
 
     def update(self, alerts: Sequence[Alert], changed: bool) -> None:
         """The alerts to keep Alertmanager told about; ``changed`` posts them at once."""
@@ -107,15 +96,6 @@ class AlertmanagerSender:
             self._changed = self._changed or changed
             if changed:
                 self._cond.notify()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._session is not None:
-            self._session.close()
 
     def _run(self) -> None:
         failures = 0

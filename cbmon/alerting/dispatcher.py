@@ -25,15 +25,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cbmon.alerting import payload
 from cbmon.config import Config
-from cbmon.delivery import Attempt, backoff, post_signed
+from cbmon.delivery import Attempt, BackgroundSender, backoff, post_signed
 from cbmon.slo.alerts import Notification
-
-if TYPE_CHECKING:
-    import requests
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +68,7 @@ def display_name(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-class Outbox:
+class Outbox(BackgroundSender):
     """One receiver URL: the messages waiting for it and the thread that delivers them.
 
     Nothing runs until :meth:`start`.
@@ -101,16 +98,7 @@ class Outbox:
         self._clock = clock
         self._on_change = on_change or (lambda: None)
         self._messages: collections.deque[Message] = collections.deque()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._session: requests.Session | None = None
-        self._thread = threading.Thread(target=self._run, name=f"webhook {self.name}", daemon=True)
-
-    def start(self) -> None:
-        import requests
-
-        self._session = requests.Session()
-        self._thread.start()
+        super().__init__(f"webhook {self.name}")
 
     def send(self, message: Message) -> None:
         with self._cond:
@@ -129,25 +117,9 @@ class Outbox:
         with self._cond:
             return list(self._messages)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._session is not None:
-            self._session.close()
-
     def pending(self) -> int:
         with self._cond:
             return len(self._messages)
-
-    def _wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True when stopping."""
-        with self._cond:
-            if not self._stopping:
-                self._cond.wait(seconds)
-            return self._stopping
 
     def _run(self) -> None:
         attempt = 0
@@ -316,8 +288,12 @@ class Dispatcher:
                 restored += 1
         return restored
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every outbox within ``timeout`` in all (a hung receiver delays no shutdown)."""
         for outbox in self.outboxes:
-            outbox.stop()
+            outbox.ask_to_stop()
+        deadline = time.monotonic() + timeout
+        for outbox in self.outboxes:
+            outbox.stop(max(0.0, deadline - time.monotonic()))
         if self.leadership is not None:
             self.leadership.close()

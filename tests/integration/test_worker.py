@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,10 +17,9 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from cbmon import signing
-from cbmon.delivery import parse_retry_after
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
-from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions, build_body
+from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions
 from tests.conftest import PgSchema
 from tests.support.processes import wait_for
 
@@ -414,47 +412,6 @@ def test_stop_hands_back_claims_not_attempted(
         "SELECT attempts, next_attempt_at FROM callback_queue WHERE processed_at IS NULL"
     ).fetchall()
     assert waiting == [(0, None)] * 4
-
-
-# -- pure parts ------------------------------------------------------------------------------
-
-
-def test_retry_policy_from_router_json() -> None:
-    default = RetryPolicy()
-    assert RetryPolicy.from_json(None, default) == default
-    assert RetryPolicy.from_json({"max_retries": 9}, default).max_retries == 3
-    assert RetryPolicy.from_json({"max_retries": -1}, default).max_retries == 0
-    assert RetryPolicy.from_json({"max_retries": "x"}, default) == default
-    fixed = RetryPolicy.from_json({"backoff": "fixed", "backoff_seconds": 2}, default)
-    assert [fixed.delay(n) for n in (1, 2, 3)] == [2, 2, 2]
-
-
-def test_backoff_doubles_up_to_its_cap() -> None:
-    policy = RetryPolicy(backoff_seconds=1, max_backoff_seconds=3)
-    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 3, 3]
-    assert policy.delay(1, jitter=0.5) == 0.5
-    assert policy.delay(1, retry_after=2.5) == 2.5
-    assert policy.delay(1, retry_after=600) == 3
-
-
-def test_retry_after_header_forms() -> None:
-    assert parse_retry_after("120") == 120
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    assert parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now=now) == 60
-
-
-def test_body_is_the_same_bytes_on_every_retry() -> None:
-    created = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    first = Claim(7, "order_created", {"b": 1, "a": [1, 2]}, 1, created)
-    again = Claim(7, "order_created", {"a": [1, 2], "b": 1}, 3, created)
-    assert build_body(first) == build_body(again)
-    assert json.loads(build_body(first)) == {
-        "type": "order_created",
-        "timestamp": "2026-01-01T12:00:00Z",
-        "data": {"a": [1, 2], "b": 1},
-    }
 
 
 def test_bad_secret_is_a_config_error(pg: PgSchema) -> None:
