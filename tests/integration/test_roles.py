@@ -15,7 +15,7 @@ from psycopg import errors, sql
 from cbmon.db import roles
 from cbmon.db.connect import connect, server_of
 from cbmon.reference import schema
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, require_binary
 from tests.support.processes import CBMON
 
 ROLE = "cbmon_audited"
@@ -117,7 +117,15 @@ def test_any_role_name_is_quoted_safely(quiet_pg: PgSchema, name: str, tmp_path:
         script = tmp_path / "schema.sql"
         script.write_text(schema.render(name, quiet_pg.name))
         ran = subprocess.run(
-            ["psql", quiet_pg.dsn, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)],
+            [
+                require_binary("psql"),
+                quiet_pg.dsn,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-f",
+                str(script),
+            ],
             capture_output=True,
             text=True,
         )
@@ -144,7 +152,7 @@ def test_a_name_longer_than_postgresql_keeps_is_refused(quiet_pg: PgSchema) -> N
 
 def psql(dsn: str, script: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)],
+        [require_binary("psql"), dsn, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)],
         capture_output=True,
         text=True,
     )
