@@ -54,6 +54,7 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
             config.require_dsn(),
             statement_timeout=min(db.statement_timeout, timeout),
             connect_timeout=min(db.connect_timeout, timeout),
+            using=db.driver,
         )
     except DatabaseError as exc:
         raise CheckError(str(exc)) from None

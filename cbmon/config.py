@@ -34,6 +34,7 @@ from cbmon.errors import ConfigError
 DSN_ENV = "CBMON_DSN"
 WEBHOOK_SECRET_ENV = "CBMON_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 CLUSTER_SECRET_ENV = "CBMON_CLUSTER_SECRET"  # noqa: S105 - the variable's name, not a secret
+DRIVER_ENV = "CBMON_DB_DRIVER"  # psycopg or gaussdb, when the file does not say
 
 
 def _seconds(value: object) -> float:
@@ -292,6 +293,8 @@ class Database(_Model):
     dsn_file: FilePath | None = None
     statement_timeout: Interval = 5.0
     connect_timeout: Interval = 5.0
+    # psycopg (stock libpq), or Huawei's gaussdb driver for openGauss/GaussDB sha256 logins
+    driver: Literal["psycopg", "gaussdb"] = "psycopg"
 
 
 class Reader(_Model):
@@ -488,6 +491,9 @@ def load_config(
         data = _read_yaml(Path(path))
     if overrides:
         data = _merge(data, overrides)
+    database = data.get("database")
+    if env.get(DRIVER_ENV) and not (isinstance(database, Mapping) and "driver" in database):
+        data = _merge(data, {"database": {"driver": env[DRIVER_ENV]}})
     try:
         file = FileConfig.model_validate(data)
     except ValidationError as exc:

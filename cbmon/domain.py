@@ -136,12 +136,23 @@ class QueueState:
 
 @dataclasses.dataclass(frozen=True)
 class Assumption:
-    """One checked assumption of exact counting: ``ok`` and, when it fails, what was found."""
+    """One checked assumption of exact counting: ``ok`` and, when it fails, what was found.
+
+    ``ok`` is None when it could not be checked (openGauss keeps a sequence's cache size in
+    the sequence itself, which only a role with SELECT on it may read)."""
 
     table: str  # "logs" or "errors"
     check: str  # "ids_from_sequence" or "sequence_cache_1"
-    ok: bool
+    ok: bool | None
     detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseInfo:
+    """What cbmon found on the other end of its connection."""
+
+    flavor: str  # "postgresql", "opengauss" or "gaussdb"
+    version: str  # "15.3", "5.0.2", ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +180,8 @@ class PollResult:
     # On the first poll only, with a history: rows dated ahead of the database's clock by more
     # than slo.clock_skew, left out of it, per table.
     ahead_rows: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # The server the poll read from (known once connected).
+    database: DatabaseInfo | None = None
 
     @property
     def caught_up(self) -> bool:

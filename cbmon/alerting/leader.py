@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from cbmon.db.connect import Deadline, connect, first_line, sever
+from cbmon.db.driver import Driver
 from cbmon.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Leadership:
         cluster: str,
         alive_timeout: float,
         connect_timeout: float = 5.0,
+        using: Driver = "psycopg",
     ) -> None:
         """``alive_timeout``: how long the server keeps the lock of a leader that went silent."""
         self.dsn = dsn
@@ -68,6 +70,7 @@ class Leadership:
         self.cluster = cluster
         self.alive_timeout = alive_timeout
         self.connect_timeout = connect_timeout
+        self.using = using
         self._conn: psycopg.Connection[Any] | None = None
         self.is_leader = False
         self.foreign_holder: str | None = None  # "pid 123 (psql)" of a non-cbmon holder
@@ -87,6 +90,7 @@ class Leadership:
                     connect_timeout=self.connect_timeout,
                     application_name=self.application_name,
                     idle_timeout=self.alive_timeout,
+                    using=self.using,
                 )
             with Deadline(self._conn, self.connect_timeout):
                 self._hold(self._conn)

@@ -68,9 +68,13 @@ def audit(dsn: str | None, role: str) -> None:
     Read-only: any role may run it. Exit 1 while something writable remains, 0 when only
     what PostgreSQL cannot close is left (NOTIFY).
     """
-    target = load_config(dsn=dsn).require_dsn()
+    config = load_config(dsn=dsn)
     try:
-        conn = connect(target, application_name="cbmon schema audit")
+        conn = connect(
+            config.require_dsn(),
+            application_name="cbmon schema audit",
+            using=config.file.database.driver,
+        )
     except DatabaseError as exc:
         raise DatabaseError(f"schema audit: {exc}") from None
     with conn:
@@ -89,6 +93,11 @@ def audit(dsn: str | None, role: str) -> None:
 @_no_role
 def apply(dsn: str | None, schema_name: str, role: str, no_role: bool) -> None:
     """Install the tables, indexes and role. Safe to run twice."""
-    target = load_config(dsn=dsn).require_dsn()
-    reference.apply(target, schema=schema_name, role=None if no_role else role)
+    config = load_config(dsn=dsn)
+    reference.apply(
+        config.require_dsn(),
+        schema=schema_name,
+        role=None if no_role else role,
+        using=config.file.database.driver,
+    )
     click.echo(f"schema applied in {schema_name!r}" + ("" if no_role else f", role {role!r}"))

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from cbmon.db import sqlfiles
+from cbmon.db.dialect import POSTGRESQL_15, Server
 from cbmon.domain import Assumption
 
 # Numbers at or above this do not fit a float8; numeric columns are checked before the cast.
@@ -26,9 +27,13 @@ def regclass_text(table: sql.Composable, conn: psycopg.Connection[Any]) -> str:
 
 
 def id_assumptions(
-    cur: psycopg.Cursor[Any], name: str, table: str, column: str
+    cur: psycopg.Cursor[Any], name: str, table: str, column: str, server: Server = POSTGRESQL_15
 ) -> list[Assumption]:
-    """Whether ``table.column`` takes its ids from a sequence with ``CACHE 1``."""
+    """Whether ``table.column`` takes its ids from a sequence with ``CACHE 1``.
+
+    The cache size is unknown (``ok`` None) where the server keeps it in the sequence itself
+    (openGauss) and the role may not read it: a check that cannot be made is not a failure.
+    """
     params = {"table": table, "column": column}
     found = cur.execute(sqlfiles.template("queries/id_sequence.sql"), params).fetchall()
     if not found:
@@ -41,21 +46,57 @@ def id_assumptions(
                 "exactly only ids handed out by a sequence inside the inserting transaction",
             )
         ]
-    sequences = ", ".join(f"{seq} (cache {cache})" for seq, cache in found)
-    cached = [f"{seq} has CACHE {cache}" for seq, cache in found if int(cache) != 1]
-    return [
-        Assumption(name, "ids_from_sequence", True, sequences),
-        Assumption(
-            name,
-            "sequence_cache_1",
-            not cached,
-            "; ".join(cached)
-            + ": sessions take ids in blocks, so a lower id can commit long after a higher "
-            "one; rows may be missed. Set it with ALTER SEQUENCE ... CACHE 1"
-            if cached
-            else sequences,
-        ),
-    ]
+    caches = {str(row[0]): _cache(cur, row, server) for row in found}
+    sequences = ", ".join(
+        f"{seq} (cache {'unknown' if cache is None else cache})" for seq, cache in caches.items()
+    )
+    cached = [f"{seq} has CACHE {cache}" for seq, cache in caches.items() if cache not in (1, None)]
+    unread = [seq for seq, cache in caches.items() if cache is None]
+    present = Assumption(name, "ids_from_sequence", True, sequences)
+    if cached:
+        return [
+            present,
+            Assumption(
+                name,
+                "sequence_cache_1",
+                False,
+                "; ".join(cached) + ": sessions take ids in blocks, so a lower id can commit "
+                "long after a higher one; rows may be missed. Set it with ALTER SEQUENCE ... "
+                "CACHE 1",
+            ),
+        ]
+    if unread:
+        return [
+            present,
+            Assumption(
+                name,
+                "sequence_cache_1",
+                None,
+                f"cannot read the cache size of {', '.join(unread)}: this server keeps it in "
+                "the sequence itself, which needs GRANT SELECT ON SEQUENCE ... to this role",
+            ),
+        ]
+    return [present, Assumption(name, "sequence_cache_1", True, sequences)]
+
+
+def _cache(cur: psycopg.Cursor[Any], row: tuple[Any, ...], server: Server) -> int | None:
+    """One sequence's cache size, or None when this role cannot read it."""
+    sequence, schema_name, relname, readable = row
+    if server.has_pg_sequence:
+        found = cur.execute(
+            sqlfiles.template("queries/sequence_cache.sql"), {"sequence": str(sequence)}
+        ).fetchone()
+        return None if found is None else int(found[0])
+    if not readable:
+        return None
+    query = sql.SQL("SELECT cache_value FROM {}").format(sql.Identifier(schema_name, relname))
+    try:
+        # A savepoint: an unexpected sequence layout must not abort the poll's transaction.
+        with cur.connection.transaction():
+            found = cur.execute(query).fetchone()
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.InsufficientPrivilege):
+        return None
+    return None if found is None else int(found[0])
 
 
 def column_type(cur: psycopg.Cursor[Any], table: str, column: str) -> str | None:

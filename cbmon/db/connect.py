@@ -14,7 +14,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from cbmon import secrets
-from cbmon.db import dialect
+from cbmon.db import dialect, driver
 from cbmon.errors import ConfigError, DatabaseError
 
 
@@ -39,6 +39,7 @@ def connect(
     application_name: str = "cbmon",
     idle_timeout: float | None = None,
     read_only: bool = True,
+    using: driver.Driver = "psycopg",
 ) -> psycopg.Connection[Any]:
     """Open a connection whose every wait is bounded, on the server and on our side.
 
@@ -49,7 +50,8 @@ def connect(
     uses it so that a frozen replica lets go of the lock.
 
     ``read_only`` (the default: cbmon reads) starts every transaction read-only, whatever the
-    role's own default or a mistaken grant allows.
+    role's own default or a mistaken grant allows. ``using`` picks the driver
+    (:mod:`cbmon.db.driver`).
     """
     secrets.remember_dsn(dsn)
     try:
@@ -59,20 +61,22 @@ def connect(
             "the database DSN is not a valid libpq connection string or URI (percent-encode "
             "special characters); it is not shown here, as it may hold a password"
         ) from None
+    options: dict[str, Any] = {
+        "autocommit": autocommit,
+        "connect_timeout": max(1, round(connect_timeout)),
+        "application_name": application_name,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(statement_timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+    }
+    if using == "psycopg":
+        # libpq 12 and later; Huawei's libpq (the gaussdb driver's) is older and refuses it.
+        options["tcp_user_timeout"] = max(1000, round((statement_timeout + connect_timeout) * 1000))
     try:
-        conn = psycopg.connect(
-            dsn,
-            autocommit=autocommit,
-            connect_timeout=max(1, round(connect_timeout)),
-            application_name=application_name,
-            keepalives=1,
-            keepalives_idle=max(1, round(statement_timeout)),
-            keepalives_interval=1,
-            keepalives_count=3,
-            tcp_user_timeout=max(1000, round((statement_timeout + connect_timeout) * 1000)),
-        )
+        conn = driver.connect(using, dsn, **options)
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to {describe(dsn)}: {first_line(exc)}") from None
+        raise DatabaseError(f"cannot connect to {describe(dsn)}: {explain(exc)}") from None
     try:
         server = dialect.detect(conn)
         _servers[conn] = server
@@ -83,6 +87,7 @@ def connect(
             # openGauss ends sessions idle for session_timeout (600 s by default): none for
             # ours, except the leader lock's, which must end when its replica goes silent.
             seconds = 0 if idle_timeout is None else max(1, round(idle_timeout))
+            seconds = min(seconds, dialect.SESSION_TIMEOUT_MAX)
             conn.execute(sql.SQL("SET session_timeout = {}").format(sql.Literal(seconds)))
         if read_only:
             conn.execute("SET default_transaction_read_only = on")
@@ -113,6 +118,28 @@ def _set(conn: psycopg.Connection[Any], setting: str, seconds: float) -> None:
     conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(milliseconds)))
 
 
+_SHA256 = (
+    "none of the server's SASL authentication mechanisms are supported",
+    "authentication method 10 not supported",
+    "authentication method 11 not supported",
+)
+
+
+def explain(exc: BaseException) -> str:
+    """A connection error in one line; the sha256 method of openGauss and GaussDB, which a
+    stock libpq cannot speak, is named with its fix."""
+    text = first_line(exc)
+    if any(marker in str(exc) for marker in _SHA256):
+        return (
+            f"{text} (the server asks for openGauss/GaussDB sha256 password authentication, "
+            "which this libpq cannot do: give the role an md5 password "
+            "(password_encryption_type = 1, then set the password again) with an md5 line "
+            "in pg_hba.conf, or use database.driver: gaussdb with Huawei's libpq; "
+            "see docs/gaussdb.md)"
+        )
+    return text
+
+
 def sever(conn: psycopg.Connection[Any]) -> None:
     """Cut ``conn``'s socket from another thread: a wait on it returns at once with an error.
 
@@ -121,7 +148,7 @@ def sever(conn: psycopg.Connection[Any]) -> None:
     """
     try:
         fd = conn.pgconn.socket
-    except psycopg.Error:
+    except driver.error_classes():
         return  # already closed
     try:
         duplicate = socket.socket(fileno=os.dup(fd))

@@ -2,7 +2,8 @@
 
 Detected once per connection from ``version()`` (openGauss and GaussDB name themselves there,
 and report a PostgreSQL 9.2 ``server_version`` otherwise indistinguishable). Where their SQL
-must differ, code asks this one value, never the version string again.
+must differ, code asks this one value, never the version string again; everywhere else cbmon
+writes SQL that both accept (docs/gaussdb.md lists each feature and the form used).
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ from typing import Any, Literal
 
 import psycopg
 
+from cbmon.domain import DatabaseInfo
+
 Flavor = Literal["postgresql", "opengauss", "gaussdb"]
+
+# Server-side settings are integers in openGauss' session_timeout range (seconds, 0 = never).
+SESSION_TIMEOUT_MAX = 86400
 
 
 @dataclasses.dataclass(frozen=True)
 class Server:
     flavor: Flavor
     version: str  # "15.3", "5.0.2", ...
-    number: int  # server_version_num as PostgreSQL reports it (90204 on openGauss)
+    number: int  # server_version_num as the server reports it (90204 on openGauss)
 
     @property
     def postgresql(self) -> bool:
@@ -31,10 +37,28 @@ class Server:
         return self.postgresql and self.number >= 140000
 
     @property
+    def has_pg_sequence(self) -> bool:
+        """PostgreSQL 10 moved sequence parameters into the ``pg_sequence`` catalog; openGauss
+        (forked from 9.2) keeps them in the sequence relation itself (``cache_value``)."""
+        return self.postgresql and self.number >= 100000
+
+    @property
+    def honours_function_search_path(self) -> bool:
+        """openGauss accepts ``SET search_path`` on a function but ignores it (its CREATE
+        FUNCTION reference says so), and refuses ``pg_temp`` placed last in a search_path."""
+        return self.postgresql
+
+    @property
     def label(self) -> str:
         names = {"postgresql": "PostgreSQL", "opengauss": "openGauss", "gaussdb": "GaussDB"}
         return f"{names[self.flavor]} {self.version}"
 
+    @property
+    def info(self) -> DatabaseInfo:
+        return DatabaseInfo(self.flavor, self.version)
+
+
+POSTGRESQL_15 = Server("postgresql", "15", 150000)
 
 _NAMED = re.compile(r"\((openGauss|GaussDB)[^\d]*([\d.]+)", re.IGNORECASE)
 
@@ -50,5 +74,10 @@ def classify(version_text: str, number: int) -> Server:
 
 
 def detect(conn: psycopg.Connection[Any]) -> Server:
-    row = conn.execute("SELECT version()").fetchone()
-    return classify(str(row[0]) if row else "", conn.info.server_version)
+    # Both from SQL: the gaussdb driver's ``info.server_version`` is a word cut from
+    # version(), not the number.
+    row = conn.execute("SELECT version(), current_setting('server_version_num')").fetchone()
+    if row is None:
+        return classify("", 0)
+    number = str(row[1] or "0")
+    return classify(str(row[0] or ""), int(number) if number.isdigit() else 0)

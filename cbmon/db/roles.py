@@ -18,18 +18,30 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon.db.dialect import Server
+from cbmon.db.dialect import POSTGRESQL_15, Server
 
 TABLES = ("callback_logs", "callback_errors", "callback_queue")
-_ATTRIBUTES_PG = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
-# openGauss rejects NOSUPERUSER and a role without a password ("The password could not be
-# NULL"); PASSWORD DISABLE is its way to say "certificate or trust only".
-_ATTRIBUTES_GAUSS = "LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD DISABLE"
+# The sequences of the tables cbmon reads by id: openGauss keeps a sequence's cache size in
+# the sequence itself, so the exact-counting check needs SELECT on them (it reveals no more
+# than the tables do).
+SEQUENCES = ("callback_logs_id_seq", "callback_errors_id_seq")
+_ATTRIBUTES_PG = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+# openGauss' grammar (gram.y, AlterOptRoleElem) has no SUPERUSER/NOSUPERUSER (SYSADMIN is off
+# by default) nor BYPASSRLS, and refuses a role without a password ("The password could not be
+# NULL"): PASSWORD DISABLE is its way to say "certificate or trust only".
+_ATTRIBUTES_GAUSS = "NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION PASSWORD DISABLE"
+
+
+def role_attributes(server: Server, *, login: bool) -> str:
+    """The attributes of a role with no power beyond its grants, in ``server``'s grammar."""
+    base = _ATTRIBUTES_PG if server.postgresql else _ATTRIBUTES_GAUSS
+    return ("LOGIN " if login else "NOLOGIN ") + base
 
 
 def create_role(role: str, server: Server) -> sql.Composed:
-    attributes = _ATTRIBUTES_PG if server.postgresql else _ATTRIBUTES_GAUSS
-    return sql.SQL("CREATE ROLE {} " + attributes).format(sql.Identifier(role))
+    return sql.SQL("CREATE ROLE {} " + role_attributes(server, login=True)).format(
+        sql.Identifier(role)
+    )
 
 
 def reader_statements(role: str, schema: str, database: str) -> list[sql.Composed]:
@@ -39,6 +51,9 @@ def reader_statements(role: str, schema: str, database: str) -> list[sql.Compose
     return [
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), who),
         sql.SQL("GRANT SELECT ON {} TO {}").format(tables, who),
+        sql.SQL("GRANT SELECT ON SEQUENCE {} TO {}").format(
+            sql.SQL(", ").join(sql.Identifier(schema, name) for name in SEQUENCES), who
+        ),
         sql.SQL(
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {} FROM {}"
         ).format(tables, who),
@@ -53,7 +68,7 @@ def reader_statements(role: str, schema: str, database: str) -> list[sql.Compose
 
 def print_script(role: str, schema: str, server: Server | None = None) -> str:
     """The role part of ``cbmon schema print``: idempotent, for psql."""
-    server = server or Server("postgresql", "15", 150000)
+    server = server or POSTGRESQL_15
     literal = sql.Literal(role).as_string(None)
     create = create_role(role, server).as_string(None)
     tag = _dollar_tag(role)
@@ -174,10 +189,12 @@ def _read_only_default(
     conn: psycopg.Connection[Any], oid: int, who: str, role: str
 ) -> list[Finding]:
     row = conn.execute(
-        "SELECT count(*) FROM pg_db_role_setting s, unnest(s.setconfig) AS c "
+        # unnest in the select list: a function in FROM naming another FROM item is an
+        # implicit LATERAL, which openGauss (PostgreSQL 9.2's grammar) does not have.
+        "SELECT count(*) FROM (SELECT unnest(s.setconfig) AS c FROM pg_db_role_setting s "
         "WHERE s.setrole = %s AND s.setdatabase IN (0, (SELECT oid FROM pg_database "
-        "WHERE datname = current_database())) "
-        "AND lower(c) IN ('default_transaction_read_only=on', "
+        "WHERE datname = current_database()))) AS settings "
+        "WHERE lower(c) IN ('default_transaction_read_only=on', "
         "'default_transaction_read_only=true')",
         [oid],
     ).fetchone()
@@ -277,10 +294,15 @@ def _tables(conn: psycopg.Connection[Any], role: str, who: str) -> list[Finding]
 def _functions(conn: psycopg.Connection[Any], role: str) -> list[Finding]:
     found = []
     for signature in _WRITE_FUNCTIONS:
+        # By catalog rather than to_regprocedure(), which openGauss may lack: a function that
+        # does not exist there (lo_from_bytea) is simply not found.
+        name, _, arguments = signature.partition("(")
         row = conn.execute(
-            "SELECT to_regprocedure(%(f)s) IS NOT NULL "
-            "AND has_function_privilege(%(r)s, to_regprocedure(%(f)s), 'EXECUTE')",
-            {"f": signature, "r": role},
+            "SELECT coalesce(bool_or(has_function_privilege(%(r)s, p.oid, 'EXECUTE')), false) "
+            "FROM pg_proc p WHERE p.proname = %(n)s AND p.pronamespace = "
+            "(SELECT oid FROM pg_namespace WHERE nspname = 'pg_catalog') "
+            "AND oidvectortypes(p.proargtypes) = %(a)s",
+            {"n": name, "a": arguments.rstrip(")"), "r": role},
         ).fetchone()
         if row and row[0]:
             kind = (

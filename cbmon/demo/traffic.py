@@ -36,10 +36,11 @@ WITH placed AS (
     RETURNING id
 )
 INSERT INTO {items} (order_id, item_sku, item_weight)
-SELECT placed.id,
+SELECT id,
        'SKU-' || lpad((1 + floor(random() * 300))::int::text, 4, '0'),
        round((0.1 + random() * 4.9)::numeric, 3)
-FROM placed CROSS JOIN LATERAL generate_series(1, 1 + (placed.id %% 3)::int) AS item
+-- one to three items per order; generate_series in the select list, not LATERAL (openGauss)
+FROM (SELECT id, generate_series(1, 1 + (id %% 3)::int) AS item FROM placed) AS items
 """
 
 SHIP = """

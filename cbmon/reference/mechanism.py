@@ -13,13 +13,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cbmon.db import sqlfiles
-from cbmon.db.connect import connect, first_line
+from cbmon.db import roles, sqlfiles
+from cbmon.db.connect import connect, first_line, server_of
+from cbmon.db.dialect import Server
+from cbmon.db.driver import Driver
 from cbmon.errors import DatabaseError
 
 DEFAULT_EXECUTOR = "callback_executor"
 
-# Applied in this order after schema.sql; each is plain SQL run with the schema on search_path.
+# Applied in this order after schema.sql; each names its objects with {schema}.
 PLAIN_FILES = ("mechanism/orders.sql", "mechanism/router.sql", "mechanism/limits.sql")
 
 
@@ -57,42 +59,59 @@ def _crypto_schema(conn: psycopg.Connection[Any], schema: str) -> str | None:
     return schema
 
 
+def statements(
+    schema: str, executor_role: str, server: Server, crypto: str | None
+) -> list[sql.Composed]:
+    """The mechanism's files, after schema.sql, as run on ``server``: signed callbacks only
+    where pgcrypto lives (in schema ``crypto``)."""
+    names = {
+        "schema": sql.Identifier(schema),
+        "schema_literal": sql.Literal(schema),
+        "executor": sql.Identifier(executor_role),
+        "executor_literal": sql.Literal(executor_role),
+        "attributes": sql.Literal(roles.role_attributes(server, login=False)),
+    }
+    files = [*PLAIN_FILES, "mechanism/executor.sql"]
+    found = [sqlfiles.template(name).format(**names) for name in files]
+    if crypto is not None:
+        signed = sqlfiles.template("mechanism/signatures.sql")
+        found.append(signed.format(crypto=sql.Identifier(crypto), **names))
+    return found
+
+
 def apply(
     dsn: str,
     *,
     schema: str = "public",
     executor_role: str = DEFAULT_EXECUTOR,
     signatures: bool = True,
+    using: Driver = "psycopg",
 ) -> Installed:
     """Create the base tables and the mechanism in ``schema``, in one transaction.
 
     Applying twice is harmless: tables are kept, functions and triggers replaced, router rows
     the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks.
+    The same files serve PostgreSQL and openGauss; only the executor role's attributes and the
+    search_path the functions capture differ (:mod:`cbmon.db.dialect`).
     """
-    conn = connect(dsn, autocommit=False, statement_timeout=60, read_only=False)
+    conn = connect(dsn, autocommit=False, statement_timeout=60, read_only=False, using=using)
     try:
         with conn:
+            server = server_of(conn)
             ident = sql.Identifier(schema)
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-            # Functions capture this path (SET search_path FROM CURRENT): pg_temp last, so a
-            # session's temporary objects can never shadow the mechanism's.
-            conn.execute(sql.SQL("SET LOCAL search_path = {}, pg_temp").format(ident))
+            # Functions capture this path on PostgreSQL (SET search_path FROM CURRENT): pg_temp
+            # last, so a session's temporary objects can never shadow the mechanism's. openGauss
+            # ignores a function's search_path and refuses pg_temp placed last; there the
+            # functions' schema-qualified names are what protects them.
+            path = "SET LOCAL search_path = {}, pg_temp"
+            if not server.honours_function_search_path:
+                path = "SET LOCAL search_path = {}"
+            conn.execute(sql.SQL(path).format(ident))
             conn.execute(sqlfiles.template("schema.sql"))
-            for name in PLAIN_FILES:
-                conn.execute(sqlfiles.template(name))
-            role = {
-                "schema": ident,
-                "executor": sql.Identifier(executor_role),
-                "executor_literal": sql.Literal(executor_role),
-            }
-            conn.execute(sqlfiles.template("mechanism/executor.sql").format(**role))
             crypto = _crypto_schema(conn, schema) if signatures else None
-            if crypto is not None:
-                conn.execute(
-                    sqlfiles.template("mechanism/signatures.sql").format(
-                        crypto=sql.Identifier(crypto), **role
-                    )
-                )
+            for statement in statements(schema, executor_role, server, crypto):
+                conn.execute(statement)
     except psycopg.Error as exc:
         raise DatabaseError(f"mechanism apply failed: {first_line(exc)}") from None
     finally:

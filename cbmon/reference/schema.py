@@ -8,7 +8,8 @@ import psycopg
 from psycopg import sql
 
 from cbmon.db import dialect, roles, sqlfiles
-from cbmon.db.connect import connect, first_line
+from cbmon.db.connect import connect, first_line, server_of
+from cbmon.db.driver import Driver
 from cbmon.errors import DatabaseError
 
 DEFAULT_ROLE = "cbmon"
@@ -35,15 +36,23 @@ def render(role: str | None = DEFAULT_ROLE, schema: str = "public") -> str:
     return "\n".join(parts)
 
 
-def apply(dsn: str, *, schema: str = "public", role: str | None = DEFAULT_ROLE) -> None:
+def apply(
+    dsn: str,
+    *,
+    schema: str = "public",
+    role: str | None = DEFAULT_ROLE,
+    using: Driver = "psycopg",
+) -> None:
     """Create the tables (in ``schema``), indexes and, unless ``role`` is None, the role.
 
     Runs in one transaction, so a failure leaves nothing half-made; applying twice is harmless.
+    The role is made in the server's own grammar (openGauss: ``PASSWORD DISABLE``, no
+    ``NOSUPERUSER``).
     """
-    conn = connect(dsn, autocommit=False, statement_timeout=60, read_only=False)
+    conn = connect(dsn, autocommit=False, statement_timeout=60, read_only=False, using=using)
     try:
         with conn:
-            server = dialect.detect(conn)
+            server = server_of(conn)
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
             conn.execute(sqlfiles.template("schema.sql"))

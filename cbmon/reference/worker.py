@@ -4,7 +4,8 @@ What the source article's Python worker means to do, made safe to run as several
 
 * wakes on ``LISTEN callback_queue`` (the mechanism's queue trigger notifies it), and polls
   every ``poll_interval`` anyway, so a lost notification or a database without the trigger
-  only delays work;
+  only delays work; where the server has no LISTEN (openGauss, GaussDB: SQLSTATE 0A000) it
+  says so once and only polls;
 * claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them (``next_attempt_at`` moved
   past the longest the batch can take), so each claim is delivered by exactly one worker and
   no transaction stays open during HTTP calls;
@@ -32,6 +33,7 @@ from psycopg import sql
 from cbmon import signing
 from cbmon.db import sqlfiles
 from cbmon.db.connect import connect, first_line
+from cbmon.db.driver import Driver
 from cbmon.delivery import backoff, post_signed
 from cbmon.errors import ConfigError, DatabaseError
 
@@ -107,6 +109,7 @@ class WorkerOptions:
     retry: RetryPolicy = RetryPolicy()  # for event types without a router row
     channel: str = CHANNEL
     reconnect_delay: float = 2.0
+    driver: Driver = "psycopg"  # or "gaussdb" (cbmon.db.driver)
 
     def check(self) -> None:
         if self.timeout <= 0 or self.poll_interval <= 0:
@@ -212,6 +215,9 @@ class _Conns:
     has_router: bool | None = None
 
 
+_ASYNC_REFUSED = (psycopg.errors.FeatureNotSupported, psycopg.errors.InsufficientPrivilege)
+
+
 class Worker:
     """Delivers queued callbacks until ``stop`` is set.
 
@@ -239,23 +245,46 @@ class Worker:
         self._sql = _Statements(schema)
         self._conns = _Conns()
         self._http = requests.Session()
+        # False once the server refused LISTEN (openGauss, GaussDB: SQLSTATE 0A000): from then
+        # on the worker polls every poll_interval, which bounds the delivery delay.
+        self.listening = True
+        self._notifying = True  # False once the server refused pg_notify
 
     # -- connections -----------------------------------------------------------------------
 
+    def _connect(self) -> psycopg.Connection[Any]:
+        return connect(
+            self.dsn,
+            statement_timeout=30,
+            application_name=self.name,
+            read_only=False,
+            using=self.options.driver,
+        )
+
     def _work(self) -> psycopg.Connection[Any]:
         if self._conns.work is None or self._conns.work.closed:
-            self._conns.work = connect(
-                self.dsn, statement_timeout=30, application_name=self.name, read_only=False
-            )
+            self._conns.work = self._connect()
             self._conns.has_router = None
         return self._conns.work
 
-    def _listen(self) -> psycopg.Connection[Any]:
+    def _listen(self) -> psycopg.Connection[Any] | None:
+        """The connection listening on the channel; None where the server has no LISTEN."""
+        if not self.listening:
+            return None
         if self._conns.listen is None or self._conns.listen.closed:
-            conn = connect(
-                self.dsn, statement_timeout=30, application_name=self.name, read_only=False
-            )
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.options.channel)))
+            conn = self._connect()
+            try:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.options.channel)))
+            except psycopg.errors.FeatureNotSupported as exc:
+                conn.close()
+                self.listening = False
+                log.info(
+                    "%s: the server does not support LISTEN (%s); polling every %gs instead",
+                    self.name,
+                    first_line(exc),
+                    self.options.poll_interval,
+                )
+                return None
             self._conns.listen = conn
         return self._conns.listen
 
@@ -392,8 +421,24 @@ class Worker:
                     "attempts": claim.attempt,
                     "error": outcome.error,
                 }
-                conn.execute("SELECT pg_notify(%s, %s)", (FAILED_CHANNEL, json.dumps(note)))
+                self._notify_failed(conn, note)
         self._count(claim, outcome, done, settled)
+
+    def _notify_failed(self, conn: psycopg.Connection[Any], note: dict[str, Any]) -> None:
+        """Tell listeners a row gave up, where the server allows NOTIFY (in a savepoint, so a
+        refusal leaves the attempt's record intact)."""
+        if not self._notifying:
+            return
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_notify(%s, %s)", (FAILED_CHANNEL, json.dumps(note)))
+        except _ASYNC_REFUSED as exc:
+            self._notifying = False
+            log.info(
+                "%s: the server refuses pg_notify (%s); exhausted callbacks are logged only",
+                self.name,
+                first_line(exc),
+            )
 
     def _count(self, claim: Claim, outcome: Outcome, done: bool, settled: int) -> None:
         if outcome.ok:
@@ -465,6 +510,9 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
+            if listen is None:
+                self.stop.wait(min(remaining, _WAIT_SLICE))
+                continue
             # notifies() hands over everything already received, so the backlog of
             # notifications collected while busy is drained in one go
             for _ in listen.notifies(timeout=min(remaining, _WAIT_SLICE), stop_after=1):

@@ -27,6 +27,7 @@ def build_report(
         connect_timeout=config.file.database.connect_timeout,
         autocommit=False,
         application_name="cbmon report",
+        using=config.file.database.driver,
     )
     try:
         return fetch_report(conn, config, request, progress=progress, timeout=statement_timeout)

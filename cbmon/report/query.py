@@ -294,7 +294,9 @@ def fetch_report(
         ),
         top_errors=tuple(
             TopError(
-                str(row["message"]),
+                # openGauss' default A mode stores '' as NULL (COALESCE to '' gives NULL too):
+                # an empty message is empty, never "None"
+                "" if row["message"] is None else str(row["message"]),
                 int(row["occurrences"]),
                 _utc(row["last_seen"]),
                 int(row["event_types"]),

@@ -40,6 +40,10 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
+def _checked(ok: bool | None) -> int:
+    return -1 if ok is None else int(ok)
+
+
 class CallbackCollector(Collector):
     """Callbacks, errors, the queue and cbmon's own health, from :class:`Store`."""
 
@@ -106,6 +110,15 @@ class CallbackCollector(Collector):
         info = GaugeMetricFamily("cbmon_build_info", "cbmon's version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        database = GaugeMetricFamily(
+            "cbmon_database_info",
+            "The server cbmon polls: flavor (postgresql, opengauss, gaussdb) and version; "
+            "absent until the first successful poll.",
+            labels=["flavor", "version"],
+        )
+        if view.database is not None:
+            database.add_metric([view.database.flavor, view.database.version], 1)
+        yield database
         yield GaugeMetricFamily(
             "cbmon_database_up",
             "1 when the last poll of the database succeeded, 0 otherwise.",
@@ -147,11 +160,12 @@ class CallbackCollector(Collector):
         assumption = GaugeMetricFamily(
             "cbmon_reader_assumption_ok",
             "1 when what exact counting assumes of a table holds (checked at start): its ids "
-            "come from a sequence (ids_from_sequence) that has CACHE 1 (sequence_cache_1).",
+            "come from a sequence (ids_from_sequence) that has CACHE 1 (sequence_cache_1); "
+            "-1 when it could not be checked.",
             labels=["table", "check"],
         )
         for item in view.assumptions:
-            assumption.add_metric([item.table, item.check], 1 if item.ok else 0)
+            assumption.add_metric([item.table, item.check], _checked(item.ok))
         yield assumption
         ahead = GaugeMetricFamily(
             "cbmon_rows_dated_ahead",

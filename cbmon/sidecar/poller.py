@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
 from cbmon.db import catalog, sqlfiles
+from cbmon.db.connect import server_of
 from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot
 from cbmon.sidecar.reader import ReadResult, Source, TailReader, running_transactions
 
@@ -141,6 +142,7 @@ class Poller:
         conn.read_only = True
         try:
             with conn.transaction(), conn.cursor() as cur:
+                database = server_of(conn).info  # known after connect(); detected otherwise
                 assumptions = () if self._inspected else self._inspect(conn, cur)
                 history: tuple[Slot, ...] = ()
                 ahead: dict[str, int] = {}
@@ -169,6 +171,7 @@ class Poller:
             history=history,
             assumptions=assumptions,
             ahead_rows=ahead,
+            database=database,
         )
 
     def history(
@@ -193,9 +196,10 @@ class Poller:
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
         found: list[Assumption] = []
+        server = server_of(conn)
         for reader, column in ((self.logs, tables.logs.id), (self.errors, tables.errors.id)):
             table = catalog.regclass_text(reader.source.table, conn)
-            found += catalog.id_assumptions(cur, reader.source.name, table, column)
+            found += catalog.id_assumptions(cur, reader.source.name, table, column, server)
         self._inspected = True
         return tuple(found)
 

@@ -30,7 +30,7 @@ from cbmon.alerting.statefile import StateFile
 from cbmon.config import Config, parse_listen
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
-from cbmon.domain import PollResult
+from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.errors import CbmonError, ConfigError
 from cbmon.sidecar import webconfig
 from cbmon.sidecar.collector import (
@@ -90,6 +90,7 @@ class Service:
             # A leader that stops proving it is alive loses the lock within this.
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
             connect_timeout=db.connect_timeout,
+            using=db.driver,
         )
         self._lock_key_is_secret = secret is not None
         self.dispatcher = Dispatcher.from_config(
@@ -115,6 +116,7 @@ class Service:
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
         self._started = False  # the state file is read and written only once started
+        self._announced_server: DatabaseInfo | None = None
 
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -201,6 +203,7 @@ class Service:
                 self.dsn,
                 statement_timeout=db.statement_timeout,
                 connect_timeout=db.connect_timeout,
+                using=db.driver,
             )
             log.info("connected to %s", describe(self.dsn))
         started = time.monotonic()
@@ -208,10 +211,19 @@ class Service:
         with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
             result = self.poller.poll(self._conn)
         for assumption in result.assumptions:
-            if not assumption.ok:
+            if assumption.ok is None:
+                log.warning(
+                    "cannot check that counts of the %s table are exact: %s",
+                    assumption.table,
+                    assumption.detail,
+                )
+            elif not assumption.ok:
                 log.warning(
                     "counts of the %s table may be inexact: %s", assumption.table, assumption.detail
                 )
+        if result.database is not None and self._announced_server != result.database:
+            self._announced_server = result.database
+            log.info("polling %s %s", result.database.flavor, result.database.version)
         for table, count in result.ahead_rows.items():
             if count:
                 log.warning(

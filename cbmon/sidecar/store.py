@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from cbmon.domain import Assumption, Figures, PollResult
+from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult
 from cbmon.sidecar.labels import EventTypeLabels
 
 POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,6 +50,7 @@ class View:
     truncated_total: int
     assumptions: tuple[Assumption, ...] = ()
     ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    database: DatabaseInfo | None = None
 
 
 class Store:
@@ -77,6 +78,7 @@ class Store:
         self._gaps: dict[str, int] = {}
         self._assumptions: tuple[Assumption, ...] = ()
         self._ahead: dict[str, int] = {}
+        self._database: DatabaseInfo | None = None
 
     def label(self, result: PollResult) -> LabeledPoll:
         """The poll's figures (and history) keyed by label value, event types folded."""
@@ -118,6 +120,8 @@ class Store:
                 self._assumptions = result.assumptions
             if result.ahead_rows:
                 self._ahead = dict(result.ahead_rows)
+            if result.database is not None:
+                self._database = result.database
 
     def poll_failed(self) -> None:
         with self._lock:
@@ -165,4 +169,5 @@ class Store:
                 truncated_total=self.labels.truncated_total,
                 assumptions=self._assumptions,
                 ahead_rows=dict(self._ahead),
+                database=self._database,
             )

@@ -1,5 +1,6 @@
 -- The reference callback schema cbmon monitors out of the box.
 -- Safe to apply more than once. Tables land in the first schema of search_path.
+-- Indexes are created by a DO block that looks first: openGauss has no CREATE INDEX IF NOT EXISTS.
 -- Every column beyond the documented ones is nullable or has a default, so a row with just
 -- the documented columns inserts.
 
@@ -14,8 +15,6 @@ CREATE TABLE IF NOT EXISTS callback_logs (
     attempt        integer,                   -- 1 for the first try, up to 1 + retries
     http_status    integer
 );
--- Reports and the SLO window read the log by time.
-CREATE INDEX IF NOT EXISTS callback_logs_created_at_idx ON callback_logs (created_at);
 
 -- One row per recorded failure.
 CREATE TABLE IF NOT EXISTS callback_errors (
@@ -26,7 +25,6 @@ CREATE TABLE IF NOT EXISTS callback_errors (
     queue_id      bigint,
     attempt       integer
 );
-CREATE INDEX IF NOT EXISTS callback_errors_created_at_idx ON callback_errors (created_at);
 
 -- Work waiting to be delivered. processed_at IS NULL means waiting: that is the backlog.
 CREATE TABLE IF NOT EXISTS callback_queue (
@@ -39,10 +37,25 @@ CREATE TABLE IF NOT EXISTS callback_queue (
     next_attempt_at timestamptz,
     last_error   text
 );
--- Backlog size and the oldest waiting item come from this small partial index alone,
--- whatever the size of the table.
-CREATE INDEX IF NOT EXISTS callback_queue_waiting_idx
-    ON callback_queue (created_at) WHERE processed_at IS NULL;
+-- Reports and the SLO window read the log and the errors by time. Backlog size and the oldest
+-- waiting item come from the small partial index alone, whatever the size of the queue.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = 'callback_logs_created_at_idx') THEN
+        CREATE INDEX callback_logs_created_at_idx ON callback_logs (created_at);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = 'callback_errors_created_at_idx') THEN
+        CREATE INDEX callback_errors_created_at_idx ON callback_errors (created_at);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = 'callback_queue_waiting_idx') THEN
+        CREATE INDEX callback_queue_waiting_idx ON callback_queue (created_at)
+            WHERE processed_at IS NULL;
+    END IF;
+END
+$$;
 
 -- The per-event-type summary the source article describes, fixed to use the real columns.
 CREATE OR REPLACE VIEW callback_metrics AS

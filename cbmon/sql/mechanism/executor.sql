@@ -5,8 +5,8 @@
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {executor_literal}) THEN
-        EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE',
-                       {executor_literal});
+        -- attributes in the server's grammar (openGauss: no NOSUPERUSER, PASSWORD DISABLE)
+        EXECUTE format('CREATE ROLE %I ' || {attributes}, {executor_literal});
     END IF;
 END
 $$;

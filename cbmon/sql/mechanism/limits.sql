@@ -1,6 +1,7 @@
--- Token-bucket rate limiting of the queue; applied after router.sql. Safe to apply again.
+-- Token-bucket rate limiting of the queue; applied after router.sql, into {schema}, in the form
+-- orders.sql describes. Safe to apply again.
 -- A bucket is looked up by the row's event type, else 'default'; with neither there is no limit.
-CREATE TABLE IF NOT EXISTS callback_limits (
+CREATE TABLE IF NOT EXISTS {schema}.callback_limits (
     bucket_id         text PRIMARY KEY,
     tokens            integer NOT NULL DEFAULT 100,
     last_refill       timestamptz,
@@ -11,15 +12,15 @@ CREATE TABLE IF NOT EXISTS callback_limits (
 
 -- Take one token for p_event_type; false when its bucket is empty.
 -- The bucket row is locked, so concurrent inserts take tokens one at a time.
-CREATE OR REPLACE FUNCTION take_callback_token(p_event_type text) RETURNS boolean
+CREATE OR REPLACE FUNCTION {schema}.take_callback_token(p_event_type text) RETURNS boolean
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    bucket callback_limits%ROWTYPE;
+    bucket {schema}.callback_limits%ROWTYPE;
     now_ts timestamptz := clock_timestamp();  -- not now(): a long transaction must refill too
     added  bigint := 0;
     passed boolean;
 BEGIN
-    SELECT * INTO bucket FROM callback_limits
+    SELECT * INTO bucket FROM {schema}.callback_limits
     WHERE bucket_id IN (p_event_type, 'default')
     ORDER BY bucket_id = p_event_type DESC
     LIMIT 1
@@ -36,7 +37,9 @@ BEGIN
         bucket.tokens := least(bucket.capacity::bigint, bucket.tokens + added);
         -- keep the fraction of a token already earned, unless the bucket is full
         bucket.last_refill := CASE WHEN bucket.tokens >= bucket.capacity THEN now_ts
-            ELSE bucket.last_refill + make_interval(secs => added / bucket.refill_per_second) END;
+            -- interval arithmetic: openGauss has no make_interval
+            ELSE bucket.last_refill
+                 + interval '1 second' * (added / bucket.refill_per_second) END;
     END IF;
     passed := bucket.tokens > 0;
     IF passed THEN
@@ -44,7 +47,7 @@ BEGIN
     ELSE
         bucket.dropped := bucket.dropped + 1;
     END IF;
-    UPDATE callback_limits
+    UPDATE {schema}.callback_limits
     SET tokens = bucket.tokens, last_refill = bucket.last_refill, dropped = bucket.dropped
     WHERE bucket_id = bucket.bucket_id;
     RETURN passed;
@@ -53,10 +56,10 @@ $$;
 
 -- The article's rate_limited_callback, as a BEFORE INSERT trigger on the queue: a row over
 -- the limit is dropped (the insert succeeds with nothing inserted) with a notice.
-CREATE OR REPLACE FUNCTION rate_limited_callback() RETURNS trigger
+CREATE OR REPLACE FUNCTION {schema}.rate_limited_callback() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF take_callback_token(NEW.event_type) THEN
+    IF {schema}.take_callback_token(NEW.event_type) THEN
         RETURN NEW;
     END IF;
     RAISE NOTICE 'Rate limit exceeded';
@@ -64,7 +67,7 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS callback_queue_rate_limit ON callback_queue;
+DROP TRIGGER IF EXISTS callback_queue_rate_limit ON {schema}.callback_queue;
 CREATE TRIGGER callback_queue_rate_limit
-    BEFORE INSERT ON callback_queue
-    FOR EACH ROW EXECUTE FUNCTION rate_limited_callback();
+    BEFORE INSERT ON {schema}.callback_queue
+    FOR EACH ROW EXECUTE PROCEDURE {schema}.rate_limited_callback();
