@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 import requests
 from psycopg import sql
+from psycopg.rows import class_row, dict_row
 
 from cbmon import signing
 from cbmon.db import sqlfiles
@@ -332,14 +333,12 @@ class Worker:
         return len(claims)
 
     def _claim(self, conn: psycopg.Connection[Any]) -> list[Claim]:
-        rows = conn.execute(
-            self._sql.claim,
-            {"limit": self.options.batch_size, "lease": self.options.lease_seconds},
-        ).fetchall()
-        claims = sorted(
-            (Claim(int(r[0]), str(r[1]), r[2], int(r[3]), r[4]) for r in rows),
-            key=lambda c: c.queue_id,
-        )
+        with conn.cursor(row_factory=class_row(Claim)) as cur:
+            rows = cur.execute(
+                self._sql.claim,
+                {"limit": self.options.batch_size, "lease": self.options.lease_seconds},
+            ).fetchall()
+        claims = sorted(rows, key=lambda c: c.queue_id)
         self.stats.claimed += len(claims)
         return claims
 
@@ -354,9 +353,13 @@ class Worker:
             )
         if not self._conns.has_router:
             return {}
-        rows = conn.execute(self._sql.routes, (sorted(event_types),)).fetchall()
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(self._sql.routes, (sorted(event_types),)).fetchall()
         return {
-            str(r[0]): Route(r[1], RetryPolicy.from_json(r[2], self.options.retry)) for r in rows
+            str(row["event_type"]): Route(
+                row["target_url"], RetryPolicy.from_json(row["retry_policy"], self.options.retry)
+            )
+            for row in rows
         }
 
     def deliver(self, claim: Claim, route: Route) -> Outcome:

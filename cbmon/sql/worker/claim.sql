@@ -13,4 +13,4 @@ UPDATE {queue} AS q
 SET attempts = q.attempts + 1,
     next_attempt_at = now() + %(lease)s * interval '1 second'
 FROM due WHERE q.id = due.id
-RETURNING q.id, q.event_type, q.payload, q.attempts, q.created_at
+RETURNING q.id AS queue_id, q.event_type, q.payload, q.attempts AS attempt, q.created_at
