@@ -78,10 +78,17 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     indicators = evaluate(
         overall, per_type, queue.backlog, config.thresholds, config.file.slo.min_events
     )
+    return verdict(indicators, window, ahead)
+
+
+def verdict(
+    indicators: list[Indicator], window: float, ahead: dict[str, int] | None = None
+) -> CheckResult:
+    """The check's answer from judged indicators, the database's or a running serve's."""
     judged = [i for i in indicators if i.slo in ALERT_NAMES and i.state is not Level.UNKNOWN]
     status = max((i.state for i in judged), default=Level.OK)
     message = _message(status, judged, window)
-    return CheckResult(status, window, indicators, message, ahead)
+    return CheckResult(status, window, indicators, message, ahead or {})
 
 
 def _message(status: Level, judged: list[Indicator], window: float) -> str:

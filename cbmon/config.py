@@ -266,6 +266,8 @@ class Slo(_Model):
     min_events: Annotated[int, Field(ge=0, strict=True)] = 20
     # Rows dated further ahead of the database's clock are left out of time-based reads.
     clock_skew: Seconds = 60.0
+    # CallbackTrafficAbsent: no attempt logged for this long is a warning; 0s switches it off.
+    traffic_absent_after: Seconds = 0.0
 
 
 class Alerting(_Model):
@@ -287,6 +289,15 @@ class Alerting(_Model):
     # and how long a resolved one keeps being sent (and re-sent by a replica taking over).
     resend_interval: Interval = 60.0
     resolved_retention: Positive = 15 * 60.0
+
+
+class Wake(_Model):
+    """Polling at once when the database says rows were committed (``cbmon schema apply
+    --wake`` installs the trigger that says so); ``poll_interval`` stays the fallback."""
+
+    listen: bool = True
+    # However many notifications arrive, polls they cause are at least this far apart.
+    min_interval: Positive = 0.2
 
 
 class Database(_Model):
@@ -311,6 +322,7 @@ class FileConfig(_Model):
     # TLS and basic authentication for the HTTP endpoints, in the exporter-toolkit format.
     web_config_file: FilePath | None = None
     poll_interval: Interval = 5.0
+    wake: Wake = Wake()
     max_event_types: Annotated[int, Field(ge=1, strict=True)] = 500
     max_event_type_length: Annotated[int, Field(ge=16, le=1024, strict=True)] = 128
     max_execution_time: Seconds = 3600.0

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from cbmon.domain import Level
+from cbmon.durations import format_duration
 
 MISSING = "-"
 
@@ -74,6 +75,23 @@ def millis(seconds: float | None, digits: int = 0, boundaries: Iterable[float] =
 
 def count(value: float | None) -> str:
     return MISSING if value is None or math.isnan(value) else f"{value:.0f}"
+
+
+def age(seconds: float | None) -> str:
+    """A duration to the second, the Prometheus way: ``2m5s``."""
+    return MISSING if seconds is None or math.isnan(seconds) else format_duration(round(seconds))
+
+
+def slo_value(slo: str, value: float | None, boundaries: Iterable[float] = ()) -> str:
+    """An indicator's value in its unit: ratios as percentages, latencies in milliseconds,
+    the time since the last attempt as a duration, anything else as a count."""
+    if slo in ("success_rate", "slow_share"):
+        return percent(value, boundaries=boundaries)
+    if slo in ("avg_latency", "p95_latency"):
+        return millis(value, boundaries=boundaries)
+    if slo == "last_attempt_age":
+        return age(value)
+    return count(value)
 
 
 def table(

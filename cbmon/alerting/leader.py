@@ -29,6 +29,15 @@ from cbmon.errors import DatabaseError
 log = logging.getLogger(__name__)
 
 APPLICATION = "cbmon leader"
+NAME_BYTES = 63  # PostgreSQL keeps that much of an application_name, and cuts the rest
+
+
+def application_name(cluster: str, replica: str = "") -> str:
+    """``cbmon leader <cluster> <replica>``, as much of it as PostgreSQL keeps: the lock
+    holder's session names the replica that sends, so the others can say who does."""
+    printable = "".join(c for c in replica if " " < c < "\x7f")  # the server shows ASCII only
+    text = f"{APPLICATION} {cluster} {printable}".rstrip()
+    return text.encode("ascii", "replace")[:NAME_BYTES].decode("ascii")
 
 
 def lock_key(secret: str | None, cluster: str, *watched: str) -> int:
@@ -63,21 +72,25 @@ class Leadership:
         alive_timeout: float,
         connect_timeout: float = 5.0,
         using: Driver = "psycopg",
+        replica: str = "",
     ) -> None:
-        """``alive_timeout``: how long the server keeps the lock of a leader that went silent."""
+        """``alive_timeout``: how long the server keeps the lock of a leader that went silent;
+        ``replica``: how this replica is named to the others (its host:port)."""
         self.dsn = dsn
         self.key = key
         self.cluster = cluster
         self.alive_timeout = alive_timeout
         self.connect_timeout = connect_timeout
         self.using = using
+        self.application_name = application_name(cluster, replica)
+        # What the holder of a replica of this cluster starts with, as the server keeps it.
+        self._ours = application_name(cluster)
         self._conn: psycopg.Connection[Any] | None = None
         self.is_leader = False
         self.foreign_holder: str | None = None  # "pid 123 (psql)" of a non-cbmon holder
-
-    @property
-    def application_name(self) -> str:
-        return f"{APPLICATION} {self.cluster}"
+        # Who sends when this replica does not: "cbmon-2:9863 (pid 123)", or None when
+        # unknown (the lock is free, the database away) or when the holder is foreign.
+        self.holder: str | None = None
 
     def check(self) -> bool:
         """Take or keep the lock; False if another session holds it or the database is away."""
@@ -109,15 +122,20 @@ class Leadership:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
         self.is_leader = bool(row and row[0])
         if self.is_leader:
-            self.foreign_holder = None
+            self.foreign_holder = self.holder = None
         else:
             self._look_at_holder(conn)
 
     def _look_at_holder(self, conn: psycopg.Connection[Any]) -> None:
-        """Name a holder that is not a cbmon replica of this cluster, once."""
+        """Name the replica that holds the lock; warn, once, of a holder that is not one."""
         row = conn.execute(sql.SQL(_HOLDER), split_key(self.key)).fetchone()
-        if row is None or str(row[1]).startswith(self.application_name):
+        self.holder = None
+        name = "" if row is None else str(row[1])
+        if row is None or name == self._ours or name.startswith(self._ours + " "):
             self.foreign_holder = None
+            if row is not None:
+                replica = name[len(self._ours) :].strip() or "a replica"
+                self.holder = f"{replica} (pid {row[0]})"
             return
         holder = f"pid {row[0]} ({row[1] or 'no application_name'})"
         if holder != self.foreign_holder:
@@ -136,6 +154,7 @@ class Leadership:
 
     def close(self) -> None:
         self.is_leader = False
+        self.holder = None
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -12,7 +12,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
 RECEIVER = "cbmon"
 
 
-def _time(seconds: float) -> str:
+def iso_time(seconds: float) -> str:
     return (
         datetime.fromtimestamp(seconds, tz=UTC)
         .isoformat(timespec="milliseconds")
@@ -31,8 +31,8 @@ def _alert(alert: Alert, external_url: str) -> dict[str, Any]:
             "value": value,
             "threshold": alert.threshold,
         },
-        "startsAt": _time(alert.starts_at),
-        "endsAt": ZERO_TIME if alert.ends_at is None else _time(alert.ends_at),
+        "startsAt": iso_time(alert.starts_at),
+        "endsAt": ZERO_TIME if alert.ends_at is None else iso_time(alert.ends_at),
         "generatorURL": f"{external_url}/metrics",
         "fingerprint": fingerprint(alert.labels),
     }

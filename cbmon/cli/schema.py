@@ -42,15 +42,22 @@ _role = click.option(
     help="Name of the read-only login role cbmon connects as.",
 )
 _no_role = click.option("--no-role", is_flag=True, help="Do not create or grant the role.")
+_wake = click.option(
+    "--wake",
+    is_flag=True,
+    help="Also install the triggers that wake `cbmon serve` when rows are committed "
+    "(pg_notify once per INSERT statement), for alerts within a fraction of a second.",
+)
 
 
 @schema.command("print")
 @_schema_name
 @_role
 @_no_role
-def print_(schema_name: str, role: str, no_role: bool) -> None:
+@_wake
+def print_(schema_name: str, role: str, no_role: bool, wake: bool) -> None:
     """Print the SQL that `schema apply` runs."""
-    click.echo(reference.render(None if no_role else role, schema_name), nl=False)
+    click.echo(reference.render(None if no_role else role, schema_name, wake), nl=False)
 
 
 @schema.command("audit")
@@ -91,7 +98,8 @@ def audit(dsn: str | None, role: str) -> None:
 @_schema_name
 @_role
 @_no_role
-def apply(dsn: str | None, schema_name: str, role: str, no_role: bool) -> None:
+@_wake
+def apply(dsn: str | None, schema_name: str, role: str, no_role: bool, wake: bool) -> None:
     """Install the tables, indexes and role. Safe to run twice."""
     config = load_config(dsn=dsn)
     reference.apply(
@@ -99,5 +107,7 @@ def apply(dsn: str | None, schema_name: str, role: str, no_role: bool) -> None:
         schema=schema_name,
         role=None if no_role else role,
         using=config.file.database.driver,
+        wake=wake,
     )
-    click.echo(f"schema applied in {schema_name!r}" + ("" if no_role else f", role {role!r}"))
+    done = f"schema applied in {schema_name!r}" + ("" if no_role else f", role {role!r}")
+    click.echo(done + (", wake triggers" if wake else ""))

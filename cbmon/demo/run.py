@@ -77,6 +77,7 @@ _CHATTY = {
     "cbmon.sidecar.service": logging.WARNING,
     "cbmon.db.embedded": logging.WARNING,
     "cbmon.alerting.leader": logging.WARNING,
+    "cbmon.sidecar.wake": logging.WARNING,
 }
 
 
@@ -258,7 +259,11 @@ class Demo:
         finally:
             conn.close()
         mechanism.apply(
-            dsn, schema=self.options.schema, executor_role=EXECUTOR_ROLE, signatures=False
+            dsn,
+            schema=self.options.schema,
+            executor_role=EXECUTOR_ROLE,
+            signatures=False,
+            wake=True,  # alerts within a fraction of a second of the rows that cause them
         )
 
     def _receivers(self, stack: ExitStack) -> tuple[CallbackReceivers, AlertReceiver]:
@@ -363,6 +368,7 @@ class Demo:
         t = service.config.thresholds
         lines = [
             f"cbmon demo: scenario {self.scenario.name}: {self.scenario.summary}; running {length}",
+            f"  status     {service.server.url}/   (a page for a browser; JSON at /api/v1/status)",
             f"  metrics    {service.server.url}/metrics   (Prometheus; also /healthz, /readyz)",
             f"  database   {where}, schema {o.schema}",
             f"  receivers  {receivers.base_url}{', '.join(PATHS)}  "

@@ -86,11 +86,13 @@ def apply(
     executor_role: str = DEFAULT_EXECUTOR,
     signatures: bool = True,
     using: Driver = "psycopg",
+    wake: bool = False,
 ) -> Installed:
     """Create the base tables and the mechanism in ``schema``, in one transaction.
 
     Applying twice is harmless: tables are kept, functions and triggers replaced, router rows
-    the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks.
+    the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks;
+    ``wake`` adds the triggers that wake ``cbmon serve`` (see ``cbmon schema apply --wake``).
     The same files serve PostgreSQL and openGauss; only the executor role's attributes and the
     search_path the functions capture differ (:mod:`cbmon.db.dialect`).
     """
@@ -109,6 +111,8 @@ def apply(
                 path = "SET LOCAL search_path = {}"
             conn.execute(sql.SQL(path).format(ident))
             conn.execute(sqlfiles.template("schema.sql"))
+            if wake:
+                conn.execute(sqlfiles.template("wake.sql"))
             crypto = _crypto_schema(conn, schema) if signatures else None
             for statement in statements(schema, executor_role, server, crypto):
                 conn.execute(statement)

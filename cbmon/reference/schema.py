@@ -20,7 +20,7 @@ def roles_sql(role: str = DEFAULT_ROLE, schema: str = "public") -> sql.SQL:
     return sql.SQL(roles.print_script(role, schema))
 
 
-def render(role: str | None = DEFAULT_ROLE, schema: str = "public") -> str:
+def render(role: str | None = DEFAULT_ROLE, schema: str = "public", wake: bool = False) -> str:
     """The SQL ``cbmon schema apply`` runs, for review or for ``psql -f -``: one transaction,
     so a failure leaves nothing half made, the schema created first."""
     name = sql.Identifier(schema).as_string(None)
@@ -30,6 +30,8 @@ def render(role: str | None = DEFAULT_ROLE, schema: str = "public") -> str:
         f"SET LOCAL search_path = {name};",
         sqlfiles.text("schema.sql"),
     ]
+    if wake:
+        parts.append(sqlfiles.text("wake.sql"))
     if role is not None:
         parts.append(roles.print_script(role, schema))
     parts.append("COMMIT;")
@@ -42,8 +44,10 @@ def apply(
     schema: str = "public",
     role: str | None = DEFAULT_ROLE,
     using: Driver = "psycopg",
+    wake: bool = False,
 ) -> None:
-    """Create the tables (in ``schema``), indexes and, unless ``role`` is None, the role.
+    """Create the tables (in ``schema``), indexes and, unless ``role`` is None, the role;
+    with ``wake``, the triggers that wake ``cbmon serve`` when rows are committed.
 
     Runs in one transaction, so a failure leaves nothing half-made; applying twice is harmless.
     The role is made in the server's own grammar (openGauss: ``PASSWORD DISABLE``, no
@@ -56,6 +60,8 @@ def apply(
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
             conn.execute(sqlfiles.template("schema.sql"))
+            if wake:
+                conn.execute(sqlfiles.template("wake.sql"))
             if role is not None:
                 _ensure_role(conn, role, schema, server)
     except psycopg.Error as exc:

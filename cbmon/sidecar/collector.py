@@ -22,6 +22,7 @@ from cbmon import __version__
 from cbmon.domain import BUCKETS, Figures
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.store import POLL_BUCKETS, Store, View
+from cbmon.slo.judge import ALERT_NAMES, TRAFFIC
 
 if TYPE_CHECKING:
     from cbmon.alerting.alertmanager import AlertmanagerSender
@@ -229,7 +230,7 @@ class EvaluatorCollector(Collector):
             labels = [indicator.slo, indicator.event_type]
             if indicator.value is not None:
                 value.add_metric(labels, indicator.value)
-            if indicator.slo in ("success_rate", "avg_latency", "backlog"):
+            if indicator.slo in ALERT_NAMES:
                 state.add_metric(labels, int(indicator.state))
         yield value
         yield state
@@ -242,6 +243,7 @@ class EvaluatorCollector(Collector):
         for (alertname, severity), count in sorted(evaluator.tracker.firing_counts().items()):
             firing.add_metric([alertname, severity], count)
         yield firing
+        yield self._firing_since()
         yield GaugeMetricFamily(
             "cbmon_leader",
             "1 on the replica that sends webhook notifications, 0 on the others.",
@@ -255,6 +257,20 @@ class EvaluatorCollector(Collector):
             "cluster: no replica sends webhooks until it lets go.",
             value=1 if foreign else 0,
         )
+
+    def _firing_since(self) -> Metric:
+        """One series per firing alert, so a dashboard sees which event type fires and since
+        when; cbmon_alerts_firing keeps its labels (a contract) and counts them."""
+        family = GaugeMetricFamily(
+            "cbmon_alert_firing_since_timestamp_seconds",
+            "Unix time at which each alert firing now started firing (one series per alert).",
+            labels=["alertname", "severity", "slo", "event_type"],
+        )
+        for active in self._evaluator.tracker.active():
+            alert = active.alert
+            labels = [alert.alertname, alert.severity, alert.slo, alert.event_type]
+            family.add_metric(labels, alert.starts_at)
+        return family
 
     def _thresholds(self) -> Metric:
         t = self._evaluator.config.thresholds
@@ -270,6 +286,9 @@ class EvaluatorCollector(Collector):
         ):
             family.add_metric([slo, "normal"], normal)
             family.add_metric([slo, "alert"], alert)
+        absent_after = self._evaluator.config.file.slo.traffic_absent_after
+        if absent_after > 0:  # a warning from there on; it has no critical level
+            family.add_metric([TRAFFIC, "normal"], absent_after)
         return family
 
 

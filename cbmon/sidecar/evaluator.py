@@ -11,9 +11,10 @@ from collections.abc import Callable
 from cbmon.config import Config
 from cbmon.domain import PollResult
 from cbmon.sidecar.store import LabeledPoll
+from cbmon.sidecar.trend import Trend
 from cbmon.sidecar.window import Window
 from cbmon.slo.alerts import Alert, AlertTracker, Notification
-from cbmon.slo.judge import Indicator, evaluate
+from cbmon.slo.judge import Indicator, evaluate, traffic
 
 
 class Evaluator:
@@ -22,11 +23,20 @@ class Evaluator:
         self.config = config
         self.window = Window(slo.window)
         self.tracker = AlertTracker(
-            config.thresholds, slo.for_, config.file.alerting.repeat_interval, slo.window
+            config.thresholds,
+            slo.for_,
+            config.file.alerting.repeat_interval,
+            slo.window,
+            min_events=slo.min_events,
+            traffic_absent_after=slo.traffic_absent_after,
         )
+        self.trend = Trend(slo.window)
         self._clock = clock
         self._lock = threading.Lock()
         self._indicators: list[Indicator] = []
+        # When the last attempt was logged, by our clock; before any, when we started
+        # looking: the traffic rule never counts time cbmon did not watch.
+        self._last_attempt: float | None = None
 
     def observe(self, result: PollResult, labeled: LabeledPoll) -> list[Notification]:
         """Add a poll to the window and judge it; the notifications that are due."""
@@ -34,14 +44,28 @@ class Evaluator:
         offset = now - result.queue.db_now  # history slots are on the database's clock
         for end, figures in labeled.history:
             self.window.add(end + offset, figures)
+            if any(counted.attempts for counted in figures.values()):
+                self._saw_attempts(min(now, end + offset))
         self.window.add(now, labeled.figures)
+        if any(counted.attempts for counted in labeled.figures.values()):
+            self._saw_attempts(now)
+        elif self._last_attempt is None:
+            self._last_attempt = now
         return self.evaluate(result.queue.backlog, now)
+
+    def _saw_attempts(self, at: float) -> None:
+        if self._last_attempt is None or at > self._last_attempt:
+            self._last_attempt = at
 
     def evaluate(self, backlog: int, now: float) -> list[Notification]:
         overall, per_type = self.window.totals(now)
         slo = self.config.file.slo
         indicators = evaluate(overall, per_type, backlog, self.config.thresholds, slo.min_events)
+        if slo.traffic_absent_after > 0:
+            idle = now - (now if self._last_attempt is None else self._last_attempt)
+            indicators.append(traffic(max(0.0, idle), slo.traffic_absent_after))
         notes = self.tracker.update(indicators, now)
+        self.trend.record(now, indicators)
         with self._lock:
             self._indicators = indicators
         return notes

@@ -1,4 +1,5 @@
-"""The HTTP endpoints: ``/metrics`` from memory, ``/healthz`` (alive) and ``/readyz``.
+"""The HTTP endpoints: ``/metrics`` from memory, ``/healthz`` (alive) and ``/readyz``, and
+the status page and JSON API when given them (see :mod:`cbmon.sidecar.pages`).
 
 Built to stay up whoever connects: at most ``MAX_CONNECTIONS`` are served at once (more are
 answered 503 and closed at once), a client must send its request within
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cbmon.sidecar.exposition import Exposition
+from cbmon.sidecar.pages import StatusPages
 from cbmon.sidecar.webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ _INDEX = b"""<html><head><title>cbmon</title></head><body><h1>cbmon</h1>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a>
 &middot; <a href="/readyz">/readyz</a></p></body></html>
 """
+# Status answers change at every poll: no cache may keep one.
+_FRESH = {"Cache-Control": "no-store"}
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
@@ -65,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/readyz":
             ready, reason = self.server.readiness()
             self._reply(200 if ready else 503, f"{reason}\n".encode(), "text/plain; charset=utf-8")
+        elif self.server.pages and (page := self.server.pages.answer(path)):
+            self._reply(200, page.body, page.content_type, _FRESH)
         elif path == "/":
             self._reply(200, _INDEX, "text/html; charset=utf-8")
         else:
@@ -182,8 +188,10 @@ class MetricsServer(ThreadingHTTPServer):
         *,
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        pages: StatusPages | None = None,
     ) -> None:
         self.exposition = exposition
+        self.pages = pages
         self.request_timeout = request_timeout
         self.readiness = readiness
         self.web = web or WebConfig()

@@ -31,8 +31,9 @@ from cbmon.config import Config, parse_listen
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
 from cbmon.domain import DatabaseInfo, PollResult
+from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar import webconfig
+from cbmon.sidecar import status, webconfig
 from cbmon.sidecar.collector import (
     CallbackCollector,
     DeliveryCollector,
@@ -41,10 +42,12 @@ from cbmon.sidecar.collector import (
 )
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.exposition import Exposition
+from cbmon.sidecar.pages import StatusPages
 from cbmon.sidecar.poller import Poller
 from cbmon.sidecar.server import MetricsServer
 from cbmon.sidecar.store import Store
-from cbmon.slo.alerts import Notification
+from cbmon.sidecar.wake import CHANNEL, Listener, Pacer
+from cbmon.slo.alerts import Notification, Transition
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +94,11 @@ class Service:
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
             connect_timeout=db.connect_timeout,
             using=db.driver,
+            replica=url.partition("://")[2],  # the others name the sender by it
         )
         self._lock_key_is_secret = secret is not None
-        self.dispatcher = Dispatcher.from_config(
-            config, self.leadership, url, on_leadership=self._leadership_changed
-        )
+        self._said: tuple[bool, str | None, str | None] | None = None  # who sends, last said
+        self.dispatcher = Dispatcher.from_config(config, self.leadership, url)
         self.alertmanagers = AlertmanagerSender(
             alerting.alertmanagers,
             cluster=alerting.cluster,
@@ -112,6 +115,18 @@ class Service:
         live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         ProcessCollector(registry=live)
         self.exposition = Exposition(polled, live)
+        wake = config.file.wake
+        self.pacer = Pacer(config.file.poll_interval, wake.min_interval)
+        self.listener: Listener | None = None
+        if wake.listen:
+            errors = config.tables.errors
+            self.listener = Listener.for_dsn(
+                self.dsn,
+                {f"{logs.table_schema}.{logs.table}", f"{errors.table_schema}.{errors.table}"},
+                self.pacer,
+                statement_timeout=db.statement_timeout,
+                connect_timeout=db.connect_timeout,
+            )
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
@@ -138,6 +153,8 @@ class Service:
         server = self._start_server()
         self.dispatcher.start()
         self.alertmanagers.start()
+        if self.listener is not None:
+            self.listener.start()
         self._announce()
         return server
 
@@ -154,9 +171,14 @@ class Service:
             )
 
     def _announce(self) -> None:
-        alerting = self.config.file.alerting
+        alerting, file = self.config.file.alerting, self.config.file
         if not alerting.webhooks and not alerting.alertmanagers:
-            log.info("no alert receivers configured: alerts are logged and exported only")
+            log.info(
+                "no alert receivers configured: alerts are logged, exported and shown on the "
+                "status page only"
+            )
+        if not alerting.webhooks:
+            log.info("this replica sends no webhook notifications: none are configured")
         if alerting.webhooks and not self._lock_key_is_secret:
             log.warning(
                 "no cluster secret (CBMON_CLUSTER_SECRET or a webhook secret): any session "
@@ -166,18 +188,67 @@ class Service:
             log.info(
                 "every replica posts alerts to %d Alertmanager(s)", len(alerting.alertmanagers)
             )
+        interval = format_duration(file.poll_interval)
+        if self.listener is None:
+            log.info("polling every %s (wake.listen is off)", interval)
+        else:
+            log.info(
+                "polling at once when the database notifies new rows (LISTEN %s, at most every "
+                "%s), and every %s otherwise",
+                CHANNEL,
+                format_duration(file.wake.min_interval),
+                interval,
+            )
 
-    def _leadership_changed(self, leading: bool) -> None:
-        if leading:
+    def _say_who_sends(self) -> None:
+        """At the first leadership check and at every change: whether this replica sends the
+        webhook notifications and, if not, who does. Every replica says it, so any one log
+        answers the question."""
+        if not self.config.file.alerting.webhooks:
+            return
+        leadership = self.leadership
+        said = (leadership.is_leader, leadership.holder, leadership.foreign_holder)
+        if said == self._said:
+            return
+        self._said = said
+        cluster = self.config.file.alerting.cluster
+        if leadership.is_leader:
+            log.info("this replica sends the webhook notifications (cluster %s)", cluster)
+        elif leadership.holder is not None:
             log.info(
-                "this replica sends the webhook notifications (cluster %s)",
-                self.config.file.alerting.cluster,
+                "replica %s sends the webhook notifications of cluster %s; this one stands by",
+                leadership.holder,
+                cluster,
             )
-        elif self.leadership.foreign_holder is None:
+        elif leadership.foreign_holder is None:  # a foreign holder has its own warning
             log.info(
-                "another replica of cluster %s sends the webhook notifications; this one stands by",
-                self.config.file.alerting.cluster,
+                "no replica of cluster %s could be seen holding the leader lock; this one "
+                "stands by and tries again at its next poll",
+                cluster,
             )
+
+    def status(self) -> status.Snapshot:
+        """What the status page and the JSON API show, from memory."""
+        alerting = self.config.file.alerting
+        leadership = self.leadership
+        leading = self.dispatcher.is_leader
+        return status.build(
+            now=time.time(),
+            config=self.config,
+            view=self.store.view(),
+            indicators=self.evaluator.indicators(),
+            trend=self.evaluator.trend,
+            active=self.evaluator.tracker.active(),
+            transitions=self.evaluator.tracker.transitions(),
+            leader=status.LeaderStatus(
+                webhooks=len(alerting.webhooks),
+                alertmanagers=len(alerting.alertmanagers),
+                sends_webhooks=leading,
+                sender=None if leading else leadership.holder,
+                foreign_holder=leadership.foreign_holder,
+            ),
+            wake="off" if self.listener is None else self.listener.mode,
+        )
 
     def _start_server(self) -> MetricsServer:
         host, port = parse_listen(self.config.file.listen)
@@ -187,7 +258,14 @@ class Service:
             web = webconfig.load(path)
             tls = webconfig.context(web, path.parent)
         try:
-            self.server = MetricsServer((host, port), self.exposition, self.readiness, web, tls)
+            self.server = MetricsServer(
+                (host, port),
+                self.exposition,
+                self.readiness,
+                web,
+                tls,
+                pages=StatusPages(self.status),
+            )
         except OSError as exc:
             raise CbmonError(
                 f"cannot listen on {self.config.file.listen}: {exc.strerror}"
@@ -234,9 +312,12 @@ class Service:
                 )
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
+        tracker = self.evaluator.tracker
+        recorded = tracker.recorded
         notes = self.evaluator.observe(result, labeled)
-        _log_transitions(notes)
+        _log_transitions(notes, tracker.transitions(tracker.recorded - recorded))
         self.dispatcher.dispatch(notes, self.evaluator.current)
+        self._say_who_sends()
         self.alertmanagers.update(self.evaluator.alerts(), changed=bool(notes))
         if notes or self.dispatcher.dirty.is_set():
             self._save()
@@ -258,6 +339,9 @@ class Service:
         sys.setswitchinterval(0.0005)
         failures = 0
         while not self.stop_event.is_set():
+            if self.listener is not None:
+                self.listener.before_poll()  # hearing of commits again before the snapshot
+            self.pacer.started()  # before the poll's snapshot: wakes until now are served
             try:
                 result = self.poll_once()
             except _SCHEMA_ERRORS as exc:
@@ -276,7 +360,7 @@ class Service:
                 log.info("database back after %d failed polls", failures)
             failures = 0
             if result.caught_up:
-                self.stop_event.wait(interval)
+                self.pacer.wait()  # the interval, or less once the database notifies new rows
 
     def _poll_failed(self, exc: BaseException, failures: int, interval: float) -> int:
         """Record a failed poll, drop the connection and wait with backoff; returns failures."""
@@ -303,12 +387,19 @@ class Service:
     def stop(self) -> None:
         """Ask :meth:`run` to return, at once: waits on the database are cut short."""
         self.stop_event.set()
+        self.pacer.stop()
         if self._conn is not None:
             sever(self._conn)
         self.leadership.interrupt()
+        if self.listener is not None:
+            self.listener.stop()
 
     def close(self) -> None:
         self.stop_event.set()
+        self.pacer.stop()
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener.join()
         if self.server is not None:
             self.server.stop()
         self.dispatcher.close()
@@ -317,8 +408,9 @@ class Service:
         self._drop_connection()
 
 
-def _log_transitions(notes: list[Notification]) -> None:
-    """Every replica logs what changes, whether or not it sends the notifications."""
+def _log_transitions(notes: list[Notification], changes: list[Transition]) -> None:
+    """Every replica logs what changes, whether or not it sends the notifications: what is
+    notified, and the changes no notification carries (no data, data back)."""
     for note in notes:
         for alert in note.alerts:
             scope = f" event_type={alert.event_type}" if alert.event_type else ""
@@ -331,4 +423,15 @@ def _log_transitions(notes: list[Notification]) -> None:
                 alert.severity,
                 scope,
                 alert.summary,
+            )
+    for change in reversed(changes):  # oldest first, like the notes
+        if change.change in ("no_data", "data_back"):
+            scope = f" event_type={change.event_type}" if change.event_type else ""
+            log.info(
+                "alert %s %s %s%s: %s",
+                change.change.replace("_", " "),
+                change.alertname,
+                change.severity,
+                scope,
+                change.summary,
             )

@@ -5,6 +5,7 @@ Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from cbmon import present
 from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
-from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator
+from cbmon.slo.judge import ALERT_NAMES, OVERALL, TRAFFIC, Indicator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,30 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """One change of one alert, as the status page lists it: ``change`` is ``fired``,
+    ``escalated``, ``eased``, ``resolved``, ``no_data`` (its indicator has too few events to
+    be judged) or ``data_back``."""
+
+    at: float
+    change: str
+    alertname: str
+    slo: str
+    event_type: str
+    severity: str
+    summary: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Active:
+    """An alert firing now: what was sent when it fired (or last changed), and since when its
+    indicator has had too few events to be judged (None while it is judged)."""
+
+    alert: Alert
+    no_data_since: float | None
+
+
 @dataclasses.dataclass
 class _Track:
     since_warning: float | None = None
@@ -81,6 +106,7 @@ class _Track:
     last: Indicator | None = None
     note: Notification | None = None  # the last notification, sent again by a new sender
     resolved_at: float | None = None  # when it last stopped firing
+    no_data_since: float | None = None  # firing, but its indicator not judged since then
 
 
 class AlertTracker:
@@ -88,31 +114,72 @@ class AlertTracker:
 
     A level must hold for ``for_`` seconds before it fires (``0`` fires at once); returning
     to ok resolves at once; escalation and de-escalation resolve the old severity and fire
-    the new one; an unchanged firing alert is sent again every ``repeat_interval``; an
-    UNKNOWN evaluation (too few events) changes nothing.
+    the new one; an unchanged firing alert is sent again every ``repeat_interval``.
+
+    No traffic is a state: when a firing alert's indicator cannot be judged (fewer than
+    ``min_events`` in the window, or its event type gone from the window), the alert enters
+    *no data*. It is not sent again with stale numbers; if it stays without data for
+    ``no_data_resolve`` seconds (the window, unless told), it resolves, saying why. A lull
+    shorter than that keeps an incident open instead of resolving and firing it again.
 
     Its state survives a restart through :meth:`snapshot` and :meth:`restore`, so an alert
     firing before a restart resolves after it, rather than being forgotten.
     """
 
-    def __init__(self, thresholds: Thresholds, for_: float, repeat_interval: float, window: float):
+    TRANSITIONS = 50  # kept for the status page
+
+    def __init__(
+        self,
+        thresholds: Thresholds,
+        for_: float,
+        repeat_interval: float,
+        window: float,
+        *,
+        min_events: int = 0,
+        no_data_resolve: float | None = None,
+        traffic_absent_after: float = 0.0,
+    ) -> None:
         self.thresholds = thresholds
         self.for_ = for_
         self.repeat_interval = repeat_interval
         self.window = window
+        self.min_events = min_events
+        self.no_data_resolve = window if no_data_resolve is None else no_data_resolve
+        self.traffic_absent_after = traffic_absent_after
         self._tracks: dict[tuple[str, str], _Track] = {}
+        self._transitions: collections.deque[Transition] = collections.deque(
+            maxlen=self.TRANSITIONS
+        )
+        self.recorded = 0  # transitions ever recorded: a caller tells the new ones by it
 
     def update(self, indicators: Iterable[Indicator], now: float) -> list[Notification]:
         notes: list[Notification] = []
+        seen: set[tuple[str, str]] = set()
         for indicator in indicators:
             if indicator.slo not in ALERT_NAMES:
                 continue
-            track = self._tracks.setdefault((indicator.slo, indicator.event_type), _Track())
-            note = self._step(track, indicator, now)
-            if note is not None:
-                track.note = note
-                notes.append(note)
+            key = (indicator.slo, indicator.event_type)
+            seen.add(key)
+            notes += self._update(key, indicator, now)
+        # An event type with no traffic left in the window has no indicator at all: its
+        # alerts have no data, exactly as with too few events.
+        for key in [key for key in list(self._tracks) if key not in seen]:
+            notes += self._update(key, Indicator(key[0], key[1], None, Level.UNKNOWN, 0), now)
         return notes
+
+    def _update(self, key: tuple[str, str], indicator: Indicator, now: float) -> list[Notification]:
+        track = self._tracks.setdefault(key, _Track())
+        note = self._step(track, indicator, now)
+        if note is None:
+            return []
+        track.note = note
+        if not note.repeat:
+            self._record(_transition(note, now))
+        return [note]
+
+    def _record(self, transition: Transition) -> None:
+        self._transitions.append(transition)
+        self.recorded += 1
 
     def current(self, now: float, retention: float) -> list[Notification]:
         """The last notification of every alert firing now or resolved within ``retention``,
@@ -148,16 +215,22 @@ class AlertTracker:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def firing_alerts(self) -> list[Alert]:
-        """The alerts firing now, newest first."""
+    def active(self) -> list[Active]:
+        """The alerts firing now, newest first, with whether their data ran out."""
         found = [
-            alert
+            Active(alert, track.no_data_since)
             for track in list(self._tracks.values())
             if track.firing is not None and track.note is not None
             for alert in track.note.alerts
             if alert.status == "firing"
         ]
-        return sorted(found, key=lambda a: -a.starts_at)
+        return sorted(found, key=lambda a: -a.alert.starts_at)
+
+    def transitions(self, newest: int | None = None) -> list[Transition]:
+        """The latest changes of every alert, newest first (at most :attr:`TRANSITIONS`, or
+        the ``newest`` ones)."""
+        found = list(reversed(self._transitions))
+        return found if newest is None else found[:newest]
 
     # -- surviving a restart -----------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
@@ -174,6 +247,7 @@ class AlertTracker:
                 "last": None if track.last is None else _indicator_json(track.last),
                 "note": None if track.note is None else _note_json(track.note),
                 "resolved_at": track.resolved_at,
+                "no_data_since": track.no_data_since,
             }
             for (slo, event_type), track in list(self._tracks.items())
         ]
@@ -190,6 +264,7 @@ class AlertTracker:
                 last=None if item["last"] is None else _indicator(item["last"]),
                 note=None if item["note"] is None else _note(item["note"]),
                 resolved_at=item["resolved_at"],
+                no_data_since=item.get("no_data_since"),  # absent from files of cbmon 0.1
             )
             self._tracks[(str(item["slo"]), str(item["event_type"]))] = track
         return sum(1 for track in self._tracks.values() if track.firing is not None)
@@ -198,29 +273,27 @@ class AlertTracker:
     def _step(self, track: _Track, indicator: Indicator, now: float) -> Notification | None:
         state = indicator.state
         if state is Level.UNKNOWN:
-            track.since_warning = track.since_critical = None
-            target = track.firing
-        else:
-            track.last = indicator
-            if state >= Level.WARNING:
-                if track.since_warning is None:
-                    track.since_warning = now
-            else:
-                track.since_warning = None
-            if state >= Level.CRITICAL:
-                if track.since_critical is None:
-                    track.since_critical = now
-            else:
-                track.since_critical = None
-            target = self._target(track, state, now)
+            return self._no_data(track, indicator, now)
+        if track.no_data_since is not None:
+            track.no_data_since = None
+            if track.firing is not None:
+                phrase = self._describe(indicator, track.firing)[0]
+                self._note_change(
+                    now, "data_back", indicator, track.firing, f"Data again: {phrase}"
+                )
+        track.last = indicator
+        if state < Level.WARNING:
+            track.since_warning = None
+        elif track.since_warning is None:
+            track.since_warning = now
+        if state < Level.CRITICAL:
+            track.since_critical = None
+        elif track.since_critical is None:
+            track.since_critical = now
+        # The traffic rule's threshold is a duration already: it needs no `for` on top.
+        target = self._target(track, state, now, 0.0 if indicator.slo == TRAFFIC else self.for_)
         if target == track.firing:
-            if target is not None and now - track.last_sent >= self.repeat_interval:
-                track.last_sent = now
-                assert track.last is not None
-                alert = self._alert(track.last, target, "firing", track.started_at, None)
-                repeats = track.note.repeat + 1 if track.note is not None else 1
-                return Notification(_group(alert), (alert,), repeat=repeats)
-            return None
+            return self._repeat(track, now)
         alerts: list[Alert] = []
         if track.firing is not None:
             ended = self._alert(indicator, track.firing, "resolved", track.started_at, now, target)
@@ -235,16 +308,79 @@ class AlertTracker:
         track.last_sent = now
         return Notification(_group(alerts[0]), tuple(alerts))
 
-    def _target(self, track: _Track, state: Level, now: float) -> Level | None:
+    def _repeat(self, track: _Track, now: float) -> Notification | None:
+        """An unchanged firing alert, sent again once ``repeat_interval`` has passed."""
+        if track.firing is None or now - track.last_sent < self.repeat_interval:
+            return None
+        track.last_sent = now
+        assert track.last is not None
+        alert = self._alert(track.last, track.firing, "firing", track.started_at, None)
+        repeats = track.note.repeat + 1 if track.note is not None else 1
+        return Notification(_group(alert), (alert,), repeat=repeats)
+
+    def _no_data(self, track: _Track, indicator: Indicator, now: float) -> Notification | None:
+        """Too few events to judge: a pending state starts over; a firing alert enters no
+        data, and resolves once it has stayed there ``no_data_resolve`` seconds."""
+        track.since_warning = track.since_critical = None
+        if track.firing is None:
+            return None
+        reason = no_data_reason(indicator, self.min_events, self.window)
+        if track.no_data_since is None:
+            track.no_data_since = now
+            self._note_change(now, "no_data", indicator, track.firing, reason)
+            return None
+        if now - track.no_data_since < self.no_data_resolve:
+            return None
+        level = track.firing
+        threshold = self._describe(indicator, level)[2]
+        ended = dataclasses.replace(
+            self._alert(indicator, level, "resolved", track.started_at, now),
+            summary=f"Resolved for lack of data: {reason} (was {level.label}: {threshold})",
+            description=(
+                f"{reason[0].upper()}{reason[1:]}, for {format_duration(now - track.no_data_since)}"
+                ". Without enough traffic to judge, an alert resolves; it fires again if the "
+                "state comes back once there is. Check that callbacks are still being made "
+                "(the queue, the workers, the triggers that enqueue them)."
+            ),
+        )
+        track.firing, track.no_data_since = None, None
+        track.resolved_at = track.last_sent = now
+        return Notification(_group(ended), (ended,))
+
+    def _note_change(
+        self, now: float, change: str, indicator: Indicator, level: Level, summary: str
+    ) -> None:
+        self._record(
+            Transition(
+                now,
+                change,
+                ALERT_NAMES[indicator.slo],
+                indicator.slo,
+                indicator.event_type,
+                level.label,
+                summary,
+            )
+        )
+
+    def _target(self, track: _Track, state: Level, now: float, for_: float) -> Level | None:
         if state is Level.OK:
             return None
-        if track.since_critical is not None and now - track.since_critical >= self.for_:
+        if track.since_critical is not None and now - track.since_critical >= for_:
             return Level.CRITICAL
-        if track.since_warning is not None and now - track.since_warning >= self.for_:
+        if track.since_warning is not None and now - track.since_warning >= for_:
             return Level.WARNING
         # Pending: a firing critical that fell back to warning keeps firing as warning only
         # once warning has held for `for`, which it has, since warning began before critical.
         return track.firing if track.firing is not None and state >= Level.WARNING else None
+
+    def _describe(self, indicator: Indicator, level: Level) -> tuple[str, str, str]:
+        return describe(
+            indicator,
+            level,
+            self.thresholds,
+            self.window,
+            absent_after=self.traffic_absent_after,
+        )
 
     def _alert(
         self,
@@ -255,7 +391,7 @@ class AlertTracker:
         ends: float | None,
         successor: Level | None = None,
     ) -> Alert:
-        phrase, description, threshold = describe(indicator, level, self.thresholds, self.window)
+        phrase, description, threshold = self._describe(indicator, level)
         if status == "firing":
             summary = f"{phrase} ({threshold})"
         elif successor is not None and successor > level:
@@ -277,6 +413,20 @@ class AlertTracker:
             description=description,
             threshold=threshold,
         )
+
+
+def _transition(note: Notification, now: float) -> Transition:
+    """What a notification of a change means, as one transition."""
+    first, last = note.alerts[0], note.alerts[-1]
+    if len(note.alerts) == 1:
+        change = "fired" if first.status == "firing" else "resolved"
+    else:
+        change = (
+            "escalated" if Level[last.severity.upper()] > Level[first.severity.upper()] else "eased"
+        )
+    return Transition(
+        now, change, last.alertname, last.slo, last.event_type, last.severity, first.summary
+    )
 
 
 def _indicator_json(indicator: Indicator) -> dict[str, Any]:
@@ -306,15 +456,33 @@ def _group(alert: Alert) -> dict[str, str]:
     return labels
 
 
+def no_data_reason(indicator: Indicator, min_events: int, window: float) -> str:
+    """Why an indicator is not judged, in words: its events in the window and what it needs."""
+    span = format_duration(window)
+    scope = _scope(indicator.event_type)
+    if indicator.slo == "last_attempt_age":
+        return "the traffic rule is switched off (slo.traffic_absent_after is 0s)"
+    samples = {"avg_latency": "attempts with a duration"}.get(indicator.slo, "callback attempts")
+    return (
+        f"no traffic: {indicator.events} {samples} for {scope} in the last {span}, "
+        f"fewer than the {max(min_events, 1)} needed to judge"
+    )
+
+
+def _scope(event_type: str) -> str:
+    return "all event types" if event_type == OVERALL else f"event type {event_type}"
+
+
 def describe(
-    indicator: Indicator, level: Level, thresholds: Thresholds, window: float
+    indicator: Indicator,
+    level: Level,
+    thresholds: Thresholds,
+    window: float,
+    *,
+    absent_after: float = 0.0,
 ) -> tuple[str, str, str]:
     """What is measured, the description and the threshold, in words read at 3 a.m."""
-    scope = (
-        "all event types"
-        if indicator.event_type == OVERALL
-        else f"event type {indicator.event_type}"
-    )
+    scope = _scope(indicator.event_type)
     span = format_duration(window)
     rates = (thresholds.success_rate.normal, thresholds.success_rate.alert)
     latencies = (thresholds.avg_latency.normal, thresholds.avg_latency.alert)
@@ -352,6 +520,16 @@ def describe(
             f"({indicator.events} attempts). Healthy is below {_ms(latency.normal)}; above "
             f"{_ms(latency.alert)} is critical. Check the receivers' response times and the "
             "worker's timeouts; slow receivers also grow the queue."
+        )
+    elif indicator.slo == TRAFFIC:
+        age = "-" if indicator.value is None else format_duration(round(indicator.value))
+        threshold = f"none for {format_duration(absent_after)} or more"
+        phrase = f"No callback attempt logged for {age}"
+        description = (
+            f"No callback attempt has been logged for {age} (the rule fires after "
+            f"{format_duration(absent_after)}). Check that callbacks are still being made: the "
+            "triggers or the application that enqueue them, the queue (cbmon_queue_backlog) "
+            "and the workers that deliver them."
         )
     else:
         backlog = thresholds.backlog

@@ -21,11 +21,13 @@ from cbmon.config import Thresholds
 from cbmon.domain import Figures, Level
 
 OVERALL = ""  # the event_type label value of indicators over every event type
-SLOS = ("success_rate", "avg_latency", "p95_latency", "slow_share", "backlog")
+TRAFFIC = "last_attempt_age"  # seconds since the last attempt was logged, overall
+SLOS = ("success_rate", "avg_latency", "p95_latency", "slow_share", "backlog", TRAFFIC)
 ALERT_NAMES = {
     "success_rate": "CallbackSuccessRateLow",
     "avg_latency": "CallbackLatencyHigh",
     "backlog": "CallbackBacklogHigh",
+    TRAFFIC: "CallbackTrafficAbsent",
 }
 
 
@@ -137,6 +139,19 @@ def evaluate(
         Indicator("backlog", OVERALL, float(backlog), judge_backlog(backlog, thresholds), backlog)
     )
     return indicators
+
+
+def judge_traffic(age: float | None, absent_after: float) -> Level:
+    """No attempt logged for ``absent_after`` seconds or more is a warning: callbacks may have
+    stopped. ``absent_after`` 0 leaves it unjudged (the rule is optional)."""
+    if absent_after <= 0 or age is None or math.isnan(age):
+        return Level.UNKNOWN
+    return Level.WARNING if age >= absent_after else Level.OK
+
+
+def traffic(age: float, absent_after: float) -> Indicator:
+    """The time since the last attempt, overall, judged by :func:`judge_traffic`."""
+    return Indicator(TRAFFIC, OVERALL, age, judge_traffic(age, absent_after), 0)
 
 
 def _shown(slo: str, event_type: str, value: float | None, events: int) -> Indicator:

@@ -36,6 +36,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("cbmon/reference/worker.py", "LISTEN"): (
         "the worker catches SQLSTATE 0A000, says so once and polls every poll_interval"
     ),
+    ("cbmon/sidecar/wake.py", "LISTEN"): (
+        "the wake listener catches SQLSTATE 0A000 (FeatureNotSupported), says so once and "
+        "leaves serve poll-driven"
+    ),
 }
 
 # Sample fragments for the placeholders the code fills with more than a name.

@@ -1,0 +1,163 @@
+"""The JSON API, version 1: ``/api/v1/status`` and ``/api/v1/alerts``, from a status
+:class:`~cbmon.sidecar.status.Snapshot`, and the way back for clients (``cbmon check
+--from-url``). Every field is described in docs/api.md.
+
+Values are in base units (ratios 0..1, seconds, items), like the metrics; times are RFC 3339
+UTC strings; the overall scope is ``"event_type": null``. Fields are only ever added within a
+version: a client ignores those it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from cbmon.alerting.payload import iso_time
+from cbmon.domain import Level
+from cbmon.sidecar.status import FiringStatus, IndicatorStatus, Snapshot
+from cbmon.slo.alerts import Transition
+from cbmon.slo.judge import OVERALL, Indicator
+
+VERSION = 1
+STATUS_PATH = "/api/v1/status"
+ALERTS_PATH = "/api/v1/alerts"
+
+
+class ApiError(ValueError):
+    """An answer that is not version 1 of the API, or not the API at all."""
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def _scope(event_type: str) -> str | None:
+    return None if event_type == OVERALL else event_type
+
+
+def _when(seconds: float | None) -> str | None:
+    return None if seconds is None else iso_time(seconds)
+
+
+def _indicator(item: IndicatorStatus) -> dict[str, Any]:
+    return {
+        "slo": item.slo,
+        "event_type": _scope(item.event_type),
+        "value": _number(item.value),
+        "state": item.state.label,
+        "judged": item.judged,
+        "no_data": item.no_data,
+        "events": item.events,
+        "thresholds": {"normal": item.normal, "alert": item.alert} if item.judged else None,
+        "trend": [_number(value) for value in item.trend],
+    }
+
+
+def _alert(item: FiringStatus) -> dict[str, Any]:
+    return {
+        "alertname": item.alertname,
+        "slo": item.slo,
+        "event_type": _scope(item.event_type),
+        "severity": item.severity,
+        "since": _when(item.since),
+        "value": _number(item.value),
+        "value_now": _number(item.current),
+        "threshold": item.threshold,
+        "summary": item.summary,
+        "description": item.description,
+        "no_data_since": _when(item.no_data_since),
+    }
+
+
+def _transition(item: Transition) -> dict[str, Any]:
+    return {
+        "at": _when(item.at),
+        "change": item.change,
+        "alertname": item.alertname,
+        "slo": item.slo,
+        "event_type": _scope(item.event_type),
+        "severity": item.severity,
+        "summary": item.summary,
+    }
+
+
+def alerts(snapshot: Snapshot) -> dict[str, Any]:
+    """``/api/v1/alerts``: what fires now and the latest changes."""
+    return {
+        "version": VERSION,
+        "generated_at": _when(snapshot.generated_at),
+        "alerts": [_alert(item) for item in snapshot.firing],
+        "transitions": [_transition(item) for item in snapshot.transitions],
+    }
+
+
+def status(snapshot: Snapshot) -> dict[str, Any]:
+    """``/api/v1/status``: everything the status page shows."""
+    database, leader = snapshot.database, snapshot.leader
+    return {
+        **alerts(snapshot),
+        "cbmon_version": snapshot.version,
+        "cluster": snapshot.cluster,
+        "state": snapshot.state.label,
+        "window_seconds": snapshot.window,
+        "min_events": snapshot.min_events,
+        "poll_interval_seconds": snapshot.poll_interval,
+        "trend_step_seconds": snapshot.trend_step,
+        "indicators": [_indicator(item) for item in snapshot.indicators],
+        "queue": {
+            "backlog": snapshot.backlog,
+            "oldest_age_seconds": snapshot.oldest_age_seconds,
+        },
+        "database": {
+            "up": database.up,
+            "last_poll": _when(database.last_poll or None),  # null before the first
+            "polls_total": database.polls_total,
+            "poll_errors_total": database.poll_errors_total,
+            "lag_rows": database.lag_rows,
+            "wake": database.wake,
+        },
+        "leader": {
+            "webhooks": leader.webhooks,
+            "alertmanagers": leader.alertmanagers,
+            "sends_webhooks": leader.sends_webhooks,
+            "sender": leader.sender,
+            "foreign_holder": leader.foreign_holder,
+        },
+    }
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """Compact: a status of five hundred event types is large enough; ``jq`` shows it."""
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+# -- the way back, for clients ---------------------------------------------------------------
+def decode(body: bytes) -> dict[str, Any]:
+    """A version 1 document, or :class:`ApiError` saying in a few words what is wrong."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("not JSON") from None
+    if not isinstance(document, dict):
+        raise ApiError("not a JSON object")
+    if document.get("version") != VERSION:
+        raise ApiError(f"API version {document.get('version')!r}, expected {VERSION}")
+    return document
+
+
+def indicators(document: dict[str, Any]) -> list[Indicator]:
+    """The indicators of a status document, as the judge made them."""
+    try:
+        return [
+            Indicator(
+                slo=str(item["slo"]),
+                event_type=OVERALL if item["event_type"] is None else str(item["event_type"]),
+                value=None if item["value"] is None else float(item["value"]),
+                state=Level[str(item["state"]).upper()],
+                events=int(item["events"]),
+            )
+            for item in document["indicators"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(f"indicators: {type(exc).__name__} {exc}") from None

@@ -1,0 +1,191 @@
+"""What ``cbmon serve`` knows right now, as one plain value: the indicators and their trends,
+the alerts firing and the latest changes, the queue, the database and who sends.
+
+The status page (:mod:`cbmon.sidecar.status_page`) and the JSON API
+(:mod:`cbmon.sidecar.api`) are both rendered from a :class:`Snapshot`, so they never
+disagree. Building one reads memory only, like a scrape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+from cbmon import __version__
+from cbmon.config import Config
+from cbmon.domain import Level
+from cbmon.sidecar.store import View
+from cbmon.sidecar.trend import Trend
+from cbmon.slo.alerts import Active, Transition
+from cbmon.slo.judge import ALERT_NAMES, TRAFFIC, Indicator
+
+
+@dataclasses.dataclass(frozen=True)
+class IndicatorStatus:
+    slo: str
+    event_type: str  # "" over every event type
+    value: float | None
+    state: Level
+    events: int  # the samples the value rests on
+    judged: bool  # the baseline has a rule for it
+    normal: float | None  # the thresholds, in the value's unit; None when there is none
+    alert: float | None
+    trend: tuple[float | None, ...]  # the value over the window, oldest first
+
+    @property
+    def no_data(self) -> bool:
+        """Judged, but with too few events in the window to say anything: no traffic."""
+        return self.judged and self.state is Level.UNKNOWN
+
+
+@dataclasses.dataclass(frozen=True)
+class FiringStatus:
+    alertname: str
+    slo: str
+    event_type: str
+    severity: str
+    since: float  # unix seconds
+    value: float | None  # when it fired (or last changed severity)
+    current: float | None  # now; None when its indicator has no value now
+    threshold: str
+    summary: str
+    description: str
+    no_data_since: float | None  # firing, but not judged since then
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseStatus:
+    up: bool
+    last_poll: float  # unix seconds of the last successful poll; 0 before the first
+    polls_total: int
+    poll_errors_total: int
+    lag_rows: int  # ids not read yet, both tables
+    wake: str  # how polls are started: see cbmon.sidecar.wake.MODES
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaderStatus:
+    webhooks: int  # webhook receivers configured
+    alertmanagers: int
+    sends_webhooks: bool  # this replica does
+    sender: str | None  # the replica that does when this one does not, if known
+    foreign_holder: str | None  # a session that is not a cbmon replica holds the lock
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    generated_at: float  # unix seconds
+    cluster: str
+    window: float
+    min_events: int
+    poll_interval: float
+    trend_step: float  # seconds between two trend samples
+    indicators: tuple[IndicatorStatus, ...]
+    firing: tuple[FiringStatus, ...]
+    transitions: tuple[Transition, ...]
+    backlog: int
+    oldest_age_seconds: float
+    database: DatabaseStatus
+    leader: LeaderStatus
+    version: str = __version__
+
+    @property
+    def state(self) -> Level:
+        """The worst judged state; UNKNOWN when nothing could be judged."""
+        judged = [i.state for i in self.indicators if i.judged and i.state is not Level.UNKNOWN]
+        return max(judged, default=Level.UNKNOWN)
+
+    def indicator(self, slo: str, event_type: str) -> IndicatorStatus | None:
+        return self._index.get((slo, event_type))
+
+    @functools.cached_property
+    def _index(self) -> dict[tuple[str, str], IndicatorStatus]:
+        return {(item.slo, item.event_type): item for item in self.indicators}
+
+    def event_types(self) -> list[str]:
+        """The scopes of the indicators, overall ("") first, in the evaluator's order."""
+        return list(dict.fromkeys(i.event_type for i in self.indicators))
+
+
+def thresholds(config: Config, slo: str) -> tuple[float | None, float | None]:
+    """The (normal, alert) thresholds of an indicator, in its unit; None where it has none."""
+    t = config.thresholds
+    found: dict[str, tuple[float | None, float | None]] = {
+        "success_rate": (t.success_rate.normal, t.success_rate.alert),
+        "avg_latency": (t.avg_latency.normal, t.avg_latency.alert),
+        "backlog": (float(t.backlog.normal), float(t.backlog.alert)),
+        TRAFFIC: (config.file.slo.traffic_absent_after, None),
+    }
+    return found.get(slo, (None, None))
+
+
+def build(
+    *,
+    now: float,
+    config: Config,
+    view: View,
+    indicators: Sequence[Indicator],
+    trend: Trend,
+    active: Sequence[Active],
+    transitions: Sequence[Transition],
+    leader: LeaderStatus,
+    wake: str,
+) -> Snapshot:
+    """A snapshot from the parts' own copies of their state (each taken under its lock)."""
+    shown = tuple(
+        IndicatorStatus(
+            slo=i.slo,
+            event_type=i.event_type,
+            value=i.value,
+            state=i.state,
+            events=i.events,
+            judged=i.slo in ALERT_NAMES,
+            normal=thresholds(config, i.slo)[0],
+            alert=thresholds(config, i.slo)[1],
+            trend=trend.series(i.slo, i.event_type),
+        )
+        for i in indicators
+    )
+    values = {(i.slo, i.event_type): i.value for i in indicators}
+    firing = tuple(
+        FiringStatus(
+            alertname=a.alert.alertname,
+            slo=a.alert.slo,
+            event_type=a.alert.event_type,
+            severity=a.alert.severity,
+            since=a.alert.starts_at,
+            value=a.alert.value,
+            current=values.get((a.alert.slo, a.alert.event_type)),
+            threshold=a.alert.threshold,
+            summary=a.alert.summary,
+            description=a.alert.description,
+            no_data_since=a.no_data_since,
+        )
+        for a in active
+    )
+    # Critical first, then the newest: what to look at first is at the top.
+    firing = tuple(sorted(firing, key=lambda f: (f.severity != "critical", -f.since)))
+    slo = config.file.slo
+    return Snapshot(
+        generated_at=now,
+        cluster=config.file.alerting.cluster,
+        window=slo.window,
+        min_events=slo.min_events,
+        poll_interval=config.file.poll_interval,
+        trend_step=trend.step,
+        indicators=shown,
+        firing=firing,
+        transitions=tuple(transitions),
+        backlog=view.backlog,
+        oldest_age_seconds=view.oldest_age_seconds,
+        database=DatabaseStatus(
+            up=view.database_up,
+            last_poll=view.last_poll_timestamp,
+            polls_total=view.polls_total,
+            poll_errors_total=view.poll_errors_total,
+            lag_rows=sum(view.lag_rows.values()),
+            wake=wake,
+        ),
+        leader=leader,
+    )

@@ -1,0 +1,93 @@
+"""Every replica says whether it sends the webhook notifications and, if not, which replica
+does: the lock holder's session carries its name, as far as PostgreSQL keeps one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cbmon.alerting.leader import Leadership, lock_key
+from cbmon.sidecar.service import Service
+from tests.conftest import PgSchema
+
+
+def leadership(pg: PgSchema, cluster: str, replica: str) -> Leadership:
+    key = lock_key("secret", cluster, pg.name)
+    return Leadership(pg.dsn, key, cluster=cluster, alive_timeout=30, replica=replica)
+
+
+def backend(pg: PgSchema, application_name: str) -> int:
+    row = pg.conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
+    ).fetchone()
+    assert row is not None, application_name
+    return int(row[0])
+
+
+def test_a_standby_names_the_replica_that_holds_the_lock(pg: PgSchema) -> None:
+    first = leadership(pg, "shop", "cbmon-a:9863")
+    second = leadership(pg, "shop", "cbmon-b:9863")
+    try:
+        assert first.check() is True
+        assert second.check() is False
+        pid = backend(pg, "cbmon leader shop cbmon-a:9863")
+        assert (second.holder, second.foreign_holder) == (f"cbmon-a:9863 (pid {pid})", None)
+        first.close()
+        assert second.check() is True
+        assert second.holder is None
+        assert first.check() is False
+        assert first.holder == f"cbmon-b:9863 (pid {backend(pg, second.application_name)})"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_cluster_name_as_long_as_allowed_is_still_recognised(pg: PgSchema) -> None:
+    cluster = "c" * 63  # the longest alerting.cluster: the replica's name is cut off
+    first = leadership(pg, cluster, "cbmon-a:9863")
+    second = leadership(pg, cluster, "cbmon-b:9863")
+    try:
+        assert first.check() is True
+        assert len(first.application_name.encode()) == 63
+        assert second.check() is False
+        assert second.foreign_holder is None  # a replica of the cluster, not a squatter
+        assert second.holder is not None
+        assert second.holder.startswith("a replica (pid ")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_each_replica_says_at_start_who_sends(
+    pg: PgSchema, caplog: pytest.LogCaptureFixture
+) -> None:
+    def replica(port: int) -> Service:
+        # A path no log line holds: paths of webhook URLs are masked as secrets in logs.
+        hooks = {"webhooks": ["http://127.0.0.1:9/t0k3n-4f2a"]}
+        return Service(pg.config(listen=f"127.0.0.1:{port}", alerting=hooks))
+
+    sender, standby = replica(19001), replica(19002)
+    try:
+        with caplog.at_level(logging.INFO, logger="cbmon.sidecar.service"):
+            sender.poll_once()
+            standby.poll_once()
+            standby.poll_once()  # said once, not at every poll
+        pid = backend(pg, sender.leadership.application_name)
+        said = [r.getMessage() for r in caplog.records if "sends" in r.getMessage()]
+        assert said == [
+            "this replica sends the webhook notifications (cluster cbmon)",
+            f"replica 127.0.0.1:19001 (pid {pid}) sends the webhook notifications of cluster "
+            "cbmon; this one stands by",
+        ]
+        assert standby.status().leader.sender == f"127.0.0.1:19001 (pid {pid})"
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cbmon.sidecar.service"):
+            sender.close()  # the sender goes away: the standby takes over and says so
+            standby.poll_once()
+        assert [r.getMessage() for r in caplog.records if "sends" in r.getMessage()] == [
+            "this replica sends the webhook notifications (cluster cbmon)"
+        ]
+    finally:
+        sender.close()
+        standby.close()
