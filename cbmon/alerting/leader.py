@@ -66,18 +66,25 @@ class Leadership:
     def __init__(
         self,
         dsn: str,
-        key: int,
+        key: int | None = None,
         *,
         cluster: str,
+        secret: str | None = None,
+        watched: tuple[str, ...] = (),
         alive_timeout: float,
         connect_timeout: float = 5.0,
         using: Driver = "psycopg",
         replica: str = "",
     ) -> None:
-        """``alive_timeout``: how long the server keeps the lock of a leader that went silent;
+        """``key``: the lock's key; without one it is derived, once connected, from ``secret``,
+        the cluster, the database as the server names it and ``watched`` (schema, table), so
+        replicas reaching one database by different addresses (a proxy, an alias) share it.
+        ``alive_timeout``: how long the server keeps the lock of a leader that went silent;
         ``replica``: how this replica is named to the others (its host:port)."""
         self.dsn = dsn
         self.key = key
+        self._secret = secret
+        self._watched = watched
         self.cluster = cluster
         self.alive_timeout = alive_timeout
         self.connect_timeout = connect_timeout
@@ -119,6 +126,10 @@ class Leadership:
         if self.is_leader:
             conn.execute("SELECT 1")  # alive; a dead session has lost the lock
             return
+        if self.key is None:
+            database = conn.execute("SELECT current_database()").fetchone()
+            assert database is not None
+            self.key = lock_key(self._secret, self.cluster, str(database[0]), *self._watched)
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
         self.is_leader = bool(row and row[0])
         if self.is_leader:
@@ -128,6 +139,7 @@ class Leadership:
 
     def _look_at_holder(self, conn: psycopg.Connection[Any]) -> None:
         """Name the replica that holds the lock; warn, once, of a holder that is not one."""
+        assert self.key is not None
         row = conn.execute(sql.SQL(_HOLDER), split_key(self.key)).fetchone()
         self.holder = None
         name = "" if row is None else str(row[1])

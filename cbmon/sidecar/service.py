@@ -25,7 +25,7 @@ from cbmon import signing
 from cbmon.alerting import statefile
 from cbmon.alerting.alertmanager import AlertmanagerSender
 from cbmon.alerting.dispatcher import Dispatcher
-from cbmon.alerting.leader import Leadership, lock_key
+from cbmon.alerting.leader import Leadership
 from cbmon.alerting.statefile import StateFile
 from cbmon.config import Config, parse_listen
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
@@ -88,7 +88,8 @@ class Service:
         secret = config.cluster_secret or config.webhook_secret
         self.leadership = Leadership(
             self.dsn,
-            lock_key(secret, alerting.cluster, describe(self.dsn), logs.table_schema, logs.table),
+            secret=secret,
+            watched=(logs.table_schema, logs.table),
             cluster=alerting.cluster,
             # A leader that stops proving it is alive loses the lock within this.
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,

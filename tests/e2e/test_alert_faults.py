@@ -18,7 +18,6 @@ import psycopg
 import pytest
 
 from cbmon.alerting.leader import lock_key, split_key
-from cbmon.db.connect import describe
 from tests.conftest import PgSchema
 from tests.support.processes import (
     CBMON,
@@ -111,8 +110,12 @@ def cluster_env() -> Iterator[dict[str, str]]:
     yield {"CBMON_CLUSTER_SECRET": SECRET}
 
 
-def our_key(pg: PgSchema, dsn: str | None = None) -> int:
-    return lock_key(SECRET, "cbmon", describe(dsn or pg.dsn), pg.name, "callback_logs")
+def our_key(pg: PgSchema) -> int:
+    """The key every replica of the tests' cluster derives: the database as the server names
+    it, whatever address a replica reaches it by."""
+    row = pg.conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return lock_key(SECRET, "cbmon", str(row[0]), pg.name, "callback_logs")
 
 
 # 1 ------------------------------------------------------------------------------------------

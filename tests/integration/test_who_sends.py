@@ -10,6 +10,7 @@ import pytest
 from cbmon.alerting.leader import Leadership, lock_key
 from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema
+from tests.support.proxy import freezable_proxy
 
 
 def leadership(pg: PgSchema, cluster: str, replica: str) -> Leadership:
@@ -91,3 +92,30 @@ def test_each_replica_says_at_start_who_sends(
     finally:
         sender.close()
         standby.close()
+
+
+def test_replicas_reaching_the_database_by_different_addresses_elect_one_sender(
+    pg: PgSchema,
+) -> None:
+    """The key comes from the database as the server names it, not from the address in each
+    replica's DSN: one replica through a proxy, one direct, still one sender."""
+    with freezable_proxy() as proxy:
+        via_proxy = pg.dsn.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert via_proxy != pg.dsn
+        replicas = [
+            Leadership(
+                dsn,
+                cluster="shop",
+                secret="s",
+                watched=(pg.name, "callback_logs"),
+                alive_timeout=30,
+                replica=name,
+            )  # fmt: skip
+            for dsn, name in ((pg.dsn, "direct:1"), (via_proxy, "proxied:2"))
+        ]
+        try:
+            assert [replica.check() for replica in replicas] == [True, False]
+            assert replicas[0].key == replicas[1].key
+        finally:
+            for replica in replicas:
+                replica.close()
