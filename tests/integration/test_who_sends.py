@@ -110,7 +110,7 @@ def test_replicas_reaching_the_database_by_different_addresses_elect_one_sender(
                 watched=(pg.name, "callback_logs"),
                 alive_timeout=30,
                 replica=name,
-            )  # fmt: skip
+            )
             for dsn, name in ((pg.dsn, "direct:1"), (via_proxy, "proxied:2"))
         ]
         try:
