@@ -62,12 +62,16 @@ def remember_dsn(dsn: str | None) -> None:
 
 
 def remember_url(url: str) -> None:
-    """The parts of a URL that may carry a token: credentials, path, query and fragment."""
+    """The parts of a URL that carry tokens: credentials, the query's values, the fragment, the
+    last path segment (Slack's and Discord's tokens end the path) and any long segment. Short
+    words such as ``/hook`` are no tokens, and masking them would mask every ``webhook``."""
     parts = urllib.parse.urlsplit(url)
     remember(parts.password, parts.username if parts.password else None)
-    if parts.path not in ("", "/"):
-        remember(parts.path.lstrip("/"))
-    remember(parts.query, parts.fragment)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if segments and len(segments[-1]) >= 6:
+        remember(segments[-1])
+    remember(*(segment for segment in segments if len(segment) >= 20))
+    remember(*(value for _, value in urllib.parse.parse_qsl(parts.query)), parts.fragment)
 
 
 def scrub(text: str) -> str:

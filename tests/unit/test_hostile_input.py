@@ -225,6 +225,8 @@ def test_remembered_secrets_are_masked_in_any_text() -> None:
     assert "XYZSECRET" not in secrets.scrub(text)
     assert "tok-123456" not in secrets.scrub(text)
     assert "hooks.example" in secrets.scrub(text)  # the host stays: it names the receiver
+    secrets.remember_url("http://127.0.0.1:8080/hook?token=Tok3n-Value")
+    assert secrets.scrub("webhook sent, token=Tok3n-Value") == "webhook sent, token=***"
 
 
 ARGUMENT_WORDS = st.sampled_from(
