@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
+from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
 
@@ -73,6 +76,13 @@ def millis(seconds: float | None, digits: int = 0, boundaries: Iterable[float] =
     return _shown(seconds * 1000, digits, [b * 1000 for b in boundaries]) + " ms"
 
 
+def number(value: float | None, digits: int = 1, boundaries: Iterable[float] = ()) -> str:
+    """A bare number (the column header gives the unit), boundary-honest like the others."""
+    if value is None or math.isnan(value):
+        return MISSING
+    return _shown(value, digits, boundaries)
+
+
 def count(value: float | None) -> str:
     return MISSING if value is None or math.isnan(value) else f"{value:.0f}"
 
@@ -94,18 +104,120 @@ def slo_value(slo: str, value: float | None, boundaries: Iterable[float] = ()) -
     return count(value)
 
 
+def rate_boundaries(thresholds: Thresholds) -> tuple[float, float]:
+    """The success-rate limits (ratios) a shown rate must not seem to sit on."""
+    return thresholds.success_rate.normal, thresholds.success_rate.alert
+
+
+def latency_boundaries(thresholds: Thresholds) -> tuple[float, float]:
+    """The average-latency limits (seconds) a shown average must not seem to sit on."""
+    return thresholds.avg_latency.normal, thresholds.avg_latency.alert
+
+
+def success_rate(ratio: float | None, thresholds: Thresholds, digits: int = 2) -> str:
+    """A success rate judged against ``thresholds``: ``99.501%`` for 598 of 601."""
+    return percent(ratio, digits, rate_boundaries(thresholds))
+
+
+def avg_latency(seconds: float | None, thresholds: Thresholds, digits: int = 0) -> str:
+    """An average latency judged against ``thresholds``: ``149.6 ms``, never ``150 ms``."""
+    return millis(seconds, digits, latency_boundaries(thresholds))
+
+
+def avg_ms(milliseconds: float | None, thresholds: Thresholds, digits: int = 1) -> str:
+    """An average latency in milliseconds as a bare number, for a column headed ``ms``."""
+    limits = [limit * 1000 for limit in latency_boundaries(thresholds)]
+    return number(milliseconds, digits, limits)
+
+
+# -- terminal text: widths that ignore colour codes, lines cut or wrapped by design ----------
+
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ELLIPSIS = "\u2026"
+
+
+def plain(text: str) -> str:
+    """``text`` without its terminal colour codes."""
+    return _ANSI_CODE.sub("", text)
+
+
+def visible_len(text: str) -> int:
+    """The columns ``text`` takes on a terminal (colour codes take none)."""
+    return len(plain(text))
+
+
+def ellipsis_for(stream: TextIO) -> str:
+    """``…`` where the stream can write it, ``...`` elsewhere (a Latin-1 terminal)."""
+    encoding = getattr(stream, "encoding", None)
+    if encoding is None:
+        return ELLIPSIS  # text kept in memory holds any character
+    try:
+        ELLIPSIS.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "..."
+    return ELLIPSIS
+
+
+def fit(text: str, width: int, ellipsis: str = ELLIPSIS) -> str:
+    """``text`` cut to ``width`` columns, ending in ``ellipsis`` when something was cut.
+
+    Colour codes are kept and never cut in half; a cut line ends with a colour reset.
+    """
+    if visible_len(text) <= width:
+        return text
+    room = max(0, width - len(ellipsis))
+    out, used, position = [], 0, 0
+    for match in _ANSI_CODE.finditer(text):
+        chunk = text[position : match.start()]
+        if used + len(chunk) >= room:  # the cut falls in this stretch of text
+            break
+        out += [chunk, match.group()]
+        used += len(chunk)
+        position = match.end()
+    out.append(text[position : position + room - used])
+    coloured = _ANSI_CODE.search(text) is not None
+    return "".join(out) + ellipsis[:width] + ("\x1b[0m" if coloured else "")
+
+
+_NUMBER_AND_UNIT = re.compile(r"(\d) (ms|s)\b")
+
+
+def wrap(text: str, width: int, indent: str = "    ", ellipsis: str = ELLIPSIS) -> list[str]:
+    """Plain ``text`` in lines of at most ``width`` columns, broken between words (never
+    between a number and its unit); the lines after the first are indented. A word longer
+    than a whole line is cut with ``ellipsis``."""
+    kept = _NUMBER_AND_UNIT.sub("\\1\u00a0\\2", text)  # a no-break space holds them together
+    lines = textwrap.wrap(
+        kept,
+        width=max(width, len(indent) + 1),
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [fit(line.replace("\u00a0", " "), width, ellipsis) for line in lines] or [""]
+
+
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Iterable[int] = (0,)
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    text_columns: Iterable[int] = (0,),
+    min_widths: Sequence[int] = (),
 ) -> list[str]:
-    """Aligned columns: text left, numbers right so their digits line up."""
+    """Aligned columns: text left, numbers right so their digits line up. Cells may hold
+    colour codes: alignment counts the columns a terminal shows. ``min_widths`` keeps columns
+    from shifting when a table is redrawn with other values."""
     left = set(text_columns)
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    widths = [
+        max(visible_len(cell) for cell in column) for column in zip(headers, *rows, strict=True)
+    ]
+    for index, minimum in enumerate(min_widths):
+        widths[index] = max(widths[index], minimum)
     lines = []
     for cells in (headers, *rows):
-        parts = [
-            cell.ljust(width) if index in left else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
+        parts = []
+        for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            pad = " " * (width - visible_len(cell))
+            parts.append(cell + pad if index in left else pad + cell)
         lines.append("  ".join(parts).rstrip())
     return lines
 

@@ -73,6 +73,8 @@ def check_from_url(url: str, timeout: float) -> CheckResult:
     try:
         document = api.decode(fetch(target, timeout))
         indicators = api.indicators(document)
+        thresholds = api.thresholds(document)
+        min_events = int(document["min_events"])
         database = document["database"]
         window = float(document["window_seconds"])
         up = bool(database["up"])
@@ -81,4 +83,4 @@ def check_from_url(url: str, timeout: float) -> CheckResult:
     if not up:
         last = database.get("last_poll") or "never"
         raise CheckError(f"cbmon at {name} cannot read its database (last poll: {last})")
-    return verdict(indicators, window)
+    return verdict(indicators, window, thresholds, min_events)

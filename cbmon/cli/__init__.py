@@ -1,4 +1,9 @@
-"""The ``cbmon`` command. Subcommands load lazily, so ``cbmon serve`` never imports pandas."""
+"""The ``cbmon`` command. Subcommands load lazily, so ``cbmon serve`` never imports pandas.
+
+Options of the group itself (``--log-level``) are accepted after the subcommand too: every
+command is given them as it loads (:func:`_adopt`), with the note on durations under the
+options of every command that takes one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from types import TracebackType
 import click
 
 from cbmon import __version__, secrets
+from cbmon.cli.options import DURATIONS_NOTE, Duration
 from cbmon.errors import CbmonError
 
 # name -> "module:attribute"; each module holds one thin click command.
@@ -24,6 +30,39 @@ _COMMANDS = {
 }
 
 
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+def _log_level_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--log-level`` given after the subcommand: the group set up logging already."""
+    if value is not None:
+        logging.getLogger().setLevel(value.upper())
+
+
+def _adopt(command: click.Command) -> click.Command:
+    """Give a command (and a group's commands) the group's options and the durations note."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _adopt(sub)
+        return command
+    if not any(param.name == "log_level" for param in command.params):
+        command.params.append(
+            click.Option(
+                ["--log-level"],
+                type=LOG_LEVELS,
+                default=None,
+                expose_value=False,
+                callback=_log_level_after,
+                help="How much cbmon logs to stderr (here or before the command) "
+                "[default: info, or CBMON_LOG_LEVEL].",
+            )
+        )
+    takes_durations = any(isinstance(param.type, Duration) for param in command.params)
+    if takes_durations and command.epilog is None:
+        command.epilog = DURATIONS_NOTE
+    return command
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -35,18 +74,22 @@ class LazyGroup(click.Group):
         module_name, attribute = target.split(":")
         command = getattr(importlib.import_module(module_name), attribute)
         assert isinstance(command, click.Command)
-        return command
+        return _adopt(command)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=DURATIONS_NOTE,
+)
 @click.version_option(__version__, prog_name="cbmon")
 @click.option(
     "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    type=LOG_LEVELS,
     default="info",
     show_default=True,
     envvar="CBMON_LOG_LEVEL",
-    help="How much cbmon logs to stderr.",
+    help="How much cbmon logs to stderr; also accepted after the command.",
 )
 def cli(log_level: str) -> None:
     """Exact callback metrics, SLO alerts and reports for callback systems in PostgreSQL."""

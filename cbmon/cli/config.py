@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from cbmon.cli.options import config_option
 from cbmon.config import load_config
 from cbmon.durations import format_duration
+from cbmon.errors import ConfigError
 
 
 @click.group()
@@ -16,9 +18,15 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def check(file: Path) -> None:
-    """Validate FILE: prints a summary, or one line per problem and exits 2."""
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@config_option
+def check(file: Path | None, config_path: Path | None) -> None:
+    """Validate FILE (or --config, or CBMON_CONFIG): prints a summary, or one line per
+    problem and exits 2. FILE, when given, is the one checked."""
+    file = file or config_path
+    if file is None:
+        raise ConfigError("no file to check: give FILE, --config FILE or CBMON_CONFIG")
+    # Only the file: CBMON_* settings from the environment are not part of what it says.
     loaded = load_config(file, environ={})
     tables = loaded.tables
     thresholds = loaded.thresholds

@@ -30,9 +30,9 @@ from cbmon.demo.scenario import SCENARIOS
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    help="Address for /metrics; port 0 picks a free one.",
+    default=None,
+    help=f"Address for the status page and /metrics; port 0 picks a free one [default: "
+    f"{DEFAULT_LISTEN}, or a free port when another program has it].",
 )
 @click.option(
     "--dsn",
@@ -52,7 +52,8 @@ from cbmon.demo.scenario import SCENARIOS
     envvar="CBMON_DEMO_DATA_DIR",
     show_envvar=True,
     default=None,
-    help="Data directory of the embedded PostgreSQL [default: under the cache directory].",
+    help="Data directory of the embedded PostgreSQL, used by one demo at a time [default: "
+    "pgdata under the cache directory, or a spare beside it when another demo has it].",
 )
 @click.option(
     "--workers",
@@ -69,7 +70,7 @@ from cbmon.demo.scenario import SCENARIOS
 def demo(
     scenario: str,
     duration: float | None,
-    listen: str,
+    listen: str | None,
     dsn: str | None,
     schema: str,
     data_dir: Path | None,

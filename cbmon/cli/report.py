@@ -8,38 +8,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from cbmon.cli.options import DURATION, build_config, config_option, dsn_option, format_option
+from cbmon.cli.options import (
+    DURATION,
+    OneLineCommand,
+    build_config,
+    config_option,
+    dsn_option,
+    format_option,
+)
 from cbmon.domain import Level
 from cbmon.errors import ConfigError
 from cbmon.report import FORMATS, build_report, renderer
-from cbmon.report.period import PeriodRequest, check, parse_time
+from cbmon.report.period import PeriodRequest, check, parse_step, parse_time
 from cbmon.report.progress import Progress
-from cbmon.report.query import STEPS, ReportRequest
+from cbmon.report.query import ReportRequest
 
 FAIL_EXIT = {Level.WARNING: 3, Level.CRITICAL: 4}
 
 
-class _OneLineCommand(click.Command):
-    """Bad flags become one ``cbmon: ...`` line (exit 2) instead of click's usage block."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise ConfigError(exc.format_message()) from None
-
-
-@click.command(cls=_OneLineCommand)
+@click.command(cls=OneLineCommand)
 @dsn_option
 @config_option
 @click.option(
@@ -71,11 +61,18 @@ class _OneLineCommand(click.Command):
 )
 @click.option(
     "--by",
-    type=click.Choice(STEPS),
+    metavar="STEP",
     default=None,
-    help="Also give the figures per hour or per day (UTC buckets).",
+    help="Also give the figures per step: hour, day, minute or a duration such as 5m (buckets "
+    "start at whole steps in UTC) [default: none; html charts pick a step giving at least "
+    "10 points].",
 )
-@format_option(list(FORMATS), "table")
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Also give the figures of the period of the same length just before.",
+)
+@format_option(list(FORMATS), "table", aliases={"md": "markdown"})
 @click.option(
     "--output",
     "-o",
@@ -111,6 +108,7 @@ def report(
     end: str | None,
     event_types: tuple[str, ...],
     by: str | None,
+    compare: bool,
     output_format: str,
     output: Path | None,
     fail_on: str | None,
@@ -128,11 +126,13 @@ def report(
     if statement_timeout <= 0:
         raise ConfigError("--statement-timeout: must be above 0s")
     config = build_config(config_path, dsn)
+    step = parse_step(by) if by is not None else None
     request = ReportRequest(
         period=period,
         event_types=tuple(dict.fromkeys(event_types)) or None,
-        by=by if by is not None or output_format != "html" else "auto",
+        by=step if step is not None or output_format != "html" else "auto",
         top=top,
+        compare=compare,
     )
     result = build_report(
         config, request, progress=Progress(sys.stderr), statement_timeout=statement_timeout

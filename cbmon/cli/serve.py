@@ -16,6 +16,7 @@ from cbmon.cli.options import (
     config_option,
     drop_none,
     dsn_option,
+    from_config,
     window_option,
 )
 from cbmon.config import WEBHOOK_SECRET_ENV
@@ -32,13 +33,15 @@ log = logging.getLogger("cbmon")
     "--listen",
     metavar="HOST:PORT",
     default=None,
-    help="Address for /metrics, /healthz and /readyz [default: listen, 0.0.0.0:9863].",
+    help="Address for the status page, /metrics, /healthz and /readyz "
+    + from_config("0.0.0.0:9863 (every interface)", "listen")
+    + ".",
 )
 @click.option(
     "--poll-interval",
     type=DURATION,
     default=None,
-    help="How often to read new rows [default: poll_interval, 5s].",
+    help="How often to read new rows " + from_config("5s", "poll_interval") + ".",
 )
 @window_option()
 @click.option(
@@ -46,14 +49,14 @@ log = logging.getLogger("cbmon")
     "for_",
     type=DURATION,
     default=None,
-    help="How long a state must hold before it fires [default: slo.for, 1m].",
+    help="How long a state must hold before it fires " + from_config("1m", "slo.for") + ".",
 )
 @click.option(
     "--webhook",
     "webhooks",
     metavar="URL",
     multiple=True,
-    help="Alert receiver (repeatable) [default: alerting.webhooks].",
+    help="Alert receiver (repeatable) " + from_config("none", "alerting.webhooks") + ".",
 )
 @click.option(
     "--web.config.file",
@@ -61,7 +64,7 @@ log = logging.getLogger("cbmon")
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="TLS and basic authentication for the endpoints, in the Prometheus exporter-toolkit "
-    "format node_exporter reads [default: web_config_file].",
+    "format node_exporter reads " + from_config("plain HTTP", "web_config_file") + ".",
 )
 @click.option(
     "--alertmanager",
@@ -69,7 +72,8 @@ log = logging.getLogger("cbmon")
     metavar="URL",
     multiple=True,
     help="Alertmanager to post alerts to, e.g. http://alertmanager:9093 (repeatable) "
-    "[default: alerting.alertmanagers].",
+    + from_config("none", "alerting.alertmanagers")
+    + ".",
 )
 @click.option(
     "--webhook-secret",
@@ -115,9 +119,11 @@ def serve(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     receivers = len(config.file.alerting.webhooks)
+    scheme = "https" if server.tls is not None else "http"
     log.info(
-        "serving %s/metrics; polling %s; %d alert receiver(s)%s",
-        server.url,
+        "serving %s://%s/metrics; polling %s; %d alert receiver(s)%s",
+        scheme,
+        server.address,
         describe(service.dsn),
         receivers,
         ", signed" if receivers and config.webhook_secret else "",

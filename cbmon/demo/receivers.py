@@ -8,6 +8,7 @@ and counts the alerts that fire and resolve.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -144,6 +145,7 @@ class AlertEvent:
     severity: str
     event_type: str  # "" for every event type together
     summary: str
+    previous: str = ""  # the severity it had, when one notification changed it (escalation)
 
     @property
     def key(self) -> str:
@@ -196,12 +198,28 @@ class AlertReceiver(_Server):
                 else:
                     self.counts.resolved += 1
                     self._firing.discard(event.key)
-        for event in events:
+        for event in changes(events):
             self.on_event(event)
 
     def reject(self) -> None:
         with self._lock:
             self.counts.rejected += 1
+
+
+def changes(events: list[AlertEvent]) -> list[AlertEvent]:
+    """The events of one notification as a person reads them: an alert resolved at one
+    severity and firing at another (an escalation, or easing off) is one change, not a
+    "resolved" that reads as if things got better."""
+    firing = {(e.alertname, e.event_type): e for e in events if e.status == "firing"}
+    merged: list[AlertEvent] = []
+    for event in events:
+        successor = firing.get((event.alertname, event.event_type))
+        if event.status == "resolved" and successor is not None:
+            merged.append(dataclasses.replace(successor, previous=event.severity))
+            firing.pop((event.alertname, event.event_type))
+        elif event.status == "resolved" or event in firing.values():
+            merged.append(event)
+    return merged
 
 
 def _event(alert: dict[str, Any]) -> AlertEvent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import queue
@@ -28,12 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+import psycopg
 from psycopg import sql
 
-from cbmon import signing
+from cbmon import present, signing
 from cbmon.config import Config, load_config, parse_listen
-from cbmon.db.connect import connect, describe
-from cbmon.db.embedded import EmbeddedPostgres, default_data_dir
+from cbmon.db.connect import connect, describe, first_line
+from cbmon.db.embedded import DataDirInUse, EmbeddedPostgres, default_data_dir
 from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import (
@@ -45,7 +47,7 @@ from cbmon.demo.scenario import (
     slo_window,
 )
 from cbmon.demo.traffic import Traffic
-from cbmon.demo.view import LiveView, Snapshot, alert_line, clock
+from cbmon.demo.view import LiveView, Snapshot, clock
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError, DatabaseError
 from cbmon.reference import mechanism
@@ -66,6 +68,7 @@ RETRY_POLICY = json.dumps(
     {"max_retries": 3, "backoff": "exponential", "backoff_seconds": 0.5, "max_backoff_seconds": 5}
 )
 REFRESH = 0.5  # seconds between redraws of the live view
+SPARE_DATA_DIRS = 8  # pgdata-2 ... pgdata-9 beside the default, for demos run side by side
 JOIN_GRACE = 2.0  # seconds workers get to finish the delivery in hand before receivers let go
 
 # Loggers whose routine messages (retries given up, alerts sent, server start) the live view
@@ -85,7 +88,7 @@ _CHATTY = {
 class DemoOptions:
     scenario: str = "degraded"
     duration: float | None = None  # None: until Ctrl-C, the scenario repeating
-    listen: str = DEFAULT_LISTEN
+    listen: str | None = None  # None: DEFAULT_LISTEN, or a free port when another demo has it
     dsn: str | None = None  # None: an embedded PostgreSQL in data_dir
     schema: str = DEFAULT_SCHEMA
     data_dir: Path | None = None
@@ -94,11 +97,19 @@ class DemoOptions:
     every: float = 5.0  # seconds between status lines when not live
 
 
-def reserve_listen(listen: str) -> str:
+def reserve_listen(listen: str | None) -> str:
     """``listen`` with a concrete port, after checking it is free (port 0: one is picked).
 
     Checked before anything starts, so a taken port costs the user one line and no wait.
+    Without ``listen``, the default port, or a free one when the default is taken (by
+    another demo, say): only a port the user asked for is worth refusing over.
     """
+    if listen is None:
+        try:
+            return reserve_listen(DEFAULT_LISTEN)
+        except ConfigError:
+            host, _ = parse_listen(DEFAULT_LISTEN)
+            return reserve_listen(f"{host}:0")
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
@@ -157,6 +168,12 @@ def quiet_logs() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+def demo_lock_key(schema: str) -> int:
+    """The advisory lock a demo holds on its schema while it runs: a signed 64-bit key."""
+    digest = hashlib.sha256(f"cbmon demo schema {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def demo_config(
     dsn: str, listen: str, schema: str, window: float, alerts: AlertReceiver, state_dir: Path
 ) -> Config:
@@ -194,13 +211,15 @@ class Demo:
         self.started = time.monotonic()
         live = out.isatty() if options.live is None else options.live
         self.view = LiveView(out, live=live, every=options.every)
+        self.data_dir: Path | None = None
         self.events: queue.Queue[AlertEvent] = queue.Queue()
         self.traffic: Traffic | None = None
 
     # -- helpers -----------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+    def say(self, text: str, indent: str = "    ") -> None:
+        """Lines that stay on screen, wrapped to the terminal by the view."""
+        for line in text.splitlines():
+            self.view.note(line, indent)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -218,6 +237,7 @@ class Demo:
             dsn = self.options.dsn or self._embedded(database)
             if self.stop.is_set():
                 return 0
+            self._hold_schema(database, dsn)
             self._prepare_schema(dsn)
             # Leaving this block stops the parts newest first: traffic, workers, the sidecar,
             # the receivers. The database stays up for the summary.
@@ -238,14 +258,56 @@ class Demo:
             return self._summary(config, alerts, elapsed)
 
     def _embedded(self, database: ExitStack) -> str:
-        data_dir = self.options.data_dir or default_data_dir()
-        self.say(f"starting the embedded PostgreSQL (data in {data_dir}) ...")
-        server = EmbeddedPostgres(data_dir)
+        """Start an embedded server on a data directory no other demo is using.
+
+        The default directory has spares beside it, so demos run side by side each get their
+        own; a directory given with ``--data-dir`` is used only when nobody else holds it.
+        """
+        chosen = self.options.data_dir
+        default = default_data_dir()
+        candidates = (
+            [chosen]
+            if chosen is not None
+            else [default]
+            + [default.with_name(f"{default.name}-{n}") for n in range(2, SPARE_DATA_DIRS + 2)]
+        )
+        refusals = []
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver copes without it
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            database.enter_context(server)
-        return server.dsn
+            for data_dir in candidates:
+                server = EmbeddedPostgres(data_dir, exclusive=True)
+                try:
+                    server.lock()
+                except DataDirInUse as exc:
+                    refusals.append(str(exc))
+                    continue
+                database.callback(server.stop)  # releases the lock even if start fails
+                self.say(f"starting the embedded PostgreSQL (data in {data_dir}) ...")
+                server.start()
+                self.data_dir = data_dir
+                return server.dsn
+        where = "--data-dir" if chosen is not None else "every demo data directory"
+        raise DataDirInUse(f"{where}: {refusals[-1]}" + ("" if chosen else "; pass --data-dir"))
+
+    def _hold_schema(self, database: ExitStack, dsn: str) -> None:
+        """Hold the schema for this run: a second demo on the same database and schema would
+        drop the tables this one is using."""
+        conn = connect(dsn, statement_timeout=30, application_name="cbmon demo", read_only=False)
+        database.callback(conn.close)
+        try:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s)", [demo_lock_key(self.options.schema)]
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot lock schema {self.options.schema}: {first_line(exc)}"
+            ) from None
+        if row is None or not row[0]:
+            raise ConfigError(
+                f"--schema {self.options.schema}: another cbmon demo is using this schema on "
+                "this database; pass another --schema"
+            )
 
     def _prepare_schema(self, dsn: str) -> None:
         """Drop and recreate the demo's schema, so each run starts from empty tables."""
@@ -366,27 +428,36 @@ class Demo:
         where = f"embedded PostgreSQL {dsn}" if o.dsn is None else describe(dsn)
         assert service.server is not None
         t = service.config.thresholds
+        url = service.server.url
         lines = [
-            f"cbmon demo: scenario {self.scenario.name}: {self.scenario.summary}; running {length}",
-            f"  status     {service.server.url}/   (a page for a browser; JSON at /api/v1/status)",
-            f"  metrics    {service.server.url}/metrics   (Prometheus; also /healthz, /readyz)",
+            f"cbmon demo: scenario {self.scenario.name} ({self.scenario.summary}), "
+            f"running {length}",
+            f"  status     {url}/   (the status page, for a browser; JSON at /api/v1/status)",
+            f"  metrics    {url}/metrics   (Prometheus; also /healthz, /readyz)",
             f"  database   {where}, schema {o.schema}",
-            f"  receivers  {receivers.base_url}{', '.join(PATHS)}  "
+            f"  receivers  {receivers.base_url}{', '.join(PATHS)}   "
             f"({o.workers} workers, signed deliveries)",
-            f"  alerts     {alerts.url}  (signed with a fresh secret, verified on receipt)",
+            f"  alerts     {alerts.url}   (signed with a fresh secret, verified on receipt)",
             f"  SLO        window {format_duration(self.window)}, for {FOR}, poll every "
-            f"{POLL_INTERVAL}, judged from {MIN_EVENTS} calls; ok: success > "
-            f"{t.success_rate.normal:.1%}, avg < {t.avg_latency.normal * 1000:g}ms, backlog < "
-            f"{t.backlog.normal}; critical: < {t.success_rate.alert:.0%}, > "
-            f"{t.avg_latency.alert * 1000:g}ms, > {t.backlog.alert}",
+            f"{POLL_INTERVAL}, judged from {MIN_EVENTS} calls",
+            f"  ok         success > {present.percent(t.success_rate.normal)}, avg < "
+            f"{present.millis(t.avg_latency.normal)}, backlog < {t.backlog.normal}",
+            f"  critical   success < {present.percent(t.success_rate.alert)}, avg > "
+            f"{present.millis(t.avg_latency.alert)}, backlog > {t.backlog.alert}",
         ]
+        if o.listen is None and service.server.address != DEFAULT_LISTEN:
+            lines.append(
+                f"  note: {DEFAULT_LISTEN} is taken (another demo?), so this one serves on "
+                f"{service.server.address}"
+            )
         if self.cycle < shortest_cycle(self.scenario):
             lines.append(
                 f"  note: {format_duration(self.cycle)} is short for this scenario; alerts "
                 f"need about {format_duration(shortest_cycle(self.scenario))} to fire and resolve"
             )
         lines.append("  Ctrl-C stops everything and prints a summary.")
-        self.say("\n".join(lines))
+        # continuation lines start under the values, after the labels' column
+        self.say("\n".join(lines), indent=" " * 13)
 
     def _snapshot(self, service: Service, alerts: AlertReceiver) -> Snapshot:
         view = service.store.view()
@@ -405,6 +476,8 @@ class Demo:
             fired=counts.fired,
             resolved=counts.resolved,
             firing=counts.firing,
+            window=self.window,
+            thresholds=service.config.thresholds,
         )
 
     def _loop(self, service: Service, alerts: AlertReceiver) -> None:
@@ -419,7 +492,7 @@ class Demo:
                 phase = current.name
                 self.view.note(f"[{clock(elapsed)}] phase {phase}: {current.describe()}")
             while not self.events.empty():
-                self.view.note(alert_line(self.events.get_nowait(), elapsed))
+                self.view.alert(self.events.get_nowait(), elapsed)
             self.view.update(self._snapshot(service, alerts))
             if self.traffic is not None and self.traffic.failure is not None:
                 raise DatabaseError(f"demo traffic failed: {self.traffic.failure}")
@@ -427,7 +500,7 @@ class Demo:
             if self.stop.wait(max(0.0, wait)):
                 break
         while not self.events.empty():
-            self.view.note(alert_line(self.events.get_nowait(), self.elapsed()))
+            self.view.alert(self.events.get_nowait(), self.elapsed())
         self.view.update(self._snapshot(service, alerts), force=True)
 
     def _summary(self, config: Config, alerts: AlertReceiver, elapsed: float) -> int:

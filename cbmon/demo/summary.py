@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from cbmon import present
-from cbmon.config import Config
+from cbmon.config import Config, Thresholds
 from cbmon.demo.receivers import AlertCounts
 from cbmon.report import build_report
 from cbmon.report.model import Report, Row
@@ -22,19 +22,15 @@ def fetch(config: Config, seconds: float) -> Report:
     )
 
 
-def _ms(value: float | None) -> str:
-    return present.MISSING if value is None else f"{value:.1f}"
-
-
-def _row(row: Row) -> list[str]:
+def _row(row: Row, thresholds: Thresholds) -> list[str]:
     f = row.figures
     return [
         row.event_type or "(all)",
         str(f.attempts),
         str(f.failures),
-        present.percent(f.success_rate),
-        _ms(row.avg_ms),
-        _ms(row.latency.p95_ms),
+        present.success_rate(f.success_rate, thresholds),
+        present.avg_ms(row.avg_ms, thresholds),
+        present.number(row.latency.p95_ms),
         present.level_word(row.verdicts.success_rate),
         present.level_word(row.verdicts.avg_latency),
     ]
@@ -44,12 +40,15 @@ _HEADERS = ("event type", "calls", "failures", "success", "avg ms", "p95 ms", "r
 
 
 def render(report: Report, alerts: AlertCounts, schema: str) -> list[str]:
-    rows = [_row(report.overall), *(_row(row) for row in report.event_types)]
+    t = report.thresholds
+    rows = [_row(report.overall, t), *(_row(row, t) for row in report.event_types)]
     lines = [
         f"Summary (cbmon report over the run, schema {schema}):",
         *("  " + line for line in present.table(_HEADERS, rows, text_columns=(0, 6, 7))),
-        f"  queue now: {report.queue.backlog} waiting (backlog {report.queue.verdict.label})",
     ]
+    if report.queue is not None:
+        queue = report.queue
+        lines.append(f"  queue now: {queue.backlog} waiting (backlog {queue.verdict.label})")
     if report.top_errors:
         errors = "; ".join(f"{e.message} x{e.count}" for e in report.top_errors)
         lines.append(f"  most frequent errors: {errors}")

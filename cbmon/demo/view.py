@@ -1,22 +1,30 @@
 """The demo's live view: the indicators, their states and the alerts, in a few lines.
 
-On a terminal a small panel is redrawn in place; elsewhere (a pipe, a log file, CI) one status
-line is printed every few seconds. Alert events are printed as lines of their own either way.
-Rendering is pure: :class:`Snapshot` in, text out.
+On a terminal a small panel is redrawn in place, cut or wrapped to the terminal's width and
+coloured (unless ``NO_COLOR``); elsewhere (a pipe, a log file, CI) one status line is printed
+every few seconds. Alert events are printed as lines of their own either way. Rendering is
+pure: :class:`Snapshot` and a width in, lines out.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from cbmon import present
+from cbmon.config import Thresholds
 from cbmon.demo.receivers import AlertEvent
+from cbmon.domain import Level
+from cbmon.durations import format_duration
 from cbmon.slo.judge import OVERALL, Indicator
 
 _ALL = "(all)"
+_EVENT_TYPE_WIDTH = 20  # longer event types are cut in the panel; the summary has them whole
+_INDENT = "    "  # continuation lines of a wrapped line
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class Snapshot:
     fired: int
     resolved: int
     firing: Sequence[str]  # "alertname/severity" of the alerts firing now
+    window: float = 30.0  # seconds the indicators are judged over
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
 
 def clock(seconds: float) -> str:
@@ -47,16 +57,35 @@ def _find(indicators: Sequence[Indicator], slo: str, event_type: str) -> Indicat
     return None
 
 
-def _percent(indicator: Indicator | None) -> str:
-    return present.percent(None if indicator is None else indicator.value)
+def _value(indicator: Indicator | None) -> float | None:
+    return None if indicator is None else indicator.value
 
 
-def _ms(indicator: Indicator | None) -> str:
-    return present.millis(None if indicator is None else indicator.value).replace(" ", "")
+class _Words:
+    """How values look in this view: boundary-honest numbers, states coloured or not."""
 
+    def __init__(self, thresholds: Thresholds, colour: bool) -> None:
+        self.thresholds = thresholds
+        self.colour = colour
 
-def _state(indicator: Indicator | None) -> str:
-    return present.MISSING if indicator is None else present.level_word(indicator.state)
+    def rate(self, indicator: Indicator | None) -> str:
+        return present.success_rate(_value(indicator), self.thresholds)
+
+    # Milliseconds written tight ("212ms"): the panel's columns and the log line are narrow.
+    def avg(self, indicator: Indicator | None) -> str:
+        return present.avg_latency(_value(indicator), self.thresholds).replace(" ", "")
+
+    def millis(self, indicator: Indicator | None) -> str:
+        return present.millis(_value(indicator)).replace(" ", "")
+
+    def state(self, indicator: Indicator | None) -> str:
+        if indicator is None:
+            return present.MISSING
+        return self.level(indicator.state)
+
+    def level(self, level: Level, text: str | None = None) -> str:
+        word = present.level_word(level) if text is None else text
+        return present.colour(word, level, self.colour) if level is not Level.UNKNOWN else word
 
 
 def _elapsed(snapshot: Snapshot) -> str:
@@ -64,55 +93,76 @@ def _elapsed(snapshot: Snapshot) -> str:
     return f"{clock(snapshot.elapsed)}{total}"
 
 
+def _totals(snapshot: Snapshot, event_type: str) -> tuple[int, int]:
+    if event_type:
+        return snapshot.calls.get(event_type, (0, 0))
+    return (
+        sum(a for a, _ in snapshot.calls.values()),
+        sum(f for _, f in snapshot.calls.values()),
+    )
+
+
 def status_line(snapshot: Snapshot) -> str:
     """One line for logs and pipes: the overall indicators and the alert counts."""
-    ind = snapshot.indicators
+    ind, words = snapshot.indicators, _Words(snapshot.thresholds, colour=False)
     rate, avg = _find(ind, "success_rate", OVERALL), _find(ind, "avg_latency", OVERALL)
     p95, backlog = _find(ind, "p95_latency", OVERALL), _find(ind, "backlog", OVERALL)
-    attempts = sum(a for a, _ in snapshot.calls.values())
-    failures = sum(f for _, f in snapshot.calls.values())
+    attempts, failures = _totals(snapshot, OVERALL)
     db = "" if snapshot.database_up else " | database DOWN"
     return (
         f"[{_elapsed(snapshot)} {snapshot.phase}] calls {attempts} failed {failures}"
-        f" | success {_percent(rate)} {_state(rate)}"
-        f" | avg {_ms(avg)} {_state(avg)} | p95 {_ms(p95)}"
-        f" | backlog {snapshot.backlog} {_state(backlog)}"
+        f" | success {words.rate(rate)} {words.state(rate)}"
+        f" | avg {words.avg(avg)} {words.state(avg)} | p95 {words.millis(p95)}"
+        f" | backlog {snapshot.backlog} {words.state(backlog)}"
         f" | alerts fired {snapshot.fired} resolved {snapshot.resolved}{db}"
     )
 
 
-def panel(snapshot: Snapshot) -> list[str]:
-    """The terminal panel: one row per event type, then the queue and the alerts."""
-    ind = snapshot.indicators
-    lines = [
-        f"{_elapsed(snapshot)}  scenario {snapshot.scenario}, phase {snapshot.phase}:"
-        f" {snapshot.phase_text}",
-        f"  {'event type':<15}{'calls':>7}{'failed':>8}  {'success (window)':<22}"
-        f"{'avg latency':<20}{'p95':>7}",
-    ]
-    types = sorted(t for t in snapshot.calls if t)
-    for event_type in ["", *types]:
+_HEADERS = ("event type", "calls", "failed", "success", "", "avg", "", "p95")
+# Columns wide enough for any value they hold, so a redraw never shifts them.
+_WIDTHS = (13, 6, 6, 7, 8, 6, 8, 6)
+
+
+def panel(
+    snapshot: Snapshot, width: int = 79, *, colour: bool = False, ellipsis: str = present.ELLIPSIS
+) -> list[str]:
+    """The terminal panel: one row per event type, then the queue and the alerts; no line is
+    wider than ``width`` columns (cut with an ellipsis, or wrapped between words)."""
+    ind, words = snapshot.indicators, _Words(snapshot.thresholds, colour)
+    rows = []
+    for event_type in ["", *sorted(t for t in snapshot.calls if t)]:
         rate = _find(ind, "success_rate", event_type)
         avg = _find(ind, "avg_latency", event_type)
-        p95 = _find(ind, "p95_latency", event_type)
-        if event_type:
-            attempts, failures = snapshot.calls.get(event_type, (0, 0))
-        else:
-            attempts = sum(a for a, _ in snapshot.calls.values())
-            failures = sum(f for _, f in snapshot.calls.values())
-        lines.append(
-            f"  {event_type or _ALL:<15}{attempts:>7}{failures:>8}"
-            f"  {_percent(rate):>8} {_state(rate):<13}{_ms(avg):>7} {_state(avg):<12}"
-            f"{_ms(p95):>7}"
+        attempts, failures = _totals(snapshot, event_type)
+        name = present.fit(event_type, _EVENT_TYPE_WIDTH, ellipsis) if event_type else _ALL
+        rows.append(
+            [
+                name,
+                str(attempts),
+                str(failures),
+                words.rate(rate),
+                words.state(rate),
+                words.avg(avg),
+                words.state(avg),
+                words.millis(_find(ind, "p95_latency", event_type)),
+            ]
         )
+    window = format_duration(snapshot.window)
     backlog = _find(ind, "backlog", OVERALL)
-    firing = _firing(snapshot.firing)
-    db = "" if snapshot.database_up else "   database DOWN"
-    lines.append(f"  queue backlog {snapshot.backlog} {_state(backlog)}{db}")
-    lines.append(
-        f"  alerts: {snapshot.fired} fired, {snapshot.resolved} resolved; firing now: {firing}"
+    db = "" if snapshot.database_up else "   " + words.level(Level.CRITICAL, "database DOWN")
+    lines = [
+        f"{_elapsed(snapshot)}  scenario {snapshot.scenario}, phase {snapshot.phase}: "
+        f"{snapshot.phase_text}",
+        *("  " + line for line in present.table(_HEADERS, rows, (0, 4, 6), _WIDTHS)),
+        f"  calls, failed: since the start; success, avg, p95 (estimated): last {window}",
+        f"  queue backlog {snapshot.backlog} {words.state(backlog)}{db}",
+    ]
+    fitted = [present.fit(line, width, ellipsis) for line in lines]
+    alerts = (
+        f"  alerts: {snapshot.fired} fired, {snapshot.resolved} resolved; "
+        f"firing now: {_firing(snapshot.firing)}"
     )
-    return lines
+    return fitted + present.wrap(alerts, width, indent=_INDENT, ellipsis=ellipsis)
 
 
 def _firing(keys: Sequence[str]) -> str:
@@ -121,47 +171,109 @@ def _firing(keys: Sequence[str]) -> str:
     return ", ".join(k if n == 1 else f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
 
 
+def alert_word(event: AlertEvent) -> str:
+    """FIRING, RESOLVED, or ESCALATED / EASED when one alert changed severity."""
+    if event.previous:
+        rank = {"warning": 1, "critical": 2}
+        worse = rank.get(event.severity, 0) > rank.get(event.previous, 0)
+        return "ESCALATED" if worse else "EASED"
+    return event.status.upper()
+
+
 def alert_line(event: AlertEvent, elapsed: float) -> str:
     scope = f" [{event.event_type}]" if event.event_type else ""
+    severity = f"{event.previous} -> {event.severity}" if event.previous else event.severity
+    summary = event.summary.removeprefix("Resolved: ")  # the line says RESOLVED already
     return (
-        f"[{clock(elapsed)}] alert {event.status.upper()} {event.alertname}"
-        f" ({event.severity}){scope}: {event.summary}"
+        f"[{clock(elapsed)}] alert {alert_word(event)} {event.alertname}"
+        f" ({severity}){scope}: {summary}"
     )
 
 
-class LiveView:
-    """Writes the view to ``out``: a redrawn panel on a terminal, status lines elsewhere."""
+def _alert_level(event: AlertEvent) -> Level:
+    if event.status == "resolved":
+        return Level.OK
+    return Level.CRITICAL if event.severity == "critical" else Level.WARNING
 
-    def __init__(self, out: TextIO, *, live: bool, every: float = 5.0) -> None:
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size().columns
+
+
+class LiveView:
+    """Writes the view to ``out``: a redrawn panel on a terminal, status lines elsewhere.
+
+    Lines are kept one column short of the terminal: a line filling the last column leaves
+    some terminals' cursor in a pending-wrap state, and the redraw would land one line off.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        live: bool,
+        every: float = 5.0,
+        colour: bool | None = None,
+        width: Callable[[], int] = terminal_width,
+    ) -> None:
         self.out = out
         self.live = live
         self.every = every
-        self._drawn = 0  # panel lines on screen, erased before the next draw
+        self.colour = present.use_colour(out) if colour is None else colour
+        self._width = width
+        self._ellipsis = present.ellipsis_for(out)
+        self._drawn: list[int] = []  # columns of each panel line on screen, erased next time
         self._last_line = float("-inf")
+
+    def columns(self) -> int:
+        """The widest line this view writes now: the terminal's width, less one."""
+        return max(40, self._width()) - 1
 
     def update(self, snapshot: Snapshot, *, force: bool = False) -> None:
         if self.live:
             self._erase()
-            lines = panel(snapshot)
+            lines = panel(snapshot, self.columns(), colour=self.colour, ellipsis=self._ellipsis)
             self.out.write("\n".join(lines) + "\n")
-            self._drawn = len(lines)
+            self._drawn = [present.visible_len(line) for line in lines]
         elif force or snapshot.elapsed - self._last_line >= self.every:
             self.out.write(status_line(snapshot) + "\n")
             self._last_line = snapshot.elapsed
         self.out.flush()
 
-    def note(self, text: str) -> None:
-        """A line that stays (an alert, a phase change), printed above the panel."""
-        self._erase()
-        self.out.write(text + "\n")
-        self.out.flush()
+    def note(self, text: str, indent: str = _INDENT) -> None:
+        """A line that stays (a phase change, a header line), printed above the panel; on a
+        terminal it is wrapped between words to the width, continuing after ``indent``."""
+        self._write(self._lines(text, indent))
+
+    def alert(self, event: AlertEvent, elapsed: float) -> None:
+        """An alert as it arrives, its FIRING / RESOLVED word in the alert's colour."""
+        lines = self._lines(alert_line(event, elapsed), _INDENT)
+        word = alert_word(event)
+        lines[0] = lines[0].replace(
+            f" {word} ", f" {present.colour(word, _alert_level(event), self.colour)} ", 1
+        )
+        self._write(lines)
 
     def close(self) -> None:
         """Leave the last panel on screen; later output starts below it."""
-        self._drawn = 0
+        self._drawn = []
+
+    def _lines(self, text: str, indent: str) -> list[str]:
+        if not self.live:
+            return [text]  # a log keeps one event on one line, for grep
+        return present.wrap(text, self.columns(), indent=indent, ellipsis=self._ellipsis)
+
+    def _write(self, lines: list[str]) -> None:
+        self._erase()
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
 
     def _erase(self) -> None:
-        if self.live and self._drawn:
-            # up to the panel's first line, then clear to the end of the screen
-            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
+        if not (self.live and self._drawn):
+            return
+        # A terminal narrowed since the draw rewraps long lines: count the rows they take now.
+        width = max(1, self._width())
+        rows = sum(max(1, math.ceil(columns / width)) for columns in self._drawn)
+        # up to the panel's first line, then clear to the end of the screen
+        self.out.write(f"\x1b[{rows}F\x1b[J")
+        self._drawn = []

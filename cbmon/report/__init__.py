@@ -12,7 +12,7 @@ from cbmon.config import Config
 from cbmon.db.connect import connect
 from cbmon.report.model import Report
 from cbmon.report.progress import Progress
-from cbmon.report.query import ReportRequest, fetch_report
+from cbmon.report.query import ReportRequest, read_report, snapshot
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -30,7 +30,8 @@ def build_report(
         using=config.file.database.driver,
     )
     try:
-        return fetch_report(conn, config, request, progress=progress, timeout=statement_timeout)
+        with snapshot(conn):
+            return read_report(conn, config, request, progress=progress, timeout=statement_timeout)
     finally:
         conn.close()
 

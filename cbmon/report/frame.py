@@ -6,6 +6,7 @@ table, CSV and HTML renderers. Overall rows have an empty ``event_type``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -27,7 +28,6 @@ FIGURES = (
 )
 VERDICTS = ("verdict_success_rate", "verdict_avg_latency")
 COLUMNS = ("event_type", *FIGURES, *VERDICTS)
-_FREQ = {"hour": "h", "day": "D"}
 
 
 def _record(row: Row) -> dict[str, Any]:
@@ -50,10 +50,13 @@ def _record(row: Row) -> dict[str, Any]:
     }
 
 
+def rows_frame(rows: Sequence[Row]) -> pd.DataFrame:
+    return pd.DataFrame([_record(row) for row in rows], columns=list(COLUMNS))
+
+
 def summary_frame(report: Report) -> pd.DataFrame:
     """The overall row first, then one row per event type."""
-    rows = [report.overall, *report.event_types]
-    return pd.DataFrame([_record(row) for row in rows], columns=list(COLUMNS))
+    return rows_frame([report.overall, *report.event_types])
 
 
 def _bucket_records(bucket: Bucket) -> list[dict[str, Any]]:
@@ -70,6 +73,7 @@ def series_frame(report: Report, *, overall_only: bool = False) -> pd.DataFrame:
     columns = ["bucket", *COLUMNS]
     if report.series is None or report.period.by is None:
         return pd.DataFrame(columns=columns)
+    by: float = report.period.by
     records = [
         record
         for bucket in report.series
@@ -78,10 +82,11 @@ def series_frame(report: Report, *, overall_only: bool = False) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(records, columns=columns)
     period = report.period
-    unit = _FREQ[str(period.by)]
-    first = pd.Timestamp(period.start).floor(unit)
-    last = pd.Timestamp(period.end - pd.Timedelta(microseconds=1)).floor(unit)
-    every = pd.date_range(first, last, freq=unit, tz="UTC")
+    # Buckets start at whole steps since the epoch, as the database counted them.
+    step = pd.Timedelta(seconds=by)
+    first = pd.Timestamp(period.start).floor(step)
+    last = pd.Timestamp(period.end - pd.Timedelta(microseconds=1)).floor(step)
+    every = pd.date_range(first, last, freq=step, tz="UTC")
     if overall_only:
         full = pd.DataFrame({"bucket": every, "event_type": ""})
     else:

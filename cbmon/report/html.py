@@ -8,12 +8,20 @@ from typing import Any
 
 import pandas as pd
 
+from cbmon import present
+from cbmon.domain import Level
 from cbmon.report import svg
 from cbmon.report.frame import series_frame
 from cbmon.report.model import Report
+from cbmon.report.period import step_name
 from cbmon.report.text import (
+    COMPARE_HEADERS,
     EMPTY_NOTE,
     OVERALL,
+    TOP_HEADERS,
+    TOP_TEXT,
+    compare_rows,
+    compare_title,
     headline,
     queue_line,
     summary_rows,
@@ -36,19 +44,21 @@ _HEADERS = (
     "success verdict",
     "latency verdict",
 )
-_COLORS = {"ok": "#1a7f37", "warning": "#9a6700", "critical": "#cf222e", "unknown": "#6e7781"}
+_UNKNOWN = "unknown"  # the word for a figure too thin to judge, in the table and the footer
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1f2328; max-width: 70rem; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
-table { border-collapse: collapse; font-size: 0.9rem; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #d0d7de; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-td.ok { color: #1a7f37; } td.warning { color: #9a6700; font-weight: bold; }
-td.critical { color: #cf222e; font-weight: bold; } td.unknown { color: #6e7781; }
+.table { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { padding: 0.25rem 0.5rem; border-bottom: 1px solid #d0d7de; text-align: right; }
+th { vertical-align: bottom; }
+th.text, td.text { text-align: left; }
+td.state { text-align: left; font-weight: bold; }
 .verdict { display: inline-block; padding: 0.2rem 0.6rem; border-radius: 0.3rem; color: #fff; }
 .chart { width: 100%; max-width: 860px; height: auto; display: block; margin: 1rem 0; }
 .chart-title { font-size: 15px; font-weight: bold; }
-.tick, .legend, .threshold-label { font-size: 11px; fill: #57606a; }
+.tick, .legend, .axis-caption { font-size: 11px; fill: #57606a; }
+.threshold-label { font-size: 11px; }
 .grid { stroke: #eaeef2; }
 .note { color: #57606a; font-size: 0.9rem; }
 """
@@ -58,110 +68,154 @@ _EXPLAIN = (
     "attempts that recorded a valid duration: <b>p50/p95/p99</b> are the times half, 95 % and "
     "99 % of attempts finished within. <b>Slower than</b> is the share above the slow-callback "
     "limit. <b>Errors</b> are rows of the error table. Verdicts compare each figure with the "
-    "baseline below: ok, warning (between the two limits) or critical; <i>unknown</i> when "
+    "baseline below: ok, WARNING (between the two limits) or CRITICAL; <i>unknown</i> when "
     "there were too few attempts to judge."
 )
+_LEVELS = {present.level_word(level, _UNKNOWN): level for level in Level}
 
 
-_STATE_CELLS = {"ok": "ok", "WARNING": "warning", "CRITICAL": "critical", "-": "unknown"}
+def _cell(text: str, left: bool, state: bool) -> str:
+    if state:
+        colour = present.HTML_COLOURS[_LEVELS.get(text, Level.UNKNOWN)]
+        return f'<td class="state" style="color:{colour}">{escape(text)}</td>'
+    return f"<td{_TEXT if left else ''}>{escape(text)}</td>"
 
 
-def _state_cell(text: str) -> str:
-    state = _STATE_CELLS.get(text, "unknown")
-    return f'<td class="{state}">{state}</td>'
+_TEXT = ' class="text"'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], states: int = 0) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        plain, judged = row[: len(row) - states], row[len(row) - states :]
-        cells = "".join(f"<td>{escape(cell)}</td>" for cell in plain)
-        cells += "".join(_state_cell(cell) for cell in judged)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    text_columns: Sequence[int] = (0,),
+    states: Sequence[int] = (),
+) -> str:
+    """Numbers aligned right, text left (``text_columns``); verdicts (``states``) in colour."""
+    left = {*text_columns, *states}
+    head = "".join(
+        f"<th{_TEXT if i in left else ''}>{escape(h)}</th>" for i, h in enumerate(headers)
+    )
+    body = [
+        "<tr>"
+        + "".join(_cell(cell, i in left, i in states) for i, cell in enumerate(row))
+        + "</tr>"
+        for row in rows
+    ]
+    return (
+        f'<div class="table"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _values(frame: pd.DataFrame, column: str, scale: float = 1.0) -> list[float | None]:
     return [None if pd.isna(v) else float(v) * scale for v in frame[column]]
 
 
+# Series colours apart from the thresholds' (amber warning, red critical, grey slow):
+# the percentiles in shades of blue, lighter to darker as they rise; the judged mean purple.
+_SERIES_COLOURS = {
+    "success rate": "#0969da",
+    "avg": "#8250df",
+    "p50": "#54aeff",
+    "p95": "#0969da",
+    "p99": "#0a3069",
+    "calls": "#54aeff",
+    "failures": "#cf222e",
+    "errors": "#bc4c00",
+}
+
+
+def _series(frame: pd.DataFrame, name: str, column: str, **extra: Any) -> svg.Series:
+    scale = 100.0 if column == "success_rate" else 1.0
+    return svg.Series(name, _values(frame, column, scale), _SERIES_COLOURS[name], **extra)
+
+
 def charts(report: Report) -> list[str]:
-    """Success rate, latency percentiles and calls per bucket, with the baseline drawn."""
+    """Success rate, latency percentiles (log scale), calls, and failures with errors on
+    their own scale, per bucket, with the baseline drawn."""
     frame = series_frame(report, overall_only=True)
-    by = report.period.by or "hour"
-    fmt = "%H:%M" if by == "hour" else "%m-%d"
-    labels = [t.strftime(fmt) for t in frame["bucket"]]
+    by = report.period.by or 3600.0
+    axis = svg.Axis([t.to_pydatetime() for t in frame["bucket"]], by)
+    per = step_name(by)
     t = report.thresholds
     rate = svg.chart(
-        f"Success rate per {by} (all event types)",
-        labels,
-        [svg.Series("success rate", _values(frame, "success_rate", 100), "#0969da")],
+        f"Success rate per {per} (all event types)",
+        axis,
+        [_series(frame, "success rate", "success_rate")],
         [
             svg.Threshold(
                 "normal",
                 f"ok > {t.success_rate.normal:.2%}",
                 t.success_rate.normal * 100,
-                _COLORS["warning"],
+                present.HTML_COLOURS[Level.WARNING],
             ),
             svg.Threshold(
                 "alert",
                 f"critical < {t.success_rate.alert:.2%}",
                 t.success_rate.alert * 100,
-                _COLORS["critical"],
+                present.HTML_COLOURS[Level.CRITICAL],
             ),
         ],
         y_format=lambda v: f"{v:.4g}%",
         ceiling=100.0,
     )
     latency = svg.chart(
-        f"Latency per {by} (ms, all event types)",
-        labels,
+        f"Latency per {per} (ms, log scale, all event types)",
+        axis,
         [
-            svg.Series("avg", _values(frame, "avg_ms"), "#8250df"),
-            svg.Series("p50", _values(frame, "p50_ms"), "#0969da"),
-            svg.Series("p95", _values(frame, "p95_ms"), "#bf8700"),
-            svg.Series("p99", _values(frame, "p99_ms"), "#cf222e"),
+            _series(frame, "avg", "avg_ms", width=3.0),
+            _series(frame, "p50", "p50_ms"),
+            _series(frame, "p95", "p95_ms"),
+            _series(frame, "p99", "p99_ms"),
         ],
         [
             svg.Threshold(
                 "normal",
                 f"avg ok < {t.avg_latency.normal * 1000:g} ms",
                 t.avg_latency.normal * 1000,
-                _COLORS["warning"],
+                present.HTML_COLOURS[Level.WARNING],
             ),
             svg.Threshold(
                 "slow",
                 f"slow > {t.slow_callback * 1000:g} ms",
                 t.slow_callback * 1000,
-                _COLORS["unknown"],
+                present.HTML_COLOURS[Level.UNKNOWN],
             ),
             svg.Threshold(
                 "alert",
                 f"avg critical > {t.avg_latency.alert * 1000:g} ms",
                 t.avg_latency.alert * 1000,
-                _COLORS["critical"],
+                present.HTML_COLOURS[Level.CRITICAL],
             ),
         ],
-        floor=0.0,
+        y_format=lambda v: f"{v:.0f}" if v >= 1 else f"{v:g}",  # 1000000, not 1e+06
+        log=True,
     )
     calls = svg.chart(
-        f"Calls per {by} (all event types)",
-        labels,
+        f"Calls per {per} (all event types)",
+        axis,
+        [_series(frame, "calls", "calls", kind="bar")],
+        floor=0.0,
+        whole=True,
+    )
+    problems = svg.chart(
+        f"Failures and errors per {per} (all event types, own scale)",
+        axis,
         [
-            svg.Series("calls", _values(frame, "calls"), "#54aeff", "bar"),
-            svg.Series("failures", _values(frame, "failures"), "#cf222e", "bar"),
-            svg.Series("errors", _values(frame, "errors"), "#9a6700", "bar"),
+            _series(frame, "failures", "failures", kind="bar"),
+            _series(frame, "errors", "errors", kind="bar"),
         ],
         floor=0.0,
+        whole=True,
     )
-    return [rate, latency, calls]
+    return [rate, latency, calls, problems]
 
 
 def render_html(report: Report) -> str:
-    verdict = report.verdict.label
+    verdict = report.verdict
     slow = f"{report.thresholds.slow_callback * 1000:g}"
     headers = [h.format(slow=slow) for h in _HEADERS]
+    colour = present.HTML_COLOURS[verdict]
     parts: list[Any] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -169,23 +223,28 @@ def render_html(report: Report) -> str:
         f"<title>{escape(headline(report))}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Callback report: {escape(when(report.period.start))} to "
         f"{escape(when(report.period.end))}</h1>",
-        f'<p>Verdict: <span class="verdict" style="background:{_COLORS[verdict]}">'
-        f"{escape(verdict)}</span></p>",
+        f'<p>Verdict: <span class="verdict" style="background:{colour}">'
+        f"{escape(present.level_word(verdict, _UNKNOWN))}</span></p>",
     ]
     if report.empty:
         parts.append(f'<p class="empty"><b>{escape(EMPTY_NOTE)}</b></p>')
-    rows = [[OVERALL if i == 0 else r[0], *r[1:]] for i, r in enumerate(summary_rows(report))]
-    parts += ["<h2>Callbacks</h2>", _table(headers, rows, states=2)]
+    rows = summary_rows(report, unknown=_UNKNOWN)
+    rows = [[OVERALL if i == 0 else r[0], *r[1:]] for i, r in enumerate(rows)]
+    states = (len(headers) - 2, len(headers) - 1)
+    parts += ["<h2>Callbacks</h2>", _table(headers, rows, states=states)]
     parts.append(f'<p class="note">{_EXPLAIN}</p>')
+    if report.previous is not None:
+        parts += [f"<h2>{escape(compare_title(report))}</h2>"]
+        parts.append(_table(COMPARE_HEADERS, compare_rows(report)))
     parts.append(f"<h2>Queue now</h2><p>{escape(queue_line(report))}</p>")
     if report.top_errors:
         top = [
             [str(e.count), when(e.last_seen), e.message or "(no message)"]
             for e in report.top_errors
         ]
-        parts += ["<h2>Most frequent errors</h2>", _table(("count", "last seen", "message"), top)]
+        parts += ["<h2>Most frequent errors</h2>", _table(TOP_HEADERS, top, TOP_TEXT)]
     parts.append("<h2>Over time</h2>")
     parts += charts(report)
-    parts.append(f'<p class="note">{escape(thresholds_line(report))}</p>')
+    parts.append(f'<p class="note">{escape(thresholds_line(report, _UNKNOWN))}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -10,7 +10,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from cbmon.report.model import Bucket, Report, Row
+from cbmon.report.model import Bucket, Period, Previous, Report, Row
+from cbmon.report.period import step_name
 
 FORMAT_VERSION = 1
 
@@ -47,6 +48,20 @@ def _bucket(bucket: Bucket) -> dict[str, Any]:
     }
 
 
+def _previous(previous: Previous | None) -> dict[str, Any] | None:
+    if previous is None:
+        return None
+    return {
+        "period": _span(previous.period),
+        "overall": row_dict(previous.overall),
+        "event_types": [row_dict(row) for row in previous.event_types],
+    }
+
+
+def _span(period: Period) -> dict[str, Any]:
+    return {"from": _time(period.start), "to": _time(period.end), "seconds": period.seconds}
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     thresholds = report.thresholds
     period = report.period
@@ -57,11 +72,9 @@ def to_dict(report: Report) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "generated_at": _time(report.generated_at),
         "period": {
-            "from": _time(period.start),
-            "to": _time(period.end),
-            "seconds": period.seconds,
+            **_span(period),
             "event_types": list(period.event_types) if period.event_types else None,
-            "by": period.by,
+            "by": None if period.by is None else step_name(period.by),
             "empty": report.empty,
         },
         "verdict": report.verdict.label,
@@ -82,6 +95,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             for item in report.top_errors
         ],
         "series": None if report.series is None else [_bucket(b) for b in report.series],
+        "previous": _previous(report.previous),
         "thresholds": {
             "success_rate": {
                 "normal": thresholds.success_rate.normal,

@@ -43,15 +43,23 @@ class Row:
 
 @dataclass(frozen=True)
 class Queue:
-    """The queue at the moment of the report, not over the period."""
+    """The queue at the moment of the report, not over the period.
+
+    Only a report that ends now judges it: the queue of today says nothing of last March,
+    so a historical report shows it with the verdict UNKNOWN (``current`` False).
+    """
 
     backlog: int
     oldest_age_seconds: float
     verdict: Level
+    current: bool = True
 
     @staticmethod
-    def judged(backlog: int, oldest_age_seconds: float, thresholds: Thresholds) -> Queue:
-        return Queue(backlog, oldest_age_seconds, judge_backlog(backlog, thresholds))
+    def judged(
+        backlog: int, oldest_age_seconds: float, thresholds: Thresholds, current: bool = True
+    ) -> Queue:
+        verdict = judge_backlog(backlog, thresholds) if current else Level.UNKNOWN
+        return Queue(backlog, oldest_age_seconds, verdict, current)
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,25 @@ class Period:
     start: datetime
     end: datetime
     event_types: tuple[str, ...] | None = None
-    by: str | None = None
+    by: float | None = None  # seconds per bucket of the series
 
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The same figures over the period of the same length just before (``--compare``)."""
+
+    period: Period
+    overall: Row
+    event_types: tuple[Row, ...]
+
+    def row(self, event_type: str | None) -> Row | None:
+        if event_type is None:
+            return self.overall
+        return next((row for row in self.event_types if row.event_type == event_type), None)
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,7 @@ class Report:
     thresholds: Thresholds
     min_events: int
     generated_at: datetime
+    previous: Previous | None = None
 
     @property
     def empty(self) -> bool:
@@ -104,7 +127,8 @@ class Report:
 
     @property
     def verdict(self) -> Level:
-        """The worst verdict of the overall row, every event type and the queue."""
+        """The worst verdict of the overall row, every event type and the queue (when the
+        report ends now; a historical report leaves it unjudged)."""
         states = [self.overall.verdicts.worst, self.queue.verdict]
         states.extend(row.verdicts.worst for row in self.event_types)
         return max(states)

@@ -5,11 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
 
 DEFAULT_SINCE = 24 * 3600.0
-# Beyond this span an hourly series has too many points to read; days are the natural step.
-_HOURLY_SPAN = timedelta(days=3)
+HOUR, DAY = 3600.0, 86400.0
+STEP_NAMES = {"minute": 60.0, "hour": HOUR, "day": DAY}
+# The steps a chart picks from when --by is not given: the largest that still gives
+# MIN_POINTS buckets, so a one-hour report draws lines (5m steps), not one dot.
+CHART_STEPS = (10.0, 60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY)
+MIN_POINTS = 10
+MAX_BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,9 @@ class PeriodRequest:
     since: float | None = None
     start: datetime | None = None
     end: datetime | None = None
+    # Without --to the period ends now; rows dated up to this many seconds past now still
+    # count (the sidecar's clock_skew), so a clock a little ahead does not hide fresh rows.
+    ahead: float = 0.0
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -53,6 +62,8 @@ def resolve(request: PeriodRequest, now: datetime) -> tuple[datetime, datetime]:
     else:
         since = request.since if request.since is not None else DEFAULT_SINCE
         start = end - timedelta(seconds=since)
+    if request.end is None:
+        end += timedelta(seconds=request.ahead)
     if start >= end:
         # Only a given --from can reach this: --since is above 0.
         until = "--to" if request.end is not None else "now"
@@ -60,6 +71,46 @@ def resolve(request: PeriodRequest, now: datetime) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def default_step(start: datetime, end: datetime) -> str:
-    """The bucket a chart uses when ``--by`` was not given."""
-    return "hour" if end - start <= _HOURLY_SPAN else "day"
+def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The period of the same length just before ``[start, end)``, for ``--compare``."""
+    return start - (end - start), start
+
+
+def parse_step(text: str) -> float:
+    """``--by``: ``minute``, ``hour``, ``day`` or a duration (``5m``, ``6h``), in seconds."""
+    name = text.strip().lower()
+    if name in STEP_NAMES:
+        return STEP_NAMES[name]
+    try:
+        seconds = parse_duration(name)
+    except ValueError:
+        raise ConfigError(
+            f"--by: {text!r} is not minute, hour, day or a duration such as 5m"
+        ) from None
+    if seconds < 1:
+        raise ConfigError(f"--by: {text!r} is shorter than a second")
+    return seconds
+
+
+def step_name(seconds: float) -> str:
+    """``hour`` and ``day`` by name, other steps as durations: ``5m``."""
+    for name, step in STEP_NAMES.items():
+        if seconds == step and name != "minute":
+            return name
+    return format_duration(seconds)
+
+
+def check_step(start: datetime, end: datetime, step: float) -> None:
+    buckets = (end - start).total_seconds() / step
+    if buckets > MAX_BUCKETS:
+        raise ConfigError(
+            f"--by {step_name(step)}: {buckets:.0f} buckets over the period, more than "
+            f"{MAX_BUCKETS}; choose a longer step"
+        )
+
+
+def default_step(start: datetime, end: datetime) -> float:
+    """The bucket a chart uses when ``--by`` was not given, in seconds."""
+    span = (end - start).total_seconds()
+    fitting = [step for step in CHART_STEPS if span / step >= MIN_POINTS]
+    return fitting[-1] if fitting else CHART_STEPS[0]

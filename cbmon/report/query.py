@@ -6,10 +6,11 @@ and the queue are read as of one moment and ``now()`` is the same in all of them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import IsolationLevel, sql
@@ -21,21 +22,35 @@ from cbmon.db.connect import first_line
 from cbmon.domain import Figures
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
-from cbmon.report.model import Bucket, Latency, Period, Queue, Report, Row, TopError
-from cbmon.report.period import PeriodRequest, default_step, resolve
+from cbmon.report.model import (
+    Bucket,
+    Latency,
+    Period,
+    Previous,
+    Queue,
+    Report,
+    Row,
+    TopError,
+)
+from cbmon.report.period import PeriodRequest, check_step, default_step, previous, resolve
 from cbmon.report.progress import Progress
 from cbmon.slo.judge import judge
 
-STEPS = ("hour", "day")
 DbRow = dict[str, Any]
+# The start of the step a row falls in; {created_at} read as UTC (the session's zone).
+_BUCKET_START = sql.SQL(
+    "to_timestamp(floor(extract(epoch FROM {created_at}) / %(step)s::float8) * %(step)s::float8)"
+)
 
 
 @dataclass(frozen=True)
 class ReportRequest:
     period: PeriodRequest = field(default_factory=PeriodRequest)
     event_types: tuple[str, ...] | None = None
-    by: str | None = None  # "hour", "day", "auto" (chosen from the period's length) or None
+    # seconds per bucket of the series, "auto" (chosen from the period's length) or None
+    by: float | Literal["auto"] | None = None
     top: int = 10
+    compare: bool = False  # also the period of the same length just before
 
 
 def _name(schema: str, table: str) -> str:
@@ -85,10 +100,13 @@ class _Source:
         self.logs["duration"] = catalog.as_float8(sql.Identifier(column), found)
 
     def statement(self, name: str, identifiers: Mapping[str, sql.Composable]) -> sql.Composed:
+        # A series groups rows by the start of their step (attempts.sql, errors_series.sql).
+        dated = "created_at" in identifiers
+        starts = {"bucket_start": _BUCKET_START.format(**identifiers)} if dated else {}
         if name in _ATTEMPTS:  # the summary and the series differ only in the time bucket
-            parts = {key: part.format(**identifiers) for key, part in _ATTEMPTS[name].items()}
+            parts = {key: part.format(**starts) for key, part in _ATTEMPTS[name].items()}
             return sqlfiles.template("report/attempts.sql").format(**identifiers, **parts)
-        return sqlfiles.template(f"report/{name}.sql").format(**identifiers)
+        return sqlfiles.template(f"report/{name}.sql").format(**identifiers, **starts)
 
 
 _ATTEMPTS: dict[str, dict[str, sql.SQL]] = {
@@ -99,7 +117,7 @@ _ATTEMPTS: dict[str, dict[str, sql.SQL]] = {
     },
     "series": {
         "bucket_column": sql.SQL("bucket,"),
-        "bucket": sql.SQL("date_trunc(%(unit)s, {created_at}) AS bucket,"),
+        "bucket": sql.SQL("{bucket_start} AS bucket,"),
         "grouping": sql.SQL("(bucket, event_type), (bucket)"),
     },
 }
@@ -236,21 +254,19 @@ class _Raw:
     series: tuple[list[DbRow], list[DbRow]] | None
 
 
-def _read(reader: _Reader, params: dict[str, Any], by: str | None, progress: Progress) -> _Raw:
+def _read(reader: _Reader, params: dict[str, Any], by: float | None, progress: Progress) -> _Raw:
     source = reader.source
     logs_what = f"reading {source.logs_name}"
     errors_what = f"reading {source.errors_name}"
-    with progress.step(f"aggregating {source.logs_name}"):
-        summary = reader.run("summary", source.logs, params, logs_what)
+    summary, errors = _summary(reader, params, progress)
     with progress.step(f"counting {source.errors_name}"):
-        errors = reader.run("errors", source.errors, params, errors_what)
         top = reader.run("top_errors", source.errors, params, errors_what)
     with progress.step(f"reading {source.queue_name}"):
         (queue,) = reader.run("queue", source.queue, {}, f"reading {source.queue_name}")
     series = None
     if by is not None:
-        series_params = {**params, "unit": by}
-        with progress.step(f"aggregating {source.logs_name} by {by}"):
+        series_params = {**params, "step": by}
+        with progress.step(f"aggregating {source.logs_name} by {format_duration(by)}"):
             series = (
                 reader.run("series", source.logs, series_params, logs_what),
                 reader.run("errors_series", source.errors, series_params, errors_what),
@@ -258,7 +274,41 @@ def _read(reader: _Reader, params: dict[str, Any], by: str | None, progress: Pro
     return _Raw(summary, errors, top, queue, series)
 
 
-def fetch_report(
+def _summary(
+    reader: _Reader, params: dict[str, Any], progress: Progress
+) -> tuple[list[DbRow], list[DbRow]]:
+    """Attempts and errors per event type and overall over ``params``' period."""
+    source = reader.source
+    with progress.step(f"aggregating {source.logs_name}"):
+        summary = reader.run("summary", source.logs, params, f"reading {source.logs_name}")
+    with progress.step(f"counting {source.errors_name}"):
+        errors = reader.run("errors", source.errors, params, f"reading {source.errors_name}")
+    return summary, errors
+
+
+def _previous(
+    reader: _Reader,
+    config: Config,
+    request: ReportRequest,
+    period: tuple[datetime, datetime],
+    progress: Progress,
+) -> Previous:
+    start, end = previous(*period)
+    params = _params(config, start, end, request)
+    overall, per_type = _rows(*_summary(reader, params, progress), config)
+    return Previous(Period(start, end, request.event_types), overall, per_type)
+
+
+@contextmanager
+def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """One read-only REPEATABLE READ transaction: every statement in it sees one moment."""
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    with conn.transaction():
+        yield
+
+
+def read_report(
     conn: psycopg.Connection[Any],
     config: Config,
     request: ReportRequest,
@@ -266,22 +316,24 @@ def fetch_report(
     progress: Progress,
     timeout: float,
 ) -> Report:
-    """Read every figure of the report over ``conn`` (opened with ``autocommit=False``)."""
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
+    """Read the report inside the transaction the caller holds open on ``conn``."""
     reader = _Reader(conn, config, timeout)
     try:
-        with conn.transaction():
-            # date_trunc buckets follow the session's zone: UTC makes them the same everywhere.
-            conn.execute("SET LOCAL TIME ZONE 'UTC'")
-            reader.source.read_duration_type(conn, config)
-            now_row = conn.execute("SELECT now()").fetchone()
-            now: datetime = now_row[0] if now_row is not None else datetime.now(UTC)
-            start, end = resolve(request.period, now)
-            by = default_step(start, end) if request.by == "auto" else request.by
-            raw = _read(reader, _params(config, start, end, request), by, progress)
-            overall, per_type = _rows(raw.summary, raw.errors, config)
-            _check_event_types(reader, request.event_types, per_type)
+        # Zoneless timestamps meet the period's bounds in the session's zone: read them as UTC.
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        reader.source.read_duration_type(conn, config)
+        now_row = conn.execute("SELECT now()").fetchone()
+        now: datetime = now_row[0] if now_row is not None else datetime.now(UTC)
+        start, end = resolve(request.period, now)
+        by = default_step(start, end) if request.by == "auto" else request.by
+        if by is not None:
+            check_step(start, end, by)
+        raw = _read(reader, _params(config, start, end, request), by, progress)
+        overall, per_type = _rows(raw.summary, raw.errors, config)
+        _check_event_types(reader, request.event_types, per_type)
+        before = (
+            _previous(reader, config, request, (start, end), progress) if request.compare else None
+        )
     except psycopg.Error as exc:
         raise DatabaseError(f"{reader.source.logs_name}: {first_line(exc)}") from None
     thresholds = config.thresholds
@@ -290,7 +342,10 @@ def fetch_report(
         overall=overall,
         event_types=per_type,
         queue=Queue.judged(
-            int(raw.queue["backlog"]), float(raw.queue["oldest_age_seconds"]), thresholds
+            int(raw.queue["backlog"]),
+            float(raw.queue["oldest_age_seconds"]),
+            thresholds,
+            current=end >= now,  # a report ending before now does not judge today's queue
         ),
         top_errors=tuple(
             TopError(
@@ -307,6 +362,7 @@ def fetch_report(
         thresholds=thresholds,
         min_events=config.file.slo.min_events,
         generated_at=_utc(now),
+        previous=before,
     )
 
 

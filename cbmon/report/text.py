@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from cbmon import present
+from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.report.frame import series_frame, summary_frame
-from cbmon.report.model import Report
+from cbmon.report.model import Report, Row
+from cbmon.report.period import step_name
 
 OVERALL = "(all)"
 EMPTY_NOTE = "No callback attempts and no errors were recorded in this period."
@@ -52,14 +55,23 @@ def percent(value: Any, digits: int = 3) -> str:
     return present.percent(_number(value), digits)
 
 
+def success(value: Any, thresholds: Thresholds) -> str:
+    """A frame's success rate, never seeming to sit on a limit it is not on."""
+    return present.success_rate(_number(value), thresholds, digits=3)
+
+
 def millis(value: Any) -> str:
     """A frame's milliseconds, as a bare number (the column header says ms)."""
-    number = _number(value)
-    return present.MISSING if number is None else f"{number:.1f}"
+    return present.number(_number(value))
 
 
-def _word(label: str) -> str:
-    return present.level_word(Level[label.upper()])
+def avg_ms(value: Any, thresholds: Thresholds) -> str:
+    """A frame's average latency in milliseconds, honest about the limits."""
+    return present.avg_ms(_number(value), thresholds)
+
+
+def _word(label: str, unknown: str = present.MISSING) -> str:
+    return present.level_word(Level[label.upper()], unknown)
 
 
 def when(value: datetime) -> str:
@@ -71,8 +83,11 @@ def age(seconds: float) -> str:
     return format_duration(round(seconds)) if seconds >= 60 else f"{seconds:.1f}s"
 
 
-def summary_rows(report: Report) -> list[list[str]]:
+def summary_rows(report: Report, unknown: str = present.MISSING) -> list[list[str]]:
+    """One row of text per event type, the overall row first; ``unknown`` is the word for a
+    figure too thin to judge."""
     frame = summary_frame(report)
+    t = report.thresholds
     rows = []
     for record in frame.to_dict("records"):
         rows.append(
@@ -80,16 +95,16 @@ def summary_rows(report: Report) -> list[list[str]]:
                 str(record["event_type"]) or OVERALL,
                 str(record["calls"]),
                 str(record["failures"]),
-                percent(record["success_rate"]),
-                millis(record["avg_ms"]),
+                success(record["success_rate"], t),
+                avg_ms(record["avg_ms"], t),
                 millis(record["p50_ms"]),
                 millis(record["p95_ms"]),
                 millis(record["p99_ms"]),
                 millis(record["max_ms"]),
                 percent(record["slow_share"], 2),
                 str(record["errors"]),
-                _word(str(record["verdict_success_rate"])),
-                _word(str(record["verdict_avg_latency"])),
+                _word(str(record["verdict_success_rate"]), unknown),
+                _word(str(record["verdict_avg_latency"]), unknown),
             ]
         )
     return rows
@@ -97,13 +112,14 @@ def summary_rows(report: Report) -> list[list[str]]:
 
 def series_rows(report: Report) -> list[list[str]]:
     frame = series_frame(report, overall_only=True)
+    t = report.thresholds
     return [
         [
             when(record["bucket"].to_pydatetime()),
             str(record["calls"]),
             str(record["failures"]),
-            percent(record["success_rate"]),
-            millis(record["avg_ms"]),
+            success(record["success_rate"], t),
+            avg_ms(record["avg_ms"], t),
             millis(record["p50_ms"]),
             millis(record["p95_ms"]),
             millis(record["p99_ms"]),
@@ -126,10 +142,17 @@ def headline(report: Report) -> str:
 def queue_line(report: Report) -> str:
     queue = report.queue
     oldest = f", oldest waiting {age(queue.oldest_age_seconds)}" if queue.backlog else ""
-    return f"Queue now: {queue.backlog} waiting{oldest} (backlog {queue.verdict.label})"
+    judged = (
+        f"backlog {queue.verdict.label}"
+        if queue.current
+        else "backlog not judged: the report ends before now"
+    )
+    return f"Queue now: {queue.backlog} waiting{oldest} ({judged})"
 
 
-def thresholds_line(report: Report) -> str:
+def thresholds_line(report: Report, unknown: str = f"not judged ({present.MISSING})") -> str:
+    """The baseline in one line; ``unknown`` names a figure too thin to judge as the table
+    above it does."""
     t = report.thresholds
     return (
         f"Baseline: success ok > {t.success_rate.normal:.2%}, "
@@ -137,8 +160,69 @@ def thresholds_line(report: Report) -> str:
         f"avg latency ok < {t.avg_latency.normal * 1000:g} ms, critical > "
         f"{t.avg_latency.alert * 1000:g} ms; backlog ok < {t.backlog.normal}, critical > "
         f"{t.backlog.alert}; slow = above {t.slow_callback * 1000:g} ms; "
-        f"fewer than {report.min_events} events: not judged (-)"
+        f"fewer than {report.min_events} events: {unknown}"
     )
+
+
+COMPARE_HEADERS = (
+    "event type",
+    "calls",
+    "before",
+    "success",
+    "before",
+    "avg ms",
+    "before",
+    "p95 ms",
+    "before",
+    "errors",
+    "before",
+)
+
+
+def compare_title(report: Report) -> str:
+    assert report.previous is not None
+    before = report.previous.period
+    return (
+        f"Compared with the previous {format_duration(before.seconds)} "
+        f"({when(before.start)} to {when(before.end)})"
+    )
+
+
+def compare_rows(report: Report) -> list[list[str]]:
+    """Each event type of either period: its figures now and in the period before."""
+    previous = report.previous
+    assert previous is not None
+    t = report.thresholds
+    now = {row.event_type: row for row in (report.overall, *report.event_types)}
+    names = sorted({row.event_type or "" for row in (*report.event_types, *previous.event_types)})
+    rows = []
+    for name in [None, *names]:
+        pair = (now.get(name), previous.row(name))
+        rows.append(
+            [
+                name or OVERALL,
+                *_pair(pair, lambda r: str(r.figures.attempts)),
+                *_pair(pair, lambda r: present.success_rate(r.figures.success_rate, t, 3)),
+                *_pair(pair, lambda r: present.avg_ms(r.avg_ms, t)),
+                *_pair(pair, lambda r: present.number(r.latency.p95_ms)),
+                *_pair(pair, lambda r: str(r.figures.errors)),
+            ]
+        )
+    return rows
+
+
+def _pair(rows: tuple[Row | None, Row | None], show: Callable[[Row], str]) -> list[str]:
+    return [present.MISSING if row is None else show(row) for row in rows]
+
+
+TOP_HEADERS = ("count", "last seen", "message")
+TOP_TEXT = (1, 2)  # the count is a number, aligned right; the rest is text, aligned left
+
+
+def series_title(report: Report) -> str:
+    by = report.period.by
+    assert by is not None
+    return f"By {step_name(by)} (all event types; buckets start at the UTC time shown)"
 
 
 def _top_rows(report: Report) -> list[list[str]]:
@@ -153,13 +237,16 @@ def render_table(report: Report) -> str:
     if report.empty:
         lines += [EMPTY_NOTE, ""]
     lines += present.table(_HEADERS, summary_rows(report))
+    if report.previous is not None:
+        lines += ["", compare_title(report) + ":"]
+        lines += present.table(COMPARE_HEADERS, compare_rows(report))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "Most frequent errors:"]
-        top = present.table(("count", "last seen", "message"), _top_rows(report), (1, 2))
+        top = present.table(TOP_HEADERS, _top_rows(report), TOP_TEXT)
         lines += ["  " + line for line in top]
     if report.series is not None:
-        lines += ["", f"By {report.period.by} (all event types):"]
+        lines += ["", f"{series_title(report)}:"]
         lines += present.table(_SERIES_HEADERS, series_rows(report))
     lines += ["", thresholds_line(report)]
     return "\n".join(lines) + "\n"
@@ -170,12 +257,15 @@ def render_markdown(report: Report) -> str:
     if report.empty:
         lines += [f"_{EMPTY_NOTE}_", ""]
     lines += present.markdown_table(_HEADERS, summary_rows(report))
+    if report.previous is not None:
+        lines += ["", f"### {compare_title(report)}", ""]
+        lines += present.markdown_table(COMPARE_HEADERS, compare_rows(report))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "### Most frequent errors", ""]
-        lines += present.markdown_table(("count", "last seen", "message"), _top_rows(report))
+        lines += present.markdown_table(TOP_HEADERS, _top_rows(report), TOP_TEXT)
     if report.series is not None:
-        lines += ["", f"### By {report.period.by} (all event types)", ""]
+        lines += ["", f"### {series_title(report)}", ""]
         lines += present.markdown_table(_SERIES_HEADERS, series_rows(report))
     lines += ["", f"_{thresholds_line(report)}_"]
     return "\n".join(lines) + "\n"

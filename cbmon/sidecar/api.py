@@ -13,8 +13,12 @@ import json
 import math
 from typing import Any
 
+from pydantic import ValidationError
+
 from cbmon.alerting.payload import iso_time
+from cbmon.config import BacklogThreshold, LatencyThreshold, SuccessRateThreshold, Thresholds
 from cbmon.domain import Level
+from cbmon.durations import format_duration
 from cbmon.sidecar.status import FiringStatus, IndicatorStatus, Snapshot
 from cbmon.slo.alerts import Transition
 from cbmon.slo.judge import OVERALL, Indicator
@@ -161,3 +165,30 @@ def indicators(document: dict[str, Any]) -> list[Indicator]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(f"indicators: {type(exc).__name__} {exc}") from None
+
+
+def thresholds(document: dict[str, Any]) -> Thresholds:
+    """The baseline a status document was judged against, from its judged indicators (the
+    defaults for an indicator it does not carry)."""
+    found: dict[str, dict[str, float]] = {}
+    try:
+        for item in document["indicators"]:
+            limits = item.get("thresholds")
+            if item["slo"] in ("success_rate", "avg_latency", "backlog") and limits:
+                found.setdefault(str(item["slo"]), limits)
+        parts: dict[str, Any] = {}
+        if "success_rate" in found:
+            parts["success_rate"] = SuccessRateThreshold(**found["success_rate"])
+        if "avg_latency" in found:  # durations are written the Prometheus way, in the config
+            latency = found["avg_latency"]
+            parts["avg_latency"] = LatencyThreshold.model_validate(
+                {key: format_duration(float(latency[key])) for key in ("normal", "alert")}
+            )
+        if "backlog" in found:
+            backlog = found["backlog"]
+            parts["backlog"] = BacklogThreshold(
+                normal=int(backlog["normal"]), alert=int(backlog["alert"])
+            )
+        return Thresholds(**parts)
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise ApiError(f"thresholds: {type(exc).__name__}") from None

@@ -148,7 +148,7 @@ class Poller:
                 ahead: dict[str, int] = {}
                 if self._backfill and self.logs.high_water is None:
                     history = self._history(cur, self._backfill)
-                    ahead = self._ahead(cur)
+                    ahead = self.rows_ahead(cur)
                 logs = self.logs.read(cur, running)
                 errors = self.errors.read(cur, running)
                 queue = self._queue(cur)
@@ -174,19 +174,6 @@ class Poller:
             database=database,
         )
 
-    def history(
-        self, conn: psycopg.Connection[Any], window: float
-    ) -> tuple[tuple[Slot, ...], dict[str, int]]:
-        """The last ``window`` seconds of the log and error tables, per time slot, at once, and
-        how many rows each table has dated too far ahead to be trusted."""
-        conn.autocommit = False
-        conn.isolation_level = IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction(), conn.cursor() as cur:
-            if not self._inspected:
-                self._inspect(conn, cur)
-            return self._history(cur, window), self._ahead(cur)
-
     def _inspect(
         self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]
     ) -> tuple[Assumption, ...]:
@@ -203,7 +190,9 @@ class Poller:
         self._inspected = True
         return tuple(found)
 
-    def _ahead(self, cur: psycopg.Cursor[Any]) -> dict[str, int]:
+    def rows_ahead(self, cur: psycopg.Cursor[Any]) -> dict[str, int]:
+        """Rows of the log and error tables dated further ahead of the database's clock than
+        slo.clock_skew allows, per table."""
         ahead: dict[str, int] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:

@@ -206,11 +206,17 @@ class MetricsServer(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """``HOST:PORT`` as bound: ``0.0.0.0:9863`` for every interface."""
         host, port = self.server_address[:2]
         shown = host if isinstance(host, str) else host.decode()
+        return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+
+    @property
+    def url(self) -> str:
+        """Where this host reaches the server: every interface includes 127.0.0.1."""
         scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://{'127.0.0.1' if shown == '0.0.0.0' else shown}:{port}"  # noqa: S104
+        return f"{scheme}://{self.address.replace('0.0.0.0:', '127.0.0.1:', 1)}"
 
     def start(self) -> None:
         self.reaper.start()

@@ -111,10 +111,16 @@ def evaluate(
     backlog: int,
     thresholds: Thresholds,
     min_events: int,
+    p95: Mapping[str, float | None] | None = None,
 ) -> list[Indicator]:
-    """Every indicator, overall and per event type, and the backlog."""
+    """Every indicator, overall and per event type, and the backlog.
+
+    ``p95``: exact 95th percentiles in seconds per event type (OVERALL included), when the
+    caller read them from the database; otherwise they are estimated from the buckets.
+    """
     indicators: list[Indicator] = []
     for event_type, figures in [(OVERALL, overall), *sorted(per_type.items())]:
+        quantile = figures.quantile(0.95) if p95 is None else p95.get(event_type)
         verdicts = judge(figures, thresholds, min_events)
         indicators += [
             Indicator(
@@ -132,7 +138,7 @@ def evaluate(
                 figures.observed,
             ),
             # Shown, not judged: the baseline has no rule for them.
-            _shown("p95_latency", event_type, figures.quantile(0.95), figures.observed),
+            _shown("p95_latency", event_type, quantile, figures.observed),
             _shown("slow_share", event_type, figures.slow_share, figures.observed),
         ]
     indicators.append(

@@ -56,3 +56,93 @@ def test_check_unknown_when_the_database_is_away() -> None:
     assert result.code == 3
     assert result.stdout.startswith("CBMON UNKNOWN - cannot connect")
     assert result.stdout.count("\n") == 1
+
+
+INSERT_RECENT = """
+INSERT INTO callback_logs (event_type, status, execution_time, created_at)
+SELECT (ARRAY['pay', 'ship', 'refund'])[1 + i % 3],
+       CASE WHEN i % 41 = 0 THEN 'FAILED' ELSE 'COMPLETED' END,
+       CASE WHEN i % 53 = 0 THEN NULL ELSE (i * 7919 % 10007) / 13.0 END,
+       now() - (i % 240) * interval '1 second'
+FROM generate_series(1, 245) AS i
+"""
+
+
+def test_check_gives_exact_percentiles_from_the_database(pg: PgSchema, tmp_path: Path) -> None:
+    """p95 is percentile_cont over the window, per event type and overall, never a bucket
+    estimate: the values are spread so that any interpolation between bucket edges differs."""
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 10m, min_events: 10}\n")
+    pg.conn.execute(INSERT_RECENT)
+    # Rows outside the window must not count.
+    pg.conn.execute(
+        "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
+        "SELECT 'pay', 'COMPLETED', 99999, now() - interval '1 hour' FROM generate_series(1, 50)"
+    )
+    result = cbmon("check", "--dsn", pg.dsn, "--config", str(config), "--format", "json")
+    data = json.loads(result.stdout)
+    p95 = {i["event_type"]: i for i in data["indicators"] if i["slo"] == "p95_latency"}
+    truth = dict(
+        pg.conn.execute(
+            "SELECT coalesce(event_type, 'all'), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY execution_time) / 1000 "
+            "FROM callback_logs WHERE created_at > now() - interval '10 minutes' "
+            "AND execution_time IS NOT NULL GROUP BY ROLLUP (event_type)"
+        ).fetchall()
+    )
+    assert set(truth) == {"all", "pay", "ship", "refund"}
+    for event_type, value in truth.items():
+        got = p95[None if event_type == "all" else event_type]
+        assert got["value"] == pytest.approx(value, rel=1e-12), event_type
+        assert got["state"] is None  # shown, not judged: the baseline has no p95 rule
+    overall = {i["slo"]: i for i in data["indicators"] if i["event_type"] is None}
+    assert overall["success_rate"]["events"] == 245
+    assert overall["p95_latency"]["events"] == 245 - 245 // 53  # NULL durations not observed
+    table = cbmon("check", "--dsn", pg.dsn, "--config", str(config)).stdout
+    line = next(x.split() for x in table.splitlines() if x.split()[:2] == ["p95_latency", "all"])
+    assert line[2] == f"{truth['all'] * 1000:.1f}"
+
+
+def test_check_nagios_output_as_an_agent_reads_it(pg: PgSchema, tmp_path: Path) -> None:
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 1m, min_events: 10}\n")
+    pg.conn.execute(
+        "INSERT INTO callback_logs (event_type, status, execution_time) "
+        "SELECT 'pay', CASE WHEN g <= 3 THEN 'FAILED' ELSE 'COMPLETED' END, 40 "
+        "FROM generate_series(1, 601) g"
+    )
+    result = cbmon("check", "--dsn", pg.dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 0, result.stdout  # 598 of 601 is 99.5008 %: above 99.5 %, ok
+    first, *rest = result.stdout.splitlines()
+    status, perf = first.split(" | ")
+    assert status.startswith("CBMON OK - ")
+    assert "'success_rate'=99.500832%;@~:99.5;99:;0;100" in perf.split()
+    assert "'avg_latency'=40ms;@150:;500;0" in perf.split()
+    assert "'calls'=601;;;0" in perf.split()
+    assert rest[0].startswith("pay: success_rate 99.501% ok")  # never "99.50%": a warning
+    assert "'success_rate[pay]'=99.500832%" in rest[-1]
+
+
+def test_check_refuses_a_zero_window_instead_of_using_the_default(pg: PgSchema) -> None:
+    result = cbmon("check", "--dsn", pg.dsn, "--window", "0s")
+    assert result.code == 3
+    assert result.stdout.startswith("CBMON UNKNOWN - ")
+    assert "'0s' is not above 0s" in result.stdout
+
+
+def test_check_counts_rows_a_little_ahead_of_the_clock_and_leaves_the_far_ones_out(
+    pg: PgSchema, tmp_path: Path
+) -> None:
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 5m, min_events: 5}\n")
+    pg.conn.execute(
+        "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
+        "SELECT 'pay', 'FAILED', 10, now() + interval '1 day' FROM generate_series(1, 50)"
+    )
+    pg.conn.execute(
+        "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
+        "SELECT 'pay', 'COMPLETED', 10, now() + interval '30 seconds' FROM generate_series(1, 20)"
+    )
+    result = cbmon("check", "--dsn", pg.dsn, "--config", str(config), "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.code == 0
+    assert data["rows_dated_ahead"] == {"logs": 50, "errors": 0}
+    overall = {i["slo"]: i for i in data["indicators"] if i["event_type"] is None}
+    assert overall["success_rate"]["events"] == 20  # within slo.clock_skew (1m): counted

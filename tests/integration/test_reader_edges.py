@@ -171,8 +171,8 @@ def test_the_report_reads_a_numeric_too_large_for_float8(pg: PgSchema) -> None:
             "VALUES ('n', 'COMPLETED', %s::numeric)",
             [value],
         )
-    with pg.connect(autocommit=False) as conn:
-        report = query.fetch_report(
+    with pg.connect(autocommit=False) as conn, query.snapshot(conn):
+        report = query.read_report(
             conn,
             pg.config(),
             query.ReportRequest(),

@@ -61,7 +61,8 @@ def test_period_queue_and_top_errors(pg: PgSchema, loaded: Path) -> None:
     assert data["queue"]["backlog"] == backlog == 7
     assert oldest is not None
     assert oldest - 30 <= data["queue"]["oldest_age_seconds"] <= oldest
-    assert data["queue"]["verdicts"] == {"backlog": "ok"}
+    # The period ended long ago: today's queue is shown but not judged (see test_report_cli).
+    assert data["queue"]["verdicts"] == {"backlog": "unknown"}
 
     expected = pg.conn.execute(
         "SELECT coalesce(error_message, ''), count(*), max(created_at) FROM callback_errors "

@@ -1,5 +1,6 @@
-"""A real headless Chromium for tests (Debian's ``chromium``), and a gate that holds a page's
-later requests until the test lets them through.
+"""A real headless Chromium for tests (Debian's ``chromium``): a gate that holds a page's
+later requests until the test lets them through, and the box of every text of a report's
+charts as the browser lays them out.
 
 Chromium runs offline with a profile of its own in a temporary directory: ``--dump-dom``
 prints the DOM once the page's scripts have run for ``--virtual-time-budget`` (virtual time
@@ -9,6 +10,9 @@ stands still while a request is pending, so a held request is waited for, not ti
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import struct
 import subprocess
 import tempfile
@@ -62,6 +66,67 @@ def screenshot(url: str, path: Path, width: int, height: int) -> tuple[int, int]
         url,
     )
     return png_size(path.read_bytes())
+
+
+_MEASURE = """
+<script>
+const boxes = [];
+document.querySelectorAll("svg.chart").forEach((svg, chart) => {
+  const view = svg.viewBox.baseVal;
+  svg.querySelectorAll("text").forEach((text) => {
+    const box = text.getBBox();
+    boxes.push({chart, text: text.textContent, x: box.x, y: box.y, width: box.width,
+                height: box.height, view_width: view.width, view_height: view.height});
+  });
+});
+const pre = document.createElement("pre");
+pre.id = "measured";
+pre.textContent = JSON.stringify(boxes);
+document.body.appendChild(pre);
+</script>
+"""
+
+
+@dataclass(frozen=True)
+class Box:
+    """One SVG text's box (``getBBox``, in its chart's own units)."""
+
+    chart: int
+    text: str
+    x: float
+    y: float
+    width: float
+    height: float
+    view_width: float
+    view_height: float
+
+    def overlaps(self, other: Box, slack: float = 0.5) -> bool:
+        return (
+            self.x + slack < other.x + other.width
+            and other.x + slack < self.x + self.width
+            and self.y + slack < other.y + other.height
+            and other.y + slack < self.y + self.height
+        )
+
+    @property
+    def inside(self) -> bool:
+        return (
+            self.x >= 0
+            and self.y >= 0
+            and self.x + self.width <= self.view_width
+            and self.y + self.height <= self.view_height
+        )
+
+
+def measure_charts(page: Path) -> list[Box]:
+    """The box of every text of every chart of the HTML ``page``. The page holds no script:
+    a copy of it gets one that writes the boxes into the DOM, which ``--dump-dom`` returns."""
+    probe = page.with_name(page.stem + ".measure.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"))
+    dom = dump_dom(probe.as_uri(), budget_ms=5000)
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, flags=re.S)
+    assert found is not None, dom[-2000:]
+    return [Box(**item) for item in json.loads(html.unescape(found.group(1)))]
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -3,6 +3,8 @@ what lands on stdout and stderr and the exit code."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 from cbmon import __version__
 from cbmon.cli import cli, main
+from cbmon.cli.options import Duration
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def test_configuration_mistakes_are_one_line_and_exit_2(
     [
         (["serve", "--poll-interval", "often"], "'often' is not a duration"),
         (["nosuchcommand"], "No such command"),
-        (["check", "--format", "yaml"], "'yaml' is not one of"),
+        (["demo", "--scenario", "calm"], "'calm' is not one of"),
     ],
 )
 def test_usage_mistakes_are_one_line_and_exit_2(cbmon: Cbmon, args: list[str], needle: str) -> None:
@@ -140,6 +143,85 @@ def test_check_reports_a_bad_configuration_as_nagios_unknown(cbmon: Cbmon, tmp_p
     assert ran.code == 3
     assert ran.out == f"CBMON UNKNOWN - {path}: slo.window: 'soon' is not a duration; " + (
         "write it the Prometheus way, e.g. 500ms, 5s, 1m, 24h\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--window", "5"], "'5' is not a duration"),
+        (["--window", "0s"], "'0s' is not above 0s"),
+        (["--timeout", "0s"], "'0s' is not above 0s"),
+        (["--format", "csv"], "'csv' is not one of"),
+        (["--no-such-option"], "No such option"),
+        (["--log-level", "loud"], "'loud' is not one of"),
+        (["extra-argument"], "unexpected extra argument"),
+    ],
+)
+def test_check_usage_mistakes_are_nagios_unknown_not_critical(
+    cbmon: Cbmon, args: list[str], needle: str
+) -> None:
+    """A typo in a Nagios command must not page anyone as CRITICAL (2): it is UNKNOWN (3)."""
+    ran = cbmon("check", "--dsn", "postgresql://127.0.0.1:1/db", *args)
+    assert ran.code == 3, ran
+    (line,) = ran.out.splitlines()
+    assert line.startswith("CBMON UNKNOWN - ")
+    assert needle in line
+    assert "Traceback" not in ran.err
+
+
+def test_check_unknown_in_json_is_json(cbmon: Cbmon) -> None:
+    ran = cbmon("check", "--dsn", "postgresql://127.0.0.1:1/db", "--format", "json")
+    assert ran.code == 3
+    data = json.loads(ran.out)
+    assert (data["status"], data["exit_code"]) == ("unknown", 3)
+    assert data["message"].startswith("cannot connect")
+
+
+def test_log_level_is_accepted_on_either_side_of_the_command(
+    cbmon: Cbmon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.WARNING)  # put back after the test
+    before = cbmon("--log-level", "debug", "serve", "--listen", "bad")
+    root.setLevel(logging.WARNING)
+    after = cbmon("serve", "--log-level", "debug", "--listen", "bad")
+    assert root.level == logging.DEBUG
+    root.setLevel(logging.WARNING)
+    nested = cbmon("config", "check", "--log-level", "error", "/nonexistent.yml")
+    assert root.level == logging.ERROR
+    assert before.code == after.code == nested.code == 2
+    assert "'bad' is not HOST:PORT" in after.err
+    assert "cannot read" in nested.err
+
+
+def test_defaults_are_said_in_words(cbmon: Cbmon) -> None:
+    text = " ".join(cbmon("serve", "--help").out.split())
+    assert "[default: 0.0.0.0:9863 (every interface), or listen from the configuration]" in text
+    assert "[default: 5m, or slo.window from the configuration]" in text
+    assert "[default: listen" not in text
+
+
+def test_config_check_takes_the_file_from_config_or_the_environment(
+    cbmon: Cbmon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "from-env.yml"
+    path.write_text("poll_interval: 2s\n")
+    by_option = cbmon("config", "check", "--config", str(path))
+    assert (by_option.code, by_option.out.splitlines()[0]) == (0, f"{path}: ok")
+    monkeypatch.setenv("CBMON_CONFIG", str(path))
+    by_env = cbmon("config", "check")
+    assert (by_env.code, by_env.out) == (0, by_option.out)
+    other = tmp_path / "other.yml"
+    other.write_text("poll_interval: [\n")
+    explicit = cbmon("config", "check", str(other))  # FILE wins over the environment
+    assert explicit.code == 2
+    assert str(other) in explicit.err
+    monkeypatch.delenv("CBMON_CONFIG")
+    nothing = cbmon("config", "check")
+    assert nothing.code == 2
+    assert one_line(nothing.err) == (
+        "cbmon: no file to check: give FILE, --config FILE or CBMON_CONFIG"
     )
 
 
@@ -225,3 +307,12 @@ def test_serve_help_does_not_import_pandas() -> None:
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ran.stdout.startswith("Usage: cbmon serve")
     assert ran.stderr == "0 False\n"
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=lambda path: " ".join(path) or "cbmon")
+def test_help_explains_durations_wherever_one_is_taken(cbmon: Cbmon, path: list[str]) -> None:
+    command = command_at(path)
+    ran = cbmon(*path, "--help")
+    takes = any(isinstance(param.type, Duration) for param in command.params)
+    said = "Durations are written the Prometheus way: 500ms, 5s, 1m, 24h" in ran.out
+    assert said == (takes or path == []), ran.out

@@ -9,17 +9,27 @@ from collections.abc import Callable
 
 import pytest
 
+from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.present import (
     MISSING,
+    avg_latency,
+    avg_ms,
     colour,
     count,
+    ellipsis_for,
+    fit,
     level_word,
     markdown_table,
     millis,
+    number,
     percent,
+    plain,
+    success_rate,
     table,
     use_colour,
+    visible_len,
+    wrap,
 )
 
 RATES = (0.995, 0.99)  # the baseline's success-rate thresholds
@@ -142,3 +152,90 @@ def test_a_stream_without_isatty_gets_no_colour(monkeypatch: pytest.MonkeyPatch)
             return len(text)
 
     assert not use_colour(Sink())  # type: ignore[arg-type]
+
+
+# -- terminal widths: colour codes take no room, lines are cut or wrapped by design -------------
+
+
+def test_a_table_of_coloured_cells_aligns_by_what_the_terminal_shows() -> None:
+    red = colour("CRITICAL", Level.CRITICAL, enabled=True)
+    lines = table(["state", "calls"], [[red, "1"], ["ok", "12345"]], text_columns=[0])
+    assert [plain(line) for line in lines] == [
+        "state     calls",
+        "CRITICAL      1",
+        "ok        12345",
+    ]
+    assert lines[1].startswith(red)
+
+
+def test_min_widths_keep_columns_in_place() -> None:
+    assert table(["a", "b"], [["x", "1"]], min_widths=(8, 4)) == [
+        "a            b",
+        "x            1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "fitted"),
+    [
+        ("short", 10, "short"),
+        ("exactly ten", 11, "exactly ten"),
+        ("a line that is too long", 10, "a line th\u2026"),
+        ("abc", 1, "\u2026"),
+    ],
+)
+def test_fit_cuts_with_an_ellipsis(text: str, width: int, fitted: str) -> None:
+    assert fit(text, width) == fitted
+
+
+def test_fit_keeps_colour_codes_whole_and_resets_after_a_cut() -> None:
+    text = "state " + colour("CRITICAL", Level.CRITICAL, enabled=True) + " and more text"
+    cut = fit(text, 10)
+    assert plain(cut) == "state CRI\u2026"
+    assert cut.endswith("\x1b[0m")
+    assert visible_len(cut) == 10
+    assert fit(text, 10, ellipsis="...") == "state \x1b[1;31mC...\x1b[0m"
+
+
+def test_wrap_breaks_between_words_and_keeps_numbers_with_their_units() -> None:
+    text = "Callback average latency 230 ms for all event types (at or above 150 ms)"
+    lines = wrap(text, 30, indent="  ")
+    assert lines == [
+        "Callback average latency",
+        "  230 ms for all event types",
+        "  (at or above 150 ms)",
+    ]
+    assert all(len(line) <= 30 for line in lines)
+
+
+def test_wrap_cuts_a_word_longer_than_a_line() -> None:
+    lines = wrap("id " + "x" * 50 + " end", 20)
+    assert lines == ["id", "    xxxxxxxxxxxxxxx\u2026", "    end"]
+
+
+def test_ellipsis_where_the_stream_can_write_it() -> None:
+    class Latin1(io.StringIO):
+        encoding = "latin-1"
+
+    class Utf8(io.StringIO):
+        encoding = "utf-8"
+
+    assert ellipsis_for(Utf8()) == "\u2026"
+    assert ellipsis_for(Latin1()) == "..."
+
+
+@pytest.mark.parametrize(
+    ("show", "shown"),
+    [
+        (lambda t: success_rate(598 / 601, t), "99.501%"),
+        (lambda t: success_rate(0.99, t), "99.00%"),
+        (lambda t: avg_latency(0.1496, t), "149.6 ms"),
+        (lambda t: avg_ms(149.96, t), "149.96"),
+        (lambda t: avg_ms(500.0, t), "500.0"),
+        (lambda t: number(123.456), "123.5"),
+    ],
+)
+def test_judged_figures_use_the_thresholds_as_boundaries(
+    show: Callable[[Thresholds], str], shown: str
+) -> None:
+    assert show(Thresholds()) == shown

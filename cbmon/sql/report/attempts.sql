@@ -1,5 +1,6 @@
 -- Per event type and overall (the empty grouping set) over the attempts in [from, to),
--- optionally per time bucket too ({bucket}: date_trunc in the session's time zone, UTC).
+-- optionally per time bucket too ({bucket}: the start of the step the row falls in, a
+-- multiple of the step since the Unix epoch, so hours and days start on UTC boundaries).
 -- One scan and one sort: the overall row comes from the same pass as the per-type rows.
 -- A duration is observed only when it is a number from 0 to max_execution_time. PostgreSQL
 -- sorts NaN above every number, so the upper bound also drops NaN and infinity. {duration}
