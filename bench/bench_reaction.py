@@ -5,8 +5,8 @@
 The tests check the order of these events; the seconds between them are measured here:
   1. a reference worker, idle with a 30 s poll interval: a queued row committed with its
      NOTIFY, to the row's delivery;
-  2. two ``cbmon serve`` replicas polling every second: SIGKILL of the leader, to the alerts
-     that fire re-sent by the survivor;
+  2. two ``cbmon serve`` replicas polling every second: SIGKILL of the leader, and SIGSTOP
+     (frozen, its lock session left open), to the alerts that fire re-sent by the survivor;
   3. ``cbmon demo --scenario backlog`` on the embedded PostgreSQL: start to the /metrics URL
      on screen, and SIGTERM to exit while the receivers stall.
 """
@@ -125,7 +125,9 @@ def bench_worker_wake(dsn: str, runs: int = 5) -> None:
     )
 
 
-def bench_failover(dsn: str, runs: int = 3) -> None:
+def bench_failover(dsn: str, stop: signal.Signals, runs: int = 3) -> None:
+    """The leader gets ``stop`` (SIGKILL: it dies; SIGSTOP: it freezes, holding its lock
+    session open until the server ends it)."""
     took = []
     for _ in range(runs):
         with own_schema(dsn) as name, hook() as target, tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +135,11 @@ def bench_failover(dsn: str, runs: int = 3) -> None:
             tables = ", ".join(f"{t}: {{schema: {name}}}" for t in ("logs", "errors", "queue"))
             config.write_text(f"tables: {{{tables}}}\nslo: {{for: 0s, min_events: 10}}\n")
             ports = free_port(), free_port()
-            processes = [start_serve(dsn, config, port, "--webhook", target.url) for port in ports]
+            # Replicas share a cluster secret, as deployed ones should (docs/alerting.md).
+            env = {**os.environ, "CBMON_CLUSTER_SECRET": secrets.token_hex(16)}
+            processes = [
+                start_serve(dsn, config, port, "--webhook", target.url, env=env) for port in ports
+            ]
             try:
                 urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
                 wait(lambda urls=urls: sum(leads(url) for url in urls) == 1)
@@ -147,14 +153,16 @@ def bench_failover(dsn: str, runs: int = 3) -> None:
                 target.wait(2)  # overall and per event type
                 sent = len(target.arrivals)
                 killed = time.perf_counter()
-                processes[leader].send_signal(signal.SIGKILL)
+                processes[leader].send_signal(stop)
                 took.append(target.wait(sent + 1) - killed)
             finally:
                 for process in processes:
+                    process.send_signal(signal.SIGCONT)
                     process.terminate()
                     process.wait(10)
+    what = "killed" if stop == signal.SIGKILL else "frozen (SIGSTOP)"
     print(
-        f"leader killed -> survivor re-sends what fires ({runs} runs, poll 1s): "
+        f"leader {what} -> survivor re-sends what fires ({runs} runs, poll 1s): "
         f"median {statistics.median(took):.2f}s, max {max(took):.2f}s"
     )
 
@@ -197,7 +205,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     bench_worker_wake(args.dsn)
-    bench_failover(args.dsn)
+    bench_failover(args.dsn, signal.SIGKILL)
+    bench_failover(args.dsn, signal.SIGSTOP)
     bench_demo()
 
 
