@@ -93,13 +93,7 @@ def summary_rows(report: Report, unknown: str = present.MISSING) -> list[list[st
         rows.append(
             [
                 str(record["event_type"]) or OVERALL,
-                str(record["calls"]),
-                str(record["failures"]),
-                success(record["success_rate"], t),
-                avg_ms(record["avg_ms"], t),
-                millis(record["p50_ms"]),
-                millis(record["p95_ms"]),
-                millis(record["p99_ms"]),
+                *_figure_cells(record, t),
                 millis(record["max_ms"]),
                 percent(record["slow_share"], 2),
                 str(record["errors"]),
@@ -110,19 +104,26 @@ def summary_rows(report: Report, unknown: str = present.MISSING) -> list[list[st
     return rows
 
 
+def _figure_cells(record: dict[Any, Any], t: Thresholds) -> list[str]:
+    """Calls, failures, success rate, average and percentiles, as every table prints them."""
+    return [
+        str(record["calls"]),
+        str(record["failures"]),
+        success(record["success_rate"], t),
+        avg_ms(record["avg_ms"], t),
+        millis(record["p50_ms"]),
+        millis(record["p95_ms"]),
+        millis(record["p99_ms"]),
+    ]
+
+
 def series_rows(report: Report) -> list[list[str]]:
     frame = series_frame(report, overall_only=True)
     t = report.thresholds
     return [
         [
             when(record["bucket"].to_pydatetime()),
-            str(record["calls"]),
-            str(record["failures"]),
-            success(record["success_rate"], t),
-            avg_ms(record["avg_ms"], t),
-            millis(record["p50_ms"]),
-            millis(record["p95_ms"]),
-            millis(record["p99_ms"]),
+            *_figure_cells(record, t),
             str(record["errors"]),
         ]
         for record in frame.to_dict("records")

@@ -20,6 +20,8 @@ import socket
 import struct
 import threading
 
+from tests.support.proxy import Proxy
+
 _LISTEN = re.compile(r"^\s*LISTEN\b", re.IGNORECASE)
 _SESSION_TIMEOUT = re.compile(r"^\s*SET\s+session_timeout\s*=\s*'?(\d+)'?\s*;?\s*$", re.IGNORECASE)
 
@@ -36,44 +38,17 @@ def error(sqlstate: str, text: str) -> bytes:
     return _message(b"E", fields + b"\0")
 
 
-class OpenGaussProxy:
+class OpenGaussProxy(Proxy):
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
+        super().__init__(target)
         self.statements: list[str] = []
         self.session_timeouts: list[int] = []
         self.refused_listens = 0
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._sockets: list[socket.socket] = []
 
-    def start(self) -> None:
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._listener.close()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target, timeout=10)
-            upstream.settimeout(None)
-            with self._lock:
-                self._sockets += [client, upstream]
-            state = _Connection(client, upstream)
-            threading.Thread(target=self._from_client, args=(state,), daemon=True).start()
-            threading.Thread(target=self._from_server, args=(state,), daemon=True).start()
+    def serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        state = _Connection(client, upstream)
+        self._spawn(self._from_client, state)
+        self._spawn(self._from_server, state)
 
     def _from_server(self, conn: _Connection) -> None:
         try:

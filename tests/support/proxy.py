@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-class FreezableProxy:
+class Proxy:
+    """A listener on 127.0.0.1 that opens a connection to ``target`` for each client and hands
+    the pair to :meth:`serve`; ``cut()`` closes every pair, ``stop()`` everything."""
+
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
-        self._flowing = threading.Event()
-        self._flowing.set()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -29,12 +30,6 @@ class FreezableProxy:
 
     def start(self) -> None:
         self._spawn(self._accept)
-
-    def freeze(self) -> None:
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        self._flowing.set()
 
     def cut(self) -> None:
         with self._lock:
@@ -46,11 +41,14 @@ class FreezableProxy:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._flowing.set()
         self._listener.close()
         self.cut()
         for thread in self._threads:
             thread.join(timeout=5)
+
+    def serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Start moving bytes between a new client and its upstream connection."""
+        raise NotImplementedError
 
     def _spawn(self, target: object, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
@@ -71,8 +69,28 @@ class FreezableProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream)
-            self._spawn(self._pump, upstream, client)
+            self.serve(client, upstream)
+
+
+class FreezableProxy(Proxy):
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(target)
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def stop(self) -> None:
+        self._flowing.set()
+        super().stop()
+
+    def serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        self._spawn(self._pump, client, upstream)
+        self._spawn(self._pump, upstream, client)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         while not self._stopping.is_set():
