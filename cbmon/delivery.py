@@ -7,6 +7,7 @@ no URL or credential in its text (webhook URLs often carry a token).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import random
 import threading
@@ -110,7 +111,7 @@ def post_signed(
     return Attempt(False, status=code, error=f"HTTP {code}", retry_after=wait, elapsed=elapsed)
 
 
-class BackgroundSender:
+class BackgroundSender(abc.ABC):
     """A thread that sends over HTTP, with its session, a condition to wake it and a way to
     stop it. Subclasses implement :meth:`_run`, waiting with :meth:`_wait`. Nothing runs until
     :meth:`start`; :meth:`stop` asks and waits a bounded time."""
@@ -146,5 +147,6 @@ class BackgroundSender:
                 self._cond.wait(seconds)
             return self._stopping
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Send until :meth:`ask_to_stop`."""

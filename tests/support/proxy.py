@@ -7,6 +7,7 @@ route goes dark: the client's writes are not answered, nothing is closed, nothin
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import select
 import socket
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-class Proxy:
+class Proxy(abc.ABC):
     """A listener on 127.0.0.1 that opens a connection to ``target`` for each client and hands
     the pair to :meth:`serve`; ``cut()`` closes every pair, ``stop()`` everything."""
 
@@ -46,9 +47,9 @@ class Proxy:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    @abc.abstractmethod
     def serve(self, client: socket.socket, upstream: socket.socket) -> None:
         """Start moving bytes between a new client and its upstream connection."""
-        raise NotImplementedError
 
     def _spawn(self, target: object, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
