@@ -36,16 +36,12 @@ SECRET = "cluster-secret-for-tests"
 
 
 def write_config(pg: PgSchema, path: Path, extra: str = "") -> Path:
-    path.write_text(
-        "tables:\n"
-        f"  logs: {{schema: {pg.name}}}\n"
-        f"  errors: {{schema: {pg.name}}}\n"
-        f"  queue: {{schema: {pg.name}}}\n"
+    return pg.write_config(
+        path,
         "slo: {window: 1m, for: 0s, min_events: 10}\n"
         f"alerting: {{repeat_interval: 1h, state_dir: {path.parent / 'state'}}}\n"
-        "database: {statement_timeout: 2s, connect_timeout: 2s}\n" + extra
+        "database: {statement_timeout: 2s, connect_timeout: 2s}\n" + extra,
     )
-    return path
 
 
 def serve(dsn: str, config: Path, port: int, hook: Receiver, poll: str = "250ms") -> list[str]:

@@ -19,16 +19,12 @@ pytestmark = pytest.mark.slow
 
 
 def config(pg: PgSchema, path: Path) -> Path:
-    path.write_text(
-        "tables:\n"
-        f"  logs: {{schema: {pg.name}}}\n"
-        f"  errors: {{schema: {pg.name}}}\n"
-        f"  queue: {{schema: {pg.name}}}\n"
+    return pg.write_config(
+        path,
         "slo: {window: 1m, for: 0s, min_events: 10}\n"
         # re-sent every second, so endsAt is 4 s ahead while firing
-        "alerting: {resend_interval: 1s, cluster: shop}\n"
+        "alerting: {resend_interval: 1s, cluster: shop}\n",
     )
-    return path
 
 
 def insert(pg: PgSchema, ok: int, failed: int) -> None:
