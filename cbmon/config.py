@@ -35,6 +35,7 @@ DSN_ENV = "CBMON_DSN"
 WEBHOOK_SECRET_ENV = "CBMON_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 CLUSTER_SECRET_ENV = "CBMON_CLUSTER_SECRET"  # noqa: S105 - the variable's name, not a secret
 DRIVER_ENV = "CBMON_DB_DRIVER"  # psycopg or gaussdb, when the file does not say
+PRIMARY_DSN_ENV = "CBMON_PRIMARY_DSN"
 
 
 def _seconds(value: object) -> float:
@@ -302,6 +303,11 @@ class Wake(_Model):
 
 class Database(_Model):
     dsn_file: FilePath | None = None
+    # When the DSN reaches a hot standby (or a pooler in transaction mode): a connection to
+    # the primary, for the fence of open gaps, the leader lock and LISTEN. Keep its password
+    # out of this file (~/.pgpass, primary_dsn_file or CBMON_PRIMARY_DSN).
+    primary_dsn: str | None = Field(default=None, repr=False)
+    primary_dsn_file: FilePath | None = None
     statement_timeout: Interval = 5.0
     connect_timeout: Interval = 5.0
     # psycopg (stock libpq), or Huawei's gaussdb driver for openGauss/GaussDB sha256 logins
@@ -313,6 +319,12 @@ class Reader(_Model):
 
     batch_size: Annotated[int, Field(ge=1, strict=True)] = 1_000_000
     startup_gap_scan: Annotated[int, Field(ge=0, strict=True)] = 10_000
+    # The newest rows remembered per table, to tell after a truncate or a failover which rows
+    # are still the ones counted: a failover that lost more than this many is inexact.
+    history_rows: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] = 10_000
+    # On a hot standby without database.primary_dsn: how long a gap is held before it is
+    # given up (a transaction committing later than this after taking its id is missed).
+    standby_gap_hold: Positive = 3600.0
 
 
 class FileConfig(_Model):
@@ -339,6 +351,7 @@ class Config(_Model):
 
     file: FileConfig = FileConfig()
     dsn: str | None = Field(default=None, repr=False)
+    primary_dsn: str | None = Field(default=None, repr=False)
     webhook_secret: str | None = Field(default=None, repr=False)
     cluster_secret: str | None = Field(default=None, repr=False)
     source: str = "defaults"
@@ -520,6 +533,15 @@ def load_config(
     secrets.remember_dsn(resolved_dsn)
     if resolved_dsn is not None:
         check_dsn(resolved_dsn, dsn_source)
+    primary_dsn = env.get(PRIMARY_DSN_ENV) or file.database.primary_dsn or None
+    primary_source = PRIMARY_DSN_ENV if env.get(PRIMARY_DSN_ENV) else "database.primary_dsn"
+    if primary_dsn is None and file.database.primary_dsn_file is not None:
+        path = file.database.primary_dsn_file
+        primary_dsn = _read_secret_file(path, "database.primary_dsn_file") or None
+        primary_source = "database.primary_dsn_file"
+    secrets.remember_dsn(primary_dsn)
+    if primary_dsn is not None:
+        check_dsn(primary_dsn, primary_source)
     secret = webhook_secret or env.get(WEBHOOK_SECRET_ENV) or None
     if secret is None and file.alerting.secret_file is not None:
         secret = _read_secret_file(file.alerting.secret_file, "alerting.secret_file") or None
@@ -534,6 +556,7 @@ def load_config(
     return Config(
         file=file,
         dsn=resolved_dsn,
+        primary_dsn=primary_dsn,
         webhook_secret=secret,
         cluster_secret=cluster_secret,
         source=source,

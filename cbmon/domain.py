@@ -156,6 +156,25 @@ class DatabaseInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class Reset:
+    """A table's history was replaced under the reader (a truncate, a re-created table, a
+    failover that lost commits): counting went on from where the new history begins."""
+
+    table: str  # "logs" or "errors"
+    reason: str  # truncate, recreate, ids_fell, failover, history
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """Where the poll read: a primary or a hot standby, how gaps were fenced, through what."""
+
+    standby: bool
+    fence: str  # primary, primary_dsn, unreachable or none (see cbmon.sidecar.fence)
+    pooler: str  # none, session or transaction
+
+
+@dataclasses.dataclass(frozen=True)
 class Slot:
     """History read on start for the SLO window: one time slot of one raw event type."""
 
@@ -182,6 +201,10 @@ class PollResult:
     ahead_rows: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # The server the poll read from (known once connected).
     database: DatabaseInfo | None = None
+    topology: Topology | None = None
+    # Histories replaced under the reader, and gap ids given up without a fence, per table.
+    resets: tuple[Reset, ...] = ()
+    expired_gaps: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def caught_up(self) -> bool:

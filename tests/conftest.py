@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -25,6 +25,9 @@ from psycopg import sql
 from cbmon import secrets as cbmon_secrets
 from cbmon.config import Config, load_config
 from cbmon.reference import schema
+
+if TYPE_CHECKING:
+    from tests.support.cluster import Cluster, Pgbouncer
 
 LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
 
@@ -177,6 +180,86 @@ def quiet_pg(quiet_pg_dsn: str) -> Iterator[PgSchema]:
     """The reference tables in a fresh schema on the private, quiet cluster."""
     with reference_schema(quiet_pg_dsn) as made:
         yield made
+
+
+def require_servers() -> None:
+    """The machine's PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup), for private
+    clusters and standbys; skip without them, or fail when CI demands every binary."""
+    from tests.support.cluster import bindir
+
+    if bindir() is None:
+        message = "PostgreSQL server binaries (initdb, pg_basebackup) are not installed"
+        if os.environ.get("CBMON_REQUIRE_BINARIES"):
+            pytest.fail(f"{message}, and CBMON_REQUIRE_BINARIES is set")
+        pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """A private primary and its streaming hot standby, with the reference tables in a schema
+    of their own (created on the primary, replayed on the standby)."""
+
+    primary: Cluster
+    standby: Cluster
+    pg: PgSchema  # on the primary
+
+    def standby_dsn(self, **params: str) -> str:
+        return self.standby.dsn(**params)
+
+    def replayed(self) -> None:
+        self.standby.wait_replayed(self.primary)
+
+
+@pytest.fixture(scope="session")
+def replication_pair() -> Iterator[tuple[Cluster, Cluster]]:
+    """One private primary with a streaming hot standby for the session's tests."""
+    require_servers()
+    from tests.support.cluster import Cluster, lab
+
+    with lab() as root:
+        primary = Cluster(root, "primary").init().start()
+        standby = primary.standby("standby").start()
+        yield primary, standby
+
+
+@pytest.fixture
+def replicated(replication_pair: tuple[Cluster, Cluster]) -> Iterator[Replicated]:
+    primary, standby = replication_pair
+    with reference_schema(primary.dsn()) as made:
+        pair = Replicated(primary, standby, made)
+        pair.replayed()
+        yield pair
+
+
+@pytest.fixture(scope="session")
+def poolers(replication_pair: tuple[Cluster, Cluster]) -> Iterator[dict[str, Pgbouncer]]:
+    """A real pgbouncer in each pool mode in front of the private primary."""
+    from tests.support.cluster import Pgbouncer
+
+    if shutil.which("pgbouncer") is None:
+        message = "pgbouncer is not installed"
+        if os.environ.get("CBMON_REQUIRE_BINARIES"):
+            pytest.fail(f"{message}, and CBMON_REQUIRE_BINARIES is set")
+        pytest.skip(message)
+    primary, _ = replication_pair
+    root = primary.root
+    started = {
+        mode: Pgbouncer(root, primary, mode, users=("root", "cbmon_pooled")).start()
+        for mode in ("session", "transaction")
+    }
+    yield started
+    for bouncer in started.values():
+        bouncer.stop()
+
+
+@pytest.fixture
+def lab_root() -> Iterator[Path]:
+    """A directory for private clusters of the test's own (failovers), removed after it."""
+    require_servers()
+    from tests.support.cluster import lab
+
+    with lab() as root:
+        yield root
 
 
 @pytest.fixture

@@ -5,7 +5,14 @@ The lock's key is an HMAC of the cluster's name and what it watches under the cl
 a session that does not know the secret cannot compute it, so it cannot squat the lock and
 silence every replica. A session that holds it anyway is named in a warning and a metric.
 
-The leader proves it is alive at every poll (a statement on its lock session), and tells the
+The lock lives on the primary: advisory locks are per server and not replicated, so a lock
+taken on a standby excludes nobody. A replica whose lock DSN reaches a standby, or a pooler in
+transaction mode (where consecutive transactions of one connection run on different backends,
+and a session-level lock stays behind on whichever backend took it), refuses to lead and says
+why once; ``database.primary_dsn`` gives it a connection to the primary that keeps its backend.
+
+The leader proves it is alive at every poll (a statement on its lock session, which also
+checks that the session still runs on the backend that took the lock), and tells the
 server to end that session when it stops doing so (``idle_session_timeout`` on PostgreSQL 14
 and later, ``session_timeout`` on openGauss; TCP keepalives and ``tcp_user_timeout`` for a
 dead network everywhere). A frozen or cut-off leader therefore loses the lock within that
@@ -17,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from cbmon.db.connect import Deadline, connect, first_line, sever
+from cbmon.db import topology
+from cbmon.db.connect import Deadline, connect, describe, first_line, link_of, server_of, sever
 from cbmon.db.driver import Driver
 from cbmon.errors import DatabaseError
 
@@ -30,6 +40,7 @@ log = logging.getLogger(__name__)
 
 APPLICATION = "cbmon leader"
 NAME_BYTES = 63  # PostgreSQL keeps that much of an application_name, and cuts the rest
+RECHECK_REFUSAL = 60.0  # seconds before a replica that refused to lead looks again
 
 
 def application_name(cluster: str, replica: str = "") -> str:
@@ -75,6 +86,7 @@ class Leadership:
         connect_timeout: float = 5.0,
         using: Driver = "psycopg",
         replica: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``key``: the lock's key; without one it is derived, once connected, from ``secret``,
         the cluster, the database as the server names it and ``watched`` (schema, table), so
@@ -98,9 +110,18 @@ class Leadership:
         # Who sends when this replica does not: "cbmon-2:9863 (pid 123)", or None when
         # unknown (the lock is free, the database away) or when the holder is foreign.
         self.holder: str | None = None
+        # Why this replica cannot lead from where its lock DSN reaches (a standby, a pooler
+        # in transaction mode), or None.
+        self.refusal: str | None = None
+        self._clock = clock
+        self._refused_at = 0.0
+        self._pid: int | None = None  # the backend that holds the lock for us
 
     def check(self) -> bool:
-        """Take or keep the lock; False if another session holds it or the database is away."""
+        """Take or keep the lock; False if another session holds it, the database is away, or
+        the lock DSN reaches no place where a lock means one sender."""
+        if self.refusal is not None and self._clock() - self._refused_at < RECHECK_REFUSAL:
+            return False
         try:
             if self._conn is None or self._conn.closed:
                 self.is_leader = False
@@ -112,6 +133,9 @@ class Leadership:
                     idle_timeout=self.alive_timeout,
                     using=self.using,
                 )
+                if not self._may_lead(self._conn):
+                    self.close()
+                    return False
             with Deadline(self._conn, self.connect_timeout):
                 self._hold(self._conn)
         except psycopg.Error as exc:
@@ -122,16 +146,59 @@ class Leadership:
             self.close()
         return self.is_leader
 
+    def _may_lead(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether a lock taken on ``conn`` excludes every other replica: it must reach the
+        primary, on a session that keeps its backend."""
+        where = describe(self.dsn)
+        refusal = None
+        if not link_of(conn).keeps_session:
+            refusal = (
+                f"the leader lock's connection ({where}) goes through a pooler in transaction "
+                "mode, where a session-level lock does not hold"
+            )
+        else:
+            with Deadline(conn, self.connect_timeout), conn.cursor() as cur:
+                if topology.history(cur, server_of(conn)).in_recovery:
+                    refusal = (
+                        f"the leader lock's connection ({where}) reaches a hot standby, and "
+                        "locks on a standby exclude nobody on the primary"
+                    )
+        self._refuse(refusal)
+        return refusal is None
+
+    def _refuse(self, refusal: str | None) -> None:
+        if refusal is not None and refusal != self.refusal:
+            log.warning(
+                "this replica never sends webhooks from here: %s; set database.primary_dsn "
+                "(or CBMON_PRIMARY_DSN) to a direct connection to the primary",
+                refusal,
+            )
+        elif refusal is None and self.refusal is not None:
+            log.info("the leader lock's connection reaches the primary now")
+        self.refusal = refusal
+        self._refused_at = self._clock()
+
     def _hold(self, conn: psycopg.Connection[Any]) -> None:
         if self.is_leader:
-            conn.execute("SELECT 1")  # alive; a dead session has lost the lock
+            # Alive (a dead session has lost the lock), and still on the backend holding it.
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            if row is not None and int(row[0]) != self._pid:
+                self._refuse(
+                    f"the leader lock's connection ({describe(self.dsn)}) moved to another "
+                    f"backend (pid {self._pid} took the lock, pid {row[0]} answers now): a "
+                    "pooler in transaction mode stands in between"
+                )
+                self.close()
             return
         if self.key is None:
             database = conn.execute("SELECT current_database()").fetchone()
             assert database is not None
             self.key = lock_key(self._secret, self.cluster, str(database[0]), *self._watched)
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s), pg_backend_pid()", [self.key]
+        ).fetchone()
         self.is_leader = bool(row and row[0])
+        self._pid = int(row[1]) if row else None
         if self.is_leader:
             self.foreign_holder = self.holder = None
         else:

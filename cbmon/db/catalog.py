@@ -114,3 +114,18 @@ def as_float8(column: sql.Composable, type_name: str | None) -> sql.Composable:
     return sql.SQL(
         "(CASE WHEN abs({c}) < {safe} THEN {c}::float8 WHEN {c} IS NOT NULL THEN 'NaN'::float8 END)"
     ).format(c=column, safe=_FLOAT8_SAFE)
+
+
+_TIMES = ("timestamp without time zone", "timestamp with time zone", "date")
+
+
+def fingerprint(column: sql.Composable, type_name: str | None) -> sql.Composable:
+    """A 32-bit number telling one row from another row that took the same id: a hash of its
+    creation time, read the same by every session (the epoch, not text that follows the
+    session's TimeZone); 0 for a NULL time."""
+    value = (
+        sql.SQL("extract(epoch FROM {})::text").format(column)
+        if type_name in _TIMES
+        else sql.SQL("{}::text").format(column)
+    )
+    return sql.SQL("coalesce(hashtext({}), 0)").format(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -14,7 +15,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from cbmon import secrets
-from cbmon.db import dialect, driver
+from cbmon.db import dialect, driver, topology
 from cbmon.errors import ConfigError, DatabaseError
 
 
@@ -73,13 +74,35 @@ def connect(
     if using == "psycopg":
         # libpq 12 and later; Huawei's libpq (the gaussdb driver's) is older and refuses it.
         options["tcp_user_timeout"] = max(1000, round((statement_timeout + connect_timeout) * 1000))
+    dsn = _primary_for_read_write(dsn, using)
+    conn = _open(using, dsn, options)
     try:
-        conn = driver.connect(using, dsn, **options)
-    except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to {describe(dsn)}: {explain(exc)}") from None
-    try:
-        server = dialect.detect(conn)
+        server, pid = dialect.detect_with_pid(conn)
+        if not autocommit:
+            conn.commit()
+        pooler: topology.Pooler = "none"
+        if pid != conn.info.backend_pid:
+            # Something in between answers for the server: ask it which pool mode it runs.
+            conn.autocommit = True
+            pooler = topology.pooling(
+                conn, lambda: _open(using, dsn, options), lambda c, s: Deadline(c, s)
+            )
+            if pooler == "statement":
+                raise DatabaseError(
+                    f"{describe(dsn)} is a pooler in statement mode: cbmon reads each poll in "
+                    "one transaction; use session or transaction mode (see docs/deploy.md)"
+                )
+            if conn.broken:  # the probe's wait cut it: a pool of one
+                conn = _open(using, dsn, options)
+            conn.autocommit = autocommit
         _servers[conn] = server
+        _links[conn] = Link(pooler, statement_timeout)
+        if pooler == "transaction":
+            # Session state does not hold, and would leak to the pool's other clients: no SET
+            # (each poll sets its statement timeout locally, and begins READ ONLY), and no
+            # server-side prepared statements, which another backend would not know.
+            conn.prepare_threshold = None
+            return conn
         _set(conn, "statement_timeout", statement_timeout)
         if idle_timeout is not None and server.has_idle_session_timeout:
             _set(conn, "idle_session_timeout", idle_timeout)
@@ -96,7 +119,60 @@ def connect(
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseError(f"{describe(dsn)}: {first_line(exc)}") from None
+    except DatabaseError:
+        conn.close()
+        raise
     return conn
+
+
+def _open(using: driver.Driver, dsn: str, options: dict[str, Any]) -> psycopg.Connection[Any]:
+    try:
+        return driver.connect(using, dsn, **options)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to {describe(dsn)}: {explain(exc)}") from None
+
+
+def _primary_for_read_write(dsn: str, using: driver.Driver) -> str:
+    """``target_session_attrs=read-write`` as ``primary``: libpq's read-write test fails on a
+    session whose ``default_transaction_read_only`` is on, which is how cbmon's role is
+    made, even on the primary. What the user means is the primary. (Huawei's libpq, under
+    the gaussdb driver, has no ``primary``: left as written there.)"""
+    if using != "psycopg":
+        return dsn
+    params = conninfo.conninfo_to_dict(dsn)
+    if str(params.get("target_session_attrs") or "") != "read-write":
+        return dsn
+    return conninfo.make_conninfo(dsn, target_session_attrs="primary")
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """What stands between a connection and its server."""
+
+    pooler: topology.Pooler  # "none", "session" or "transaction"
+    statement_timeout: float
+
+    @property
+    def keeps_session(self) -> bool:
+        """Session state (locks, LISTEN, SET) holds: no pooler, or one in session mode."""
+        return self.pooler in ("none", "session")
+
+
+_links: weakref.WeakKeyDictionary[psycopg.Connection[Any], Link] = weakref.WeakKeyDictionary()
+
+
+def link_of(conn: psycopg.Connection[Any]) -> Link:
+    """What :func:`connect` found between ``conn`` and its server (nothing, for others)."""
+    return _links.get(conn) or Link("none", 0.0)
+
+
+def local_settings(cur: psycopg.Cursor[Any]) -> None:
+    """Inside a transaction: what :func:`connect` could not set for the session (behind a
+    pooler in transaction mode), set for this transaction."""
+    link = link_of(cur.connection)
+    if link.pooler == "transaction" and link.statement_timeout > 0:
+        milliseconds = max(1, round(link.statement_timeout * 1000))
+        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(milliseconds)))
 
 
 _servers: weakref.WeakKeyDictionary[psycopg.Connection[Any], dialect.Server] = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 import psycopg
 
@@ -49,6 +49,33 @@ class Server:
         return self.postgresql
 
     @property
+    def insert_lsn(self) -> LiteralString:
+        """The WAL position a primary has inserted up to, as text (``0/16B3748``)."""
+        if self.postgresql:
+            return "SELECT pg_current_wal_insert_lsn()::text"
+        return "SELECT pg_current_xlog_insert_location()::text"
+
+    @property
+    def recovery_state(self) -> LiteralString:
+        """Whether the server is a standby in recovery, and the WAL position it has replayed
+        up to (NULL on a primary), as text."""
+        if self.postgresql:
+            return (
+                "SELECT pg_is_in_recovery(), "
+                "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END"
+            )
+        return (
+            "SELECT pg_is_in_recovery(), "
+            "CASE WHEN pg_is_in_recovery() THEN pg_last_xlog_replay_location()::text END"
+        )
+
+    @property
+    def has_control_functions(self) -> bool:
+        """``pg_control_system()`` and ``pg_control_checkpoint()`` (PostgreSQL 9.6): the
+        cluster's system identifier and timeline."""
+        return self.postgresql and self.number >= 90600
+
+    @property
     def label(self) -> str:
         names = {"postgresql": "PostgreSQL", "opengauss": "openGauss", "gaussdb": "GaussDB"}
         return f"{names[self.flavor]} {self.version}"
@@ -74,10 +101,19 @@ def classify(version_text: str, number: int) -> Server:
 
 
 def detect(conn: psycopg.Connection[Any]) -> Server:
+    return detect_with_pid(conn)[0]
+
+
+def detect_with_pid(conn: psycopg.Connection[Any]) -> tuple[Server, int]:
+    """The server, and the pid of the backend that answered (which a pooler in between does
+    not report as the connection's own: see :mod:`cbmon.db.topology`)."""
     # Both from SQL: the gaussdb driver's ``info.server_version`` is a word cut from
     # version(), not the number.
-    row = conn.execute("SELECT version(), current_setting('server_version_num')").fetchone()
+    row = conn.execute(
+        "SELECT version(), current_setting('server_version_num'), pg_backend_pid()"
+    ).fetchone()
     if row is None:
-        return classify("", 0)
+        return classify("", 0), 0
     number = str(row[1] or "0")
-    return classify(str(row[0] or ""), int(number) if number.isdigit() else 0)
+    server = classify(str(row[0] or ""), int(number) if number.isdigit() else 0)
+    return server, int(row[2] or 0)

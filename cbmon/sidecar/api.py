@@ -120,6 +120,11 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "poll_errors_total": database.poll_errors_total,
             "lag_rows": database.lag_rows,
             "wake": database.wake,
+            "server_role": database.server_role,
+            "fence": database.fence,
+            "pooler": database.pooler,
+            "exact": database.exact,
+            "resets": database.resets,
         },
         "leader": {
             "webhooks": leader.webhooks,
@@ -127,6 +132,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "sends_webhooks": leader.sends_webhooks,
             "sender": leader.sender,
             "foreign_holder": leader.foreign_holder,
+            "refusal": leader.refusal,
         },
     }
 

@@ -160,14 +160,44 @@ class CallbackCollector(Collector):
         yield gaps
         assumption = GaugeMetricFamily(
             "cbmon_reader_assumption_ok",
-            "1 when what exact counting assumes of a table holds (checked at start): its ids "
-            "come from a sequence (ids_from_sequence) that has CACHE 1 (sequence_cache_1); "
-            "-1 when it could not be checked.",
+            "1 when what exact counting assumes of a table holds: its ids come from a "
+            "sequence (ids_from_sequence) that has CACHE 1 (sequence_cache_1), checked at "
+            "start; gaps are fenced by the primary's transactions (standby_fence: 0 on a hot "
+            "standby without database.primary_dsn); -1 when it could not be checked.",
             labels=["table", "check"],
         )
         for item in view.assumptions:
             assumption.add_metric([item.table, item.check], _checked(item.ok))
+        if view.topology is not None:
+            # On a standby, a gap may be given up only when the primary says its writer ended.
+            fenced = view.topology.fence != "none"
+            for table in sorted(view.lag_rows):
+                assumption.add_metric([table, "standby_fence"], int(fenced))
         yield assumption
+        yield GaugeMetricFamily(
+            "cbmon_database_in_recovery",
+            "1 when the server cbmon reads is a hot standby (in recovery), 0 on a primary.",
+            value=int(view.topology is not None and view.topology.standby),
+        )
+        resets = CounterMetricFamily(
+            "cbmon_reader_resets",
+            "Times a table's history was replaced under the reader (reason: truncate, "
+            "recreate, ids_fell, failover, history) and counting went on from where the new "
+            "history begins; what was counted before stays counted.",
+            labels=["table", "reason"],
+        )
+        for (table, reason), count in sorted(view.resets.items()):
+            resets.add_metric([table, reason], count)
+        yield resets
+        expired = CounterMetricFamily(
+            "cbmon_reader_gaps_expired",
+            "Ids given up unseen after reader.standby_gap_hold, on a hot standby without "
+            "database.primary_dsn to tell when their transactions ended.",
+            labels=["table"],
+        )
+        for table in sorted(view.lag_rows):
+            expired.add_metric([table], view.expired_gaps.get(table, 0))
+        yield expired
         ahead = GaugeMetricFamily(
             "cbmon_rows_dated_ahead",
             "Rows dated ahead of the database's clock by more than slo.clock_skew when the SLO "

@@ -8,7 +8,11 @@ metrics itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import logging
+import time
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -16,10 +20,13 @@ from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
-from cbmon.db import catalog, sqlfiles
-from cbmon.db.connect import server_of
-from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot
-from cbmon.sidecar.reader import ReadResult, Source, TailReader, running_transactions
+from cbmon.db import catalog, sqlfiles, topology
+from cbmon.db.connect import link_of, local_settings, server_of
+from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot, Topology
+from cbmon.sidecar.fence import FenceKeeper
+from cbmon.sidecar.reader import ReadResult, Source, TailReader
+
+log = logging.getLogger(__name__)
 
 
 def _table(schema: str, table: str) -> sql.Identifier:
@@ -105,9 +112,28 @@ def _figures(row: Mapping[str, Any], scale: float) -> Figures:
 class Poller:
     """Owns the readers' state. ``poll`` is called by one thread only, never concurrently."""
 
-    def __init__(self, config: Config, backfill: float | None = None) -> None:
-        """``backfill``: seconds of history to read on the first poll (for the SLO window)."""
+    def __init__(
+        self,
+        config: Config,
+        backfill: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``backfill``: seconds of history to read on the first poll (for the SLO window);
+        ``clock`` times how long gaps are held where nothing else can give them up."""
         reader: Reader = config.file.reader
+        db = config.file.database
+        # Where the fence of open gaps comes from: this connection on a primary, the primary
+        # (database.primary_dsn) when this is a hot standby.
+        self.fences = FenceKeeper(
+            config.primary_dsn,
+            statement_timeout=db.statement_timeout,
+            connect_timeout=db.connect_timeout,
+            using=db.driver,
+            hold=reader.standby_gap_hold,
+            clock=clock,
+        )
+        self._seen: weakref.ref[psycopg.Connection[Any]] | None = None  # the last connection
+        self._history: topology.History | None = None  # of the server the last poll read
         self._config = config
         self._backfill = backfill
         self._skew = config.file.slo.clock_skew
@@ -118,61 +144,100 @@ class Poller:
         )
         tables = config.tables
         self._scale = 1000.0 if tables.logs.execution_time_unit == "ms" else 1.0
-        self.logs = self._reader(_logs_source(tables.logs, config), reader)
-        self.errors = self._reader(_errors_source(tables.errors), reader)
+        self.logs = self._reader(_logs_source(tables.logs, config), reader, clock)
+        self.errors = self._reader(_errors_source(tables.errors), reader, clock)
         self._queue_query = _queue_query(tables.queue)
 
     @staticmethod
-    def _reader(source: Source, reader: Reader) -> TailReader:
+    def _reader(source: Source, reader: Reader, clock: Callable[[], float]) -> TailReader:
         return TailReader(
-            source, batch_size=reader.batch_size, startup_gap_scan=reader.startup_gap_scan
+            source,
+            batch_size=reader.batch_size,
+            startup_gap_scan=reader.startup_gap_scan,
+            history_rows=reader.history_rows,
+            clock=clock,
         )
 
-    def poll(self, conn: psycopg.Connection[Any]) -> PollResult:
+    def poll(self, conn: psycopg.Connection[Any], *, catch_up: bool = False) -> PollResult:
         """Read one batch of new rows under one snapshot. Raises ``psycopg.Error`` on failure.
 
         If it raises, the readers keep their previous state, so the next poll reads the same
         rows again: nothing is lost and nothing is counted twice.
         """
-        saved = (self.logs.high_water, list(self.logs.gaps))
-        saved_errors = (self.errors.high_water, list(self.errors.gaps))
-        running = self._running(conn) if self.logs.gaps or self.errors.gaps else None
+        saved = (self.logs.save(), self.errors.save())
+        # What is read before the poll's transaction runs in transactions of its own,
+        # committed before the poll's snapshot is taken.
+        conn.autocommit = True
+        history, new_server = self._server_history(conn)
+        if catch_up:
+            self.fences.catch_up(conn)
+        gaps = bool(self.logs.gaps or self.errors.gaps)
+        fence = self.fences.fence(conn) if gaps else None
         conn.autocommit = False
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         try:
             with conn.transaction(), conn.cursor() as cur:
+                local_settings(cur)  # behind a pooler in transaction mode
                 database = server_of(conn).info  # known after connect(); detected otherwise
                 assumptions = () if self._inspected else self._inspect(conn, cur)
-                history: tuple[Slot, ...] = ()
+                backfill: tuple[Slot, ...] = ()
                 ahead: dict[str, int] = {}
                 if self._backfill and self.logs.high_water is None:
-                    history = self._history(cur, self._backfill)
+                    backfill = self._backfill_window(cur, self._backfill)
                     ahead = self.rows_ahead(cur)
-                logs = self.logs.read(cur, running)
-                errors = self.errors.read(cur, running)
-                queue = self._queue(cur)
+                logs = self.logs.read(cur, fence, new_server=new_server)
+                errors = self.errors.read(cur, fence, new_server=new_server)
+                queue, in_recovery = self._queue(cur)
         except BaseException as exc:
-            self.logs.high_water, self.logs.gaps = saved
-            self.errors.high_water, self.errors.gaps = saved_errors
+            self.logs.restore(saved[0])
+            self.errors.restore(saved[1])
             if isinstance(exc, psycopg.errors.QueryCanceled):
                 self.logs.shrink_batch()
                 self.errors.shrink_batch()
             raise
+        self._history = history
+        self.fences.observe(in_recovery)
         figures = {row["key"]: _figures(row, self._scale) for row in logs.rows}
         for row in errors.rows:
             counted = figures.get(row["key"], Figures())
             figures[row["key"]] = counted + Figures(errors=int(row["rows_read"]))
+        assert self.fences.mode is not None
         return PollResult(
             figures=figures,
             queue=queue,
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
-            history=history,
+            history=backfill,
             assumptions=assumptions,
             ahead_rows=ahead,
             database=database,
+            topology=Topology(
+                standby=in_recovery, fence=self.fences.mode, pooler=link_of(conn).pooler
+            ),
+            resets=logs.resets + errors.resets,
+            expired_gaps={"logs": logs.expired_gaps, "errors": errors.expired_gaps},
         )
+
+    def _server_history(self, conn: psycopg.Connection[Any]) -> tuple[topology.History, bool]:
+        """On a connection not seen before: the answering server's history, and whether it
+        differs from the one the last poll read (a failover, or another cluster)."""
+        if self._seen is not None and self._seen() is conn and self._history is not None:
+            return self._history, False
+        with conn.cursor() as cur:
+            found = topology.history(cur, server_of(conn))
+        self._seen = weakref.ref(conn)
+        self.fences.connected(found)
+        new_server = self._history is not None and found.differs(self._history)
+        if new_server:
+            assert self._history is not None
+            log.warning(
+                "the server answering now carries another history (%s; before: %s): a "
+                "failover, or another cluster; the rows read are checked against it",
+                found.describe(),
+                self._history.describe(),
+            )
+        return found, new_server
 
     def _inspect(
         self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]
@@ -182,6 +247,12 @@ class Poller:
         logs_table = catalog.regclass_text(self.logs.source.table, conn)
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
+        times = (tables.logs.created_at, tables.errors.created_at)
+        for reader, created_at in zip((self.logs, self.errors), times, strict=True):
+            table = catalog.regclass_text(reader.source.table, conn)
+            kind = catalog.column_type(cur, table, created_at)
+            fingerprint = catalog.fingerprint(sql.Identifier(created_at), kind)
+            reader.source = dataclasses.replace(reader.source, fingerprint=fingerprint)
         found: list[Assumption] = []
         server = server_of(conn)
         for reader, column in ((self.logs, tables.logs.id), (self.errors, tables.errors.id)):
@@ -203,7 +274,7 @@ class Poller:
             ahead[source.name] = int(row[0]) if row else 0
         return ahead
 
-    def _history(self, cur: psycopg.Cursor[Any], window: float) -> tuple[Slot, ...]:
+    def _backfill_window(self, cur: psycopg.Cursor[Any], window: float) -> tuple[Slot, ...]:
         slot = max(1.0, round(window / 60))
         found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
@@ -220,27 +291,17 @@ class Poller:
                     found[key] = found.get(key, Figures()) + figures
         return tuple(Slot(end, raw, figures) for (end, raw), figures in found.items())
 
-    @staticmethod
-    def _running(conn: psycopg.Connection[Any]) -> frozenset[str]:
-        """The transactions running before the poll's own begins (in a transaction of its
-        own, committed first, so the poll's snapshot is taken after the list)."""
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            return running_transactions(cur)
-
-    def queue_state(self, conn: psycopg.Connection[Any]) -> QueueState:
-        with conn.cursor() as cur:
-            return self._queue(cur)
-
-    def _queue(self, cur: psycopg.Cursor[Any]) -> QueueState:
+    def _queue(self, cur: psycopg.Cursor[Any]) -> tuple[QueueState, bool]:
+        """The queue, and whether the server is a standby, at the poll's moment."""
         row = cur.execute(self._queue_query).fetchone()
         assert row is not None
-        backlog, oldest, db_now = row
-        return QueueState(
+        backlog, oldest, db_now, in_recovery = row
+        state = QueueState(
             backlog=int(backlog),
             oldest_created=None if oldest is None else float(oldest),
             db_now=float(db_now),
         )
+        return state, bool(in_recovery)
 
 
 def summarize(result: ReadResult) -> str:

@@ -19,7 +19,13 @@ new range, and a gap is given up only when no transaction that could still fill 
 
 No timing, clock or transaction-id arithmetic is involved, so the rule holds on a quiet server,
 under any commit order and whatever a transaction does between taking an id and committing.
+On a hot standby the fence is listed on the primary, and a listing counts only once the standby
+has replayed past the primary's WAL position at that listing (:mod:`cbmon.sidecar.fence`).
 docs/design.md gives the argument in full.
+
+A table's history can also be replaced (a truncate, a re-created table, a failover that lost
+commits): the newest row read is checked at every poll, and :mod:`cbmon.sidecar.history` tells
+where the new history begins, so that each of its rows is counted once.
 
 Each poll reads in one REPEATABLE READ, READ ONLY transaction, so every query of a poll sees the
 same snapshot, and the reader's state changes only after the poll has read everything.
@@ -29,14 +35,21 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+import logging
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from cbmon.db import sqlfiles
+from cbmon.domain import Reset
+from cbmon.sidecar.history import Identity, Ledger
+
+log = logging.getLogger(__name__)
 
 # At most this many gap ranges are read per poll; the rest wait for the next one.
 MAX_GAP_RANGES_PER_POLL = 500
@@ -48,13 +61,44 @@ GAP_SEARCH_SPAN = 4096
 
 
 @dataclasses.dataclass(frozen=True)
+class Listing:
+    """The transactions that were running at one moment (on the primary), numbered in the
+    order they were listed."""
+
+    number: int
+    running: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fence:
+    """What a poll knows, before its snapshot, of the transactions that could fill gaps.
+
+    ``current`` was listed after every earlier poll's snapshot: it fences the gaps they found.
+    ``settled`` is the newest listing whose ended transactions this poll's snapshot sees (on
+    a primary, ``current`` itself): a gap none of whose fence is on it, fenced no later than
+    it, was rolled back. Without a primary to ask, gaps found before ``expire_before`` (the
+    reader's clock) are given up instead.
+    """
+
+    current: Listing | None = None
+    settled: Listing | None = None
+    expire_before: float | None = None
+
+    @classmethod
+    def on_primary(cls, listing: Listing) -> Fence:
+        return cls(listing, listing)
+
+
+@dataclasses.dataclass(frozen=True)
 class Gap:
     """Ids ``low..high`` not visible when first seen, below ids that were."""
 
     low: int
     high: int
-    # The transactions running at the first poll start after the gap was found; None until then.
+    # The transactions running at the first listing after the gap was found; None until then.
     fence: frozenset[str] | None = None
+    fenced_at: int = -1  # the number of that listing
+    found_at: float = 0.0  # the reader's clock when the gap was found
 
     @property
     def size(self) -> int:
@@ -75,6 +119,8 @@ class Source:
     group_by: sql.Composable
     select: Mapping[str, sql.Composable]
     params: dict[str, Any]
+    # A number telling one row from another that took the same id (see history.py).
+    fingerprint: sql.Composable = dataclasses.field(default_factory=lambda: sql.SQL("0"))
 
     def formatted(self, template: str, **extra: sql.Composable) -> sql.Composed:
         """``cbmon/sql/<template>`` with this source's key, aggregates and table filled in."""
@@ -102,19 +148,57 @@ class ReadResult:
     new_rows: int
     lag_rows: int
     open_gaps: int
+    resets: tuple[Reset, ...] = ()
+    expired_gaps: int = 0  # ids given up unseen, without a fence to tell (standby, no primary)
+
+
+class _Head(NamedTuple):
+    head: int
+    identity: Identity | None
+    witness: int | None  # the witness row's fingerprint now; None when it is gone
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+    high_water: int | None
+    gaps: list[Gap]
+    ledger: Ledger
+    identity: Identity | None
+    excluded: array[int]
 
 
 class TailReader:
     """Incremental, gap-aware reader of one table. Not thread-safe: one poller owns it."""
 
     def __init__(
-        self, source: Source, *, batch_size: int = 1_000_000, startup_gap_scan: int = 10_000
+        self,
+        source: Source,
+        *,
+        batch_size: int = 1_000_000,
+        startup_gap_scan: int = 10_000,
+        history_rows: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.batch_size = batch_size
         self.startup_gap_scan = startup_gap_scan
         self.high_water: int | None = None  # highest id read; None before the first poll
         self.gaps: list[Gap] = []
+        self.ledger = Ledger(history_rows)
+        self.identity: Identity | None = None
+        # After a reset: ids of the range being read again that hold rows already counted.
+        self.excluded: array[int] = array("q")
+        self._clock = clock
+
+    def save(self) -> _State:
+        """The reader's state, for :meth:`restore` when a poll's transaction fails."""
+        return _State(
+            self.high_water, list(self.gaps), self.ledger.copy(), self.identity, self.excluded
+        )
+
+    def restore(self, state: _State) -> None:
+        self.high_water, self.gaps = state.high_water, state.gaps
+        self.ledger, self.identity, self.excluded = state.ledger, state.identity, state.excluded
 
     @property
     def open_gap_ids(self) -> int:
@@ -125,53 +209,212 @@ class TailReader:
         so a backlog on a slow server drains in smaller steps instead of failing forever."""
         self.batch_size = max(MIN_BATCH, self.batch_size // 2)
 
-    def read(self, cur: psycopg.Cursor[Any], running: frozenset[str] | None) -> ReadResult:
+    def read(
+        self, cur: psycopg.Cursor[Any], fence: Fence | None, *, new_server: bool = False
+    ) -> ReadResult:
         """Read what is new under the current transaction's snapshot and advance the state.
 
-        ``running`` lists the transactions that were running just before this transaction
-        began (see :func:`running_transactions`); it is needed only while gaps are open.
-        The caller runs this inside a REPEATABLE READ transaction and calls it again at once
-        while ``lag_rows`` is above zero. If the transaction fails, the caller must discard
-        the reader's pending changes: they are applied only at the end of this method.
+        ``fence`` is what was learnt, just before this transaction began, of the transactions
+        that could fill gaps (see :mod:`cbmon.sidecar.fence`); it is needed only while gaps
+        are open. ``new_server``: the server's history (system, timeline) changed since the
+        last poll, which names a reset a failover. The caller runs this inside a REPEATABLE
+        READ transaction and calls it again at once while ``lag_rows`` is above zero. If the
+        transaction fails, the caller restores :meth:`save`'s state.
         """
         head = self._head(cur)
-        if self.high_water is None or head < self.high_water:
-            # First poll, or the table was emptied or its sequence reset: start from the tail.
-            start = max(0, head - self.startup_gap_scan)
-            self.high_water, self.gaps = head, self._find_gaps(cur, start, head)
+        if self.high_water is None:
+            # First poll: counting starts at the tail; transactions still open near it are
+            # watched, and the newest rows remembered, so a later reset can be told.
+            start = max(0, head.head - self.startup_gap_scan)
+            self.high_water, self.gaps = head.head, self._find_gaps(cur, start, head.head)
+            self.identity = head.identity
+            where = sql.SQL("{id} <= %(upto)s").format(id=self.source.id_column)
+            self._remember(cur, where, {"upto": head.head})
             return ReadResult([], 0, 0, self.open_gap_ids)
-
+        reset = self._check_history(cur, head, new_server)
+        resets = () if reset is None else (reset,)
         after = self.high_water
-        if head == after and not self.gaps:
-            return ReadResult([], 0, 0, 0)  # the common idle poll: one index probe, no scan
-        upto = min(head, after + self.batch_size)
-        rows, in_range = self._aggregate_range(cur, after, upto)
+        if head.head == after and not self.gaps:
+            return ReadResult([], 0, 0, 0, resets)  # the common idle poll: one statement
+        upto = min(head.head, after + self.batch_size)
+        excluded = [i for i in self.excluded if after < i <= upto]
+        rows, in_range = self._aggregate_range(cur, after, upto, excluded)
         checked = self.gaps[:MAX_GAP_RANGES_PER_POLL]
         gap_rows, present = self._read_gaps(cur, checked)
-        new_gaps = self._find_gaps(cur, after, upto, missing=upto - after - in_range)
-        still_open = _settle(_split(checked, present), running)
+        # With rows excluded the count cannot bound the search: look through the whole range.
+        missing = None if excluded else upto - after - in_range
+        new_gaps = self._find_gaps(cur, after, upto, missing=missing)
+        still_open, expired = _settle(_split(checked, present), fence)
+        if in_range:
+            where = sql.SQL("{id} > %(after)s AND {id} <= %(upto)s").format(
+                id=self.source.id_column
+            )
+            self._remember(cur, where, {"after": after, "upto": upto})
+        if present:
+            self._remember(cur, *self._ranges([Gap(low, high) for low, high in present]))
         self.high_water = upto
         self.gaps = self.gaps[len(checked) :] + still_open + new_gaps
+        if self.excluded and upto >= self.excluded[-1]:
+            self.excluded = array("q")
         return ReadResult(
             rows=_merge_rows(rows, gap_rows),
             new_rows=in_range + sum(high - low + 1 for low, high in present),
-            lag_rows=head - upto,
+            lag_rows=head.head - upto,
             open_gaps=self.open_gap_ids,
+            resets=resets,
+            expired_gaps=expired,
         )
 
-    def _head(self, cur: psycopg.Cursor[Any]) -> int:
-        query = sql.SQL("SELECT max({id}) FROM {table}").format(
-            id=self.source.id_column, table=self.source.table
+    def _head(self, cur: psycopg.Cursor[Any]) -> _Head:
+        """The newest id, the table's identity and the witness row's fingerprint, in one
+        statement: an idle poll costs no more than reading the newest id."""
+        witness = self.ledger.witness
+        query = sqlfiles.template("queries/head.sql").format(
+            id=self.source.id_column, table=self.source.table, fingerprint=self.source.fingerprint
         )
-        row = cur.execute(query).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        params = {
+            "relation": self.source.table.as_string(cur.connection),
+            "witness": -1 if witness is None else witness[0],
+        }
+        row = cur.execute(query, params).fetchone()
+        if row is None:  # not a table pg_class knows: the statement itself would have failed
+            return _Head(0, None, None)
+        head = int(row[0]) if row[0] is not None else 0
+        witness_now = None if row[3] is None else int(row[3])
+        return _Head(head, Identity(int(row[1]), int(row[2])), witness_now)
+
+    def _check_history(
+        self, cur: psycopg.Cursor[Any], head: _Head, new_server: bool
+    ) -> Reset | None:
+        """Whether the rows read are still the table's; if not, where its new history begins
+        (the reader's position is moved there)."""
+        assert self.high_water is not None
+        witness = self.ledger.witness
+        renamed = self.identity is not None and head.identity != self.identity
+        recreated = (
+            renamed
+            and self.identity is not None
+            and head.identity is not None
+            and head.identity.relation != self.identity.relation
+        )
+        self.identity = head.identity
+        if witness is None or head.witness == witness[1]:
+            if renamed:
+                # Rewritten in place (VACUUM FULL, CLUSTER), or a partition added or dropped:
+                # the newest row read is still there.
+                log.debug("the %s table was rewritten; its rows are still there", self.source.name)
+            if head.head < self.high_water:
+                # Ids above the newest row read had no rows; the sequence went back under them.
+                self.high_water = head.head
+                self.gaps = list(_below(self.gaps, head.head + 1))
+            return None
+        if renamed:
+            reason = "recreate" if recreated else "truncate"
+        elif new_server:
+            reason = "failover"
+        else:
+            reason = "ids_fell" if head.head < self.high_water else "history"
+        return self._reconcile(cur, reason, renamed=renamed)
+
+    def _restart(self, reason: str, detail: str) -> Reset:
+        self.high_water, self.gaps = 0, []
+        self.ledger.clear()
+        self.excluded = array("q")
+        return Reset(self.source.name, reason, detail + "; what was counted before stays counted")
+
+    def _reconcile(self, cur: psycopg.Cursor[Any], reason: str, *, renamed: bool) -> Reset | None:
+        """The newest rows remembered against the table's rows now: those still the same stay
+        counted, every other row from the oldest remembered id on is read as new."""
+        assert self.high_water is not None
+        low = self.ledger.lowest
+        assert low is not None
+        upto = self.high_water
+        where = sql.SQL("{id} >= %(low)s AND {id} <= %(upto)s").format(id=self.source.id_column)
+        current = dict(
+            self._fingerprints(cur, where, {"low": low, "upto": upto}, limit=upto - low + 1)
+        )
+        kept, changed, lowest_kept = self.ledger.compare(current)
+        remembered = len(self.ledger)
+        name = self.source.name
+        if not kept and (renamed or not current):
+            # Nothing read is left: a new table, or one emptied (a DELETE, its sequence perhaps
+            # reset). What it holds now is another history, read from its first row.
+            what = {
+                "recreate": f"the {name} table was dropped and created again",
+                "truncate": f"the {name} table was truncated",
+            }.get(reason, f"none of the {remembered} newest rows read is left in the {name} table")
+            return self._restart(reason, f"{what}: reading its rows from the first")
+        known = set(kept)
+        in_gaps = [gap for gap in self.gaps if gap.high >= low]
+        reused = [
+            i
+            for i in current
+            if i not in known and not any(gap.low <= i <= gap.high for gap in in_gaps)
+        ]
+        if not changed and not reused:
+            # Rows were deleted (retention: the newest row with them), none replaced.
+            log.info(
+                "%d of the %d newest rows read were deleted from the %s table; none was "
+                "replaced, so counting goes on",
+                remembered - len(kept),
+                remembered,
+                name,
+            )
+            self.ledger.keep_only(kept)
+            return None
+        self.high_water = low - 1
+        self.gaps = list(_below(self.gaps, low))
+        self.excluded = array("q", kept)
+        self.ledger.keep_only(kept)
+        detail = (
+            f"{remembered - len(kept)} of the {remembered} newest rows read from the {name} "
+            f"table (ids {low} to {upto}) are gone or hold other rows: reading from id {low} "
+            "on again, the rows still the same left out; what was counted before stays counted"
+        )
+        if not lowest_kept:
+            detail += (
+                f". The change may reach below id {low}, the oldest row remembered: rows "
+                "holding older ids again are not counted (reader.history_rows sets how many "
+                "rows are remembered)"
+            )
+        return Reset(name, reason, detail)
+
+    def _remember(
+        self, cur: psycopg.Cursor[Any], where: sql.Composable, params: dict[str, Any]
+    ) -> None:
+        """Add the fingerprints of the newest rows ``where`` selects to the ledger."""
+        self.ledger.add(self._fingerprints(cur, where, params))
+
+    def _fingerprints(
+        self,
+        cur: psycopg.Cursor[Any],
+        where: sql.Composable,
+        params: dict[str, Any],
+        limit: int | None = None,
+    ) -> list[tuple[int, int]]:
+        query = sqlfiles.template("queries/fingerprints.sql").format(
+            id=self.source.id_column,
+            table=self.source.table,
+            fingerprint=self.source.fingerprint,
+            where=where,
+        )
+        limit = self.ledger.capacity if limit is None else limit
+        rows = cur.execute(query, {**params, "limit": limit}).fetchall()
+        return [(int(row_id), int(fingerprint)) for row_id, fingerprint in rows]
 
     def _aggregate_range(
-        self, cur: psycopg.Cursor[Any], after: int, upto: int
+        self, cur: psycopg.Cursor[Any], after: int, upto: int, excluded: Sequence[int] = ()
     ) -> tuple[list[Row], int]:
-        """Aggregates of the rows in ``(after, upto]``, and how many rows there were."""
+        """Aggregates of the rows in ``(after, upto]`` but the ``excluded`` ids (counted
+        before a reset and still the same), and how many rows there were."""
         where = sql.SQL("{id} > %(after)s AND {id} <= %(upto)s").format(id=self.source.id_column)
-        rows = self._aggregate(cur, where, {"after": after, "upto": upto})
+        params: dict[str, Any] = {"after": after, "upto": upto}
+        if excluded:
+            where = sql.SQL("{} AND NOT ({id} = ANY(%(excluded)s))").format(
+                where, id=self.source.id_column
+            )
+            params["excluded"] = list(excluded)
+        rows = self._aggregate(cur, where, params)
         return rows, sum(int(row["rows_read"]) for row in rows)
 
     def _read_gaps(
@@ -235,7 +478,8 @@ class TailReader:
                 found.append((int(low), int(high)))
                 remaining -= int(high) - int(low) + 1
             top, span = bottom, span * 8
-        return [Gap(low, high) for low, high in _joined(sorted(found))]
+        now = self._clock()
+        return [Gap(low, high, found_at=now) for low, high in _joined(sorted(found))]
 
 
 def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
@@ -248,21 +492,41 @@ def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
     return frozenset(str(row[0]) for row in rows)
 
 
-def _settle(gaps: Iterable[Gap], running: frozenset[str] | None) -> list[Gap]:
-    """Fence gaps found by earlier polls, and give up those whose fence has ended.
+def _settle(gaps: Iterable[Gap], fence: Fence | None) -> tuple[list[Gap], int]:
+    """Fence gaps found by earlier polls, and give up those whose fence has ended; returns
+    the gaps kept and how many ids were given up unseen for want of a fence (expired).
 
-    Called with gaps re-read under this poll's snapshot, which began after ``running`` was
-    listed: an id still missing when none of its fence is running was rolled back.
+    Called with gaps re-read under this poll's snapshot, which began after ``fence`` was
+    learnt: an id still missing when none of its fence was running at a listing this
+    snapshot sees the end of was rolled back.
     """
-    if running is None:
-        return list(gaps)
-    kept = []
+    if fence is None:
+        return list(gaps), 0
+    current, settled = fence.current, fence.settled
+    kept: list[Gap] = []
+    expired = 0
     for gap in gaps:
-        fence = running if gap.fence is None else gap.fence
-        if fence.isdisjoint(running):
+        if gap.fence is None and current is not None:
+            gap = dataclasses.replace(gap, fence=current.running, fenced_at=current.number)
+        if (
+            gap.fence is not None
+            and settled is not None
+            and settled.number >= gap.fenced_at
+            and gap.fence.isdisjoint(settled.running)
+        ):
             continue
-        kept.append(gap if gap.fence is fence else dataclasses.replace(gap, fence=fence))
-    return kept
+        if fence.expire_before is not None and gap.found_at < fence.expire_before:
+            expired += gap.size
+            continue
+        kept.append(gap)
+    return kept, expired
+
+
+def _below(gaps: Iterable[Gap], limit: int) -> Iterator[Gap]:
+    """The parts of ``gaps`` below ``limit``."""
+    for gap in gaps:
+        if gap.low < limit:
+            yield gap if gap.high < limit else dataclasses.replace(gap, high=limit - 1)
 
 
 def _split(gaps: Iterable[Gap], present: Sequence[tuple[int, int]]) -> Iterable[Gap]:

@@ -86,8 +86,10 @@ class Service:
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
+        # The lock lives on the primary; through database.primary_dsn when the DSN reaches a
+        # standby or a pooler in transaction mode (where it would exclude nobody).
         self.leadership = Leadership(
-            self.dsn,
+            config.primary_dsn or self.dsn,
             secret=secret,
             watched=(logs.table_schema, logs.table),
             cluster=alerting.cluster,
@@ -98,7 +100,7 @@ class Service:
             replica=url.partition("://")[2],  # the others name the sender by it
         )
         self._lock_key_is_secret = secret is not None
-        self._said: tuple[bool, str | None, str | None] | None = None  # who sends, last said
+        self._said: tuple[bool, str | None, str | None, str | None] | None = None  # last said
         self.dispatcher = Dispatcher.from_config(config, self.leadership, url)
         self.alertmanagers = AlertmanagerSender(
             alerting.alertmanagers,
@@ -121,8 +123,9 @@ class Service:
         self.listener: Listener | None = None
         if wake.listen:
             errors = config.tables.errors
+            # NOTIFY is sent on the primary and never replicated; LISTEN needs a session.
             self.listener = Listener.for_dsn(
-                self.dsn,
+                config.primary_dsn or self.dsn,
                 {f"{logs.table_schema}.{logs.table}", f"{errors.table_schema}.{errors.table}"},
                 self.pacer,
                 statement_timeout=db.statement_timeout,
@@ -208,7 +211,12 @@ class Service:
         if not self.config.file.alerting.webhooks:
             return
         leadership = self.leadership
-        said = (leadership.is_leader, leadership.holder, leadership.foreign_holder)
+        said = (
+            leadership.is_leader,
+            leadership.holder,
+            leadership.foreign_holder,
+            leadership.refusal,
+        )
         if said == self._said:
             return
         self._said = said
@@ -221,7 +229,8 @@ class Service:
                 leadership.holder,
                 cluster,
             )
-        elif leadership.foreign_holder is None:  # a foreign holder has its own warning
+        elif leadership.foreign_holder is None and leadership.refusal is None:
+            # a foreign holder and a refusal have their own warning
             log.info(
                 "no replica of cluster %s could be seen holding the leader lock; this one "
                 "stands by and tries again at its next poll",
@@ -247,6 +256,7 @@ class Service:
                 sends_webhooks=leading,
                 sender=None if leading else leadership.holder,
                 foreign_holder=leadership.foreign_holder,
+                refusal=leadership.refusal,
             ),
             wake="off" if self.listener is None else self.listener.mode,
         )
@@ -274,8 +284,10 @@ class Service:
         self.server.start()
         return self.server
 
-    def poll_once(self) -> PollResult:
-        """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``."""
+    def poll_once(self, *, catch_up: bool = False) -> PollResult:
+        """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``.
+        ``catch_up``: a notification from the primary brought the poll forward, so on a
+        standby it first waits (briefly) until the commit that notified has been replayed."""
         db = self.config.file.database
         if self._conn is None or self._conn.closed:
             self._conn = connect(
@@ -288,7 +300,7 @@ class Service:
         started = time.monotonic()
         # Bounded on our side too: a frozen server or network path cannot hold the poll.
         with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
-            result = self.poller.poll(self._conn)
+            result = self.poller.poll(self._conn, catch_up=catch_up)
         for assumption in result.assumptions:
             if assumption.ok is None:
                 log.warning(
@@ -303,6 +315,8 @@ class Service:
         if result.database is not None and self._announced_server != result.database:
             self._announced_server = result.database
             log.info("polling %s %s", result.database.flavor, result.database.version)
+        for reset in result.resets:
+            log.warning("%s (reset of the %s table: %s)", reset.detail, reset.table, reset.reason)
         for table, count in result.ahead_rows.items():
             if count:
                 log.warning(
@@ -342,9 +356,9 @@ class Service:
         while not self.stop_event.is_set():
             if self.listener is not None:
                 self.listener.before_poll()  # hearing of commits again before the snapshot
-            self.pacer.started()  # before the poll's snapshot: wakes until now are served
+            woken = self.pacer.started()  # before the poll's snapshot: wakes are served
             try:
-                result = self.poll_once()
+                result = self.poll_once(catch_up=woken)
             except _SCHEMA_ERRORS as exc:
                 if self.store.last_poll_timestamp == 0:
                     # Never polled: the tables or grants are wrong, not the weather. Say so.
@@ -391,6 +405,7 @@ class Service:
         self.pacer.stop()
         if self._conn is not None:
             sever(self._conn)
+        self.poller.fences.interrupt()
         self.leadership.interrupt()
         if self.listener is not None:
             self.listener.stop()
@@ -407,6 +422,7 @@ class Service:
         self.alertmanagers.stop()
         self._save()
         self._drop_connection()
+        self.poller.fences.close()
 
 
 def _log_transitions(notes: list[Notification], changes: list[Transition]) -> None:

@@ -62,6 +62,17 @@ class DatabaseStatus:
     poll_errors_total: int
     lag_rows: int  # ids not read yet, both tables
     wake: str  # how polls are started: see cbmon.sidecar.wake.MODES
+    # Where the last poll read: "primary" or "standby" (None before the first), how open gaps
+    # are fenced (cbmon.sidecar.fence.MODES), and what pooler stands in between.
+    server_role: str | None = None
+    fence: str | None = None
+    pooler: str | None = None
+    resets: int = 0  # table histories replaced under the reader since start
+
+    @property
+    def exact(self) -> bool:
+        """False where cbmon cannot be exact: a standby read without the primary's fence."""
+        return self.fence != "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +82,7 @@ class LeaderStatus:
     sends_webhooks: bool  # this replica does
     sender: str | None  # the replica that does when this one does not, if known
     foreign_holder: str | None  # a session that is not a cbmon replica holds the lock
+    refusal: str | None = None  # why this replica cannot lead from where its lock DSN reaches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +198,12 @@ def build(
             poll_errors_total=view.poll_errors_total,
             lag_rows=sum(view.lag_rows.values()),
             wake=wake,
+            server_role=None
+            if view.topology is None
+            else ("standby" if view.topology.standby else "primary"),
+            fence=None if view.topology is None else view.topology.fence,
+            pooler=None if view.topology is None else view.topology.pooler,
+            resets=sum(view.resets.values()),
         ),
         leader=leader,
     )

@@ -44,7 +44,16 @@ _WAKE = {
     "no_trigger": "listening, but a watched table has no cbmon_wake trigger",
     "connecting": "connecting to LISTEN for new rows",
     "unsupported": "this server has no LISTEN: polled every interval",
+    "poll": "no notification can arrive where it listens: polled every interval",
     "off": "polled every interval",
+}
+_FENCE = {
+    "primary_dsn": "a hot standby, fenced from the primary: exact",
+    "unreachable": "a hot standby whose primary does not answer: open gaps held until it does",
+    "none": (
+        "a hot standby without database.primary_dsn: NOT EXACT, rows committed late may be "
+        "missed (set database.primary_dsn)"
+    ),
 }
 
 
@@ -287,6 +296,8 @@ def _senders(snapshot: Snapshot) -> str:
         words = "no webhook receivers: alerts are logged, exported and shown here"
     elif leader.sends_webhooks:
         words = f"this replica sends them ({leader.webhooks} receiver(s))"
+    elif leader.refusal is not None:
+        words = f"never this replica: {leader.refusal}"
     elif leader.foreign_holder is not None:
         words = f"nobody: the lock is held by {leader.foreign_holder}, not a cbmon replica"
     elif leader.sender is not None:
@@ -319,6 +330,20 @@ def _system(snapshot: Snapshot) -> str:
         ),
         ("webhooks", _senders(snapshot)),
     ]
+    if database.server_role == "standby" or database.pooler not in (None, "none"):
+        level = Level.OK if database.exact else Level.CRITICAL
+        words = _FENCE.get(database.fence or "", "the primary")
+        if database.pooler not in (None, "none"):
+            words += f"; through a pooler in {database.pooler} mode"
+        rows.insert(
+            1,
+            (
+                "reads",
+                f'<span class="{_state_class(level)}">{esc(words)}</span>',
+            ),
+        )
+    if database.resets:
+        rows.insert(2, ("resets", esc(f"{database.resets} table histories replaced (see log)")))
     items = "".join(f'<div class="kv"><dt>{name}</dt><dd>{text}</dd></div>' for name, text in rows)
     return f'<section id="system"><h2>cbmon</h2><dl>{items}</dl></section>'
 

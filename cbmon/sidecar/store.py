@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult
+from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Topology
 from cbmon.sidecar.labels import EventTypeLabels
 
 POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -51,6 +51,9 @@ class View:
     assumptions: tuple[Assumption, ...] = ()
     ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
     database: DatabaseInfo | None = None
+    topology: Topology | None = None
+    resets: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    expired_gaps: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Store:
@@ -79,6 +82,9 @@ class Store:
         self._assumptions: tuple[Assumption, ...] = ()
         self._ahead: dict[str, int] = {}
         self._database: DatabaseInfo | None = None
+        self._topology: Topology | None = None
+        self._resets: dict[tuple[str, str], int] = {}  # (table, reason): resets seen
+        self._expired: dict[str, int] = {}  # table: gap ids given up without a fence
 
     def label(self, result: PollResult) -> LabeledPoll:
         """The poll's figures (and history) keyed by label value, event types folded."""
@@ -122,6 +128,13 @@ class Store:
                 self._ahead = dict(result.ahead_rows)
             if result.database is not None:
                 self._database = result.database
+            if result.topology is not None:
+                self._topology = result.topology
+            for reset in result.resets:
+                key = (reset.table, reset.reason)
+                self._resets[key] = self._resets.get(key, 0) + 1
+            for table, ids in result.expired_gaps.items():
+                self._expired[table] = self._expired.get(table, 0) + ids
 
     def poll_failed(self) -> None:
         with self._lock:
@@ -170,4 +183,7 @@ class Store:
                 assumptions=self._assumptions,
                 ahead_rows=dict(self._ahead),
                 database=self._database,
+                topology=self._topology,
+                resets=dict(self._resets),
+                expired_gaps=dict(self._expired),
             )

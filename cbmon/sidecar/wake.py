@@ -26,7 +26,8 @@ from typing import Any, LiteralString, Protocol
 
 import psycopg
 
-from cbmon.db.connect import Deadline, connect, first_line, sever
+from cbmon.db import topology
+from cbmon.db.connect import Deadline, connect, describe, first_line, link_of, server_of, sever
 from cbmon.delivery import backoff
 from cbmon.errors import DatabaseError
 
@@ -42,8 +43,10 @@ PAUSE_CHECK = 0.05  # seconds between looks at the poll loop while paused
 GRACE = 2.0  # on our side, beyond the statement timeout, as for polls
 # How polls are started, as the status page and the API say it: woken by notifications;
 # listening, but a watched table has no trigger; (re)connecting; no LISTEN on this server;
-# switched off (wake.listen: false).
-MODES = ("notify", "no_trigger", "connecting", "unsupported", "off")
+# notifications cannot arrive where the listener connects (a hot standby, a pooler in
+# transaction mode), so polls keep the interval; switched off (wake.listen: false).
+MODES = ("notify", "no_trigger", "connecting", "unsupported", "poll", "off")
+RECHECK = 60.0  # seconds before looking again where notifications could not arrive
 _TRIGGERED = """
 SELECT n.nspname || '.' || c.relname
 FROM pg_trigger AS t
@@ -88,13 +91,16 @@ class Pacer:
             self.wakes += 1
             self._cond.notify_all()
 
-    def started(self) -> None:
+    def started(self) -> bool:
         """A poll begins: it reads everything committed until now, so earlier wakes are
-        served. Called before the poll's snapshot is taken, never after."""
+        served. Called before the poll's snapshot is taken, never after. True when a
+        notification brought it forward."""
         with self._cond:
+            woken = self._woken
             self._last = self._clock()
             self._woken = False
             self.polls += 1
+            return woken
 
     def wait(self) -> bool:
         """Block until the next poll is due; False when stopped instead."""
@@ -110,6 +116,10 @@ class Pacer:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+
+
+class _NoNotifications(Exception):
+    """Notifications cannot reach a session where the listener connected."""
 
 
 class _Notifying(Protocol):
@@ -164,6 +174,7 @@ class Listener:
         self._stopping = threading.Event()
         self._conn: _Notifying | None = None
         self._missing: list[str] | None = None  # watched tables without the trigger
+        self._why_not: str | None = None  # why notifications cannot arrive, as last said
         # Pauses (UNLISTENed while a poll is due) are numbered: the one begun last, the one
         # ended last, and the last one a poll asked to end because it is about to start.
         self._cond = threading.Condition()
@@ -226,6 +237,17 @@ class Listener:
                     first_line(exc),
                 )
                 return
+            except _NoNotifications as exc:
+                self.mode = "poll"
+                if str(exc) != self._why_not:
+                    log.info(
+                        "%s: polls stay on the poll interval; database.primary_dsn gives the "
+                        "listener a direct connection to the primary",
+                        exc,
+                    )
+                self._why_not = str(exc)
+                self._stopping.wait(RECHECK)
+                continue
             except (psycopg.Error, DatabaseError) as exc:
                 failures += 1
                 self._failed(exc, failures)
@@ -248,6 +270,8 @@ class Listener:
         if isinstance(conn, psycopg.Connection):
             self.backend_pid = conn.info.backend_pid
         try:
+            if isinstance(conn, psycopg.Connection):
+                self._can_hear(conn)
             with self._bounded(conn):
                 conn.execute(_LISTEN)
                 self._check_triggers(conn)
@@ -257,6 +281,22 @@ class Listener:
         self.listening.set()
         self._on_wake()  # rows committed while nobody listened: one poll reads them
         return conn
+
+    def _can_hear(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse what would LISTEN where no notification arrives: behind a pooler in
+        transaction mode (LISTEN stays on one backend while the session moves on) and on a
+        hot standby (which refuses LISTEN, and where NOTIFY is never replicated)."""
+        where = describe(conn.info.dsn)
+        if not link_of(conn).keeps_session:
+            raise _NoNotifications(
+                f"{where} goes through a pooler in transaction mode, where LISTEN does not hold"
+            )
+        with Deadline(conn, self.statement_timeout + GRACE), conn.cursor() as cur:
+            if topology.history(cur, server_of(conn)).in_recovery:
+                raise _NoNotifications(f"{where} is a hot standby, where no NOTIFY arrives")
+        if self._why_not is not None:
+            log.info("notifications can arrive again (%s)", where)
+            self._why_not = None
 
     def _check_triggers(self, conn: _Notifying) -> None:
         """Which watched tables have no trigger to wake us: said when it changes (at start,

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
+from cbmon.config import Config
 from cbmon.sidecar.poller import Poller
 from cbmon.sidecar.store import Store
 from tests.conftest import PgSchema
@@ -68,10 +71,20 @@ def two_phase_writer(pg: PgSchema, seed: int, stop: threading.Event) -> None:
                 conn.tpc_commit()
 
 
-def run(pg: PgSchema, two_phase: bool) -> None:
-    config = pg.config(reader={"batch_size": 50})
+def run(
+    pg: PgSchema,
+    two_phase: bool,
+    *,
+    config: Config | None = None,
+    read: Callable[[], psycopg.Connection[Any]] | None = None,
+    caught_up: Callable[[], None] = lambda: None,
+) -> None:
+    """Writers on ``pg``; polls on what ``read`` opens (``pg`` itself by default), with
+    ``config``; ``caught_up`` waits, after the writers, until the polled server has all."""
+    config = config or pg.config(reader={"batch_size": 50})
+    read = read or pg.connect
     poller, state = Poller(config), Store(500)
-    with pg.connect() as conn:
+    with read() as conn:
         poll_into(poller, state, conn)
     start = max_id(pg)
     stop = threading.Event()
@@ -91,11 +104,12 @@ def run(pg: PgSchema, two_phase: bool) -> None:
         ]
     for thread in threads:
         thread.start()
-    with pg.connect() as conn:
+    with read() as conn:
         while any(thread.is_alive() for thread in threads):
             poll_into(poller, state, conn)
         for thread in threads:
             thread.join()
+        caught_up()
         poll_until_no_gaps(poller, state, conn)
     assert not errors
     assert_matches(state, truth(pg, start))

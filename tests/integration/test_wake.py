@@ -8,12 +8,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 
+from cbmon.config import Config
 from cbmon.reference import schema
 from cbmon.sidecar.service import Service
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, Replicated
 from tests.support.attempts import insert
+from tests.support.cluster import Pgbouncer
 from tests.support.processes import wait_for
 
 HOUR = "1h"  # no poll comes from the interval while a test runs
@@ -132,3 +135,72 @@ def test_without_the_trigger_it_says_so_and_polls_on_the_interval(
         f"no cbmon_wake trigger on {pg.name}.callback_errors and {pg.name}.callback_logs: new "
         "rows there are read at the next poll interval (cbmon schema apply --wake installs it)"
     ]
+
+
+@contextmanager
+def serving(config: Config) -> Iterator[Service]:
+    service = Service(config)
+    service.start()
+    thread = threading.Thread(target=service.run, name="test poller")
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(10)
+        service.close()
+
+
+@contextmanager
+def replay_delayed(pair: Replicated, delay: str) -> Iterator[None]:
+    """The standby applies each commit ``delay`` after the primary made it: a poll woken by
+    the commit's notification would not see it yet."""
+    with psycopg.connect(pair.standby_dsn(), autocommit=True) as admin:
+        admin.execute(f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'")
+        admin.execute("SELECT pg_reload_conf()")
+        try:
+            yield
+        finally:
+            admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+            admin.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.standby
+def test_on_a_standby_it_listens_on_the_primary_and_a_woken_poll_sees_the_commit(
+    replicated: Replicated,
+) -> None:
+    """NOTIFY is sent on the primary and never replicated; the woken poll reads the standby
+    once it has replayed the commit that notified."""
+    pg = replicated.pg
+    schema.apply(replicated.primary.dsn(), schema=pg.name, role=None, wake=True)
+    config = pg.config(
+        dsn=replicated.standby_dsn(),
+        database={"primary_dsn": replicated.primary.dsn()},
+        listen="127.0.0.1:0",
+        poll_interval=HOUR,
+        slo={"for": "0s", "min_events": 10},
+    )
+    with serving(config) as service, replay_delayed(replicated, "400ms"):
+        idle(service)
+        assert service.status().database.wake == "notify"
+        breach(pg)
+        wait_for(lambda: ("CallbackSuccessRateLow", "pay", "critical") in firing(service), 30)
+
+
+@pytest.mark.parametrize("where", ["standby", "transaction pooler"])
+@pytest.mark.standby
+@pytest.mark.pooler
+def test_where_no_notification_can_arrive_it_says_so_and_polls_on_the_interval(
+    replicated: Replicated,
+    poolers: dict[str, Pgbouncer],
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pg = replicated.pg
+    dsn = replicated.standby_dsn() if where == "standby" else poolers["transaction"].dsn()
+    config = pg.config(dsn=dsn, listen="127.0.0.1:0", poll_interval="1s")
+    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"), serving(config) as service:
+        wait_for(lambda: service.status().database.wake == "poll", timeout=30)
+    said = [r.getMessage() for r in caplog.records if "poll interval" in r.getMessage()]
+    assert len(said) == 1
+    assert ("hot standby" if where == "standby" else "transaction mode") in said[0]

@@ -9,7 +9,8 @@ import pytest
 
 from cbmon.alerting.leader import Leadership, lock_key
 from cbmon.sidecar.service import Service
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, Replicated
+from tests.support.cluster import Pgbouncer
 from tests.support.proxy import freezable_proxy
 
 
@@ -119,3 +120,99 @@ def test_replicas_reaching_the_database_by_different_addresses_elect_one_sender(
         finally:
             for replica in replicas:
                 replica.close()
+
+
+def _replica(pg: PgSchema, dsn: str, port: int, primary_dsn: str | None = None) -> Service:
+    hooks = {"webhooks": ["http://127.0.0.1:9/t0k3n-4f2a"]}
+    database = {} if primary_dsn is None else {"primary_dsn": primary_dsn}
+    config = pg.config(dsn=dsn, listen=f"127.0.0.1:{port}", alerting=hooks, database=database)
+    return Service(config)
+
+
+@pytest.mark.standby
+def test_a_replica_on_the_primary_and_one_on_its_standby_elect_one_sender(
+    replicated: Replicated,
+) -> None:
+    """Advisory locks are per server: a lock taken on the standby would exclude nobody."""
+    pg = replicated.pg
+    on_primary = _replica(pg, replicated.primary.dsn(), 19011)
+    on_standby = _replica(pg, replicated.standby_dsn(), 19012, primary_dsn=replicated.primary.dsn())
+    try:
+        for _ in range(3):
+            on_primary.poll_once()
+            on_standby.poll_once()
+            assert (on_primary.dispatcher.is_leader, on_standby.dispatcher.is_leader) == (
+                True,
+                False,
+            )
+        assert on_standby.status().leader.sender is not None
+        on_primary.close()  # the sender goes: the standby's replica takes over, on the primary
+        on_standby.poll_once()
+        assert on_standby.dispatcher.is_leader
+    finally:
+        on_primary.close()
+        on_standby.close()
+
+
+@pytest.mark.standby
+def test_a_replica_on_a_standby_without_the_primary_never_sends_and_says_why(
+    replicated: Replicated, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = replicated.pg
+    alone = _replica(pg, replicated.standby_dsn(), 19013)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                alone.poll_once()
+        assert not alone.dispatcher.is_leader
+        refusal = alone.status().leader.refusal
+        assert refusal is not None
+        assert "hot standby" in refusal
+        said = [r.getMessage() for r in caplog.records if "never sends" in r.getMessage()]
+        assert len(said) == 1  # once, not at every poll
+        assert "database.primary_dsn" in said[0]
+        assert alone.status().database.fence == "none"
+        assert not alone.status().database.exact
+    finally:
+        alone.close()
+
+
+@pytest.mark.pooler
+def test_through_a_pooler_in_transaction_mode_no_replica_leads_on_it(
+    replicated: Replicated, poolers: dict[str, Pgbouncer]
+) -> None:
+    """A session-level lock taken through transaction pooling stays behind on a backend any
+    client may get next: such a replica refuses, and leads through database.primary_dsn."""
+    pg = replicated.pg
+    pooled = poolers["transaction"].dsn()
+    refusing = _replica(pg, pooled, 19014)
+    direct = _replica(pg, pooled, 19015, primary_dsn=replicated.primary.dsn())
+    try:
+        for _ in range(3):
+            refusing.poll_once()
+            direct.poll_once()
+        assert (refusing.dispatcher.is_leader, direct.dispatcher.is_leader) == (False, True)
+        assert "transaction mode" in (refusing.status().leader.refusal or "")
+        assert direct.status().database.pooler == "transaction"
+        assert direct.status().database.up
+    finally:
+        refusing.close()
+        direct.close()
+
+
+@pytest.mark.pooler
+def test_through_a_pooler_in_session_mode_replicas_elect_one_sender(
+    replicated: Replicated, poolers: dict[str, Pgbouncer]
+) -> None:
+    pg = replicated.pg
+    pooled = poolers["session"].dsn()
+    replicas = [_replica(pg, pooled, port) for port in (19016, 19017)]
+    try:
+        for _ in range(3):
+            for replica in replicas:
+                replica.poll_once()
+        assert sorted(r.dispatcher.is_leader for r in replicas) == [False, True]
+        assert all(r.status().leader.refusal is None for r in replicas)
+    finally:
+        for replica in replicas:
+            replica.close()
