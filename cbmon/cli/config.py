@@ -8,6 +8,7 @@ import click
 
 from cbmon.cli.options import config_option
 from cbmon.config import load_config
+from cbmon.db.connect import describe
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError
 
@@ -43,4 +44,7 @@ def check(file: Path | None, config_path: Path | None) -> None:
         f"  poll every {format_duration(loaded.file.poll_interval)}, "
         f"listen on {loaded.file.listen}",
     ]
+    if loaded.primary_dsn is not None:
+        # What a standby or a transaction pooler cannot give: the fence, the lock, LISTEN.
+        lines.append(f"  primary {describe(loaded.primary_dsn)}: fence, leader lock, LISTEN")
     click.echo("\n".join(lines))

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from cbmon.config import Config
 from cbmon.db import catalog, sqlfiles
-from cbmon.db.connect import first_line
+from cbmon.db.connect import first_line, local_settings
 from cbmon.domain import Figures
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
@@ -304,7 +304,8 @@ def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """One read-only REPEATABLE READ transaction: every statement in it sees one moment."""
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     conn.read_only = True
-    with conn.transaction():
+    with conn.transaction(), conn.cursor() as cur:
+        local_settings(cur)  # behind a pooler in transaction mode
         yield
 
 

@@ -47,12 +47,14 @@ _WAKE = {
     "poll": "no notification can arrive where it listens: polled every interval",
     "off": "polled every interval",
 }
+# How open gaps are settled where the poll reads: a word, and what it means.
 _FENCE = {
-    "primary_dsn": "a hot standby, fenced from the primary: exact",
-    "unreachable": "a hot standby whose primary does not answer: open gaps held until it does",
+    "primary": ("exact", "the primary"),
+    "primary_dsn": ("exact", "a hot standby, fenced from the primary"),
+    "unreachable": ("held", "a hot standby whose primary does not answer: open gaps held"),
     "none": (
-        "a hot standby without database.primary_dsn: NOT EXACT, rows committed late may be "
-        "missed (set database.primary_dsn)"
+        "NOT EXACT",
+        "a hot standby without database.primary_dsn: rows committed late may be missed",
     ),
 }
 
@@ -331,15 +333,17 @@ def _system(snapshot: Snapshot) -> str:
         ("webhooks", _senders(snapshot)),
     ]
     if database.server_role == "standby" or database.pooler not in (None, "none"):
-        level = Level.OK if database.exact else Level.CRITICAL
-        words = _FENCE.get(database.fence or "", "the primary")
+        level = {"NOT EXACT": Level.CRITICAL, "held": Level.WARNING}
+        word, words = _FENCE.get(database.fence or "", _FENCE["primary"])
         if database.pooler not in (None, "none"):
             words += f"; through a pooler in {database.pooler} mode"
+        state = _state_class(level.get(word, Level.OK))
         rows.insert(
             1,
             (
                 "reads",
-                f'<span class="{_state_class(level)}">{esc(words)}</span>',
+                f'<span class="{state}"><span class="word">{esc(word)}</span></span> · '
+                f"{esc(words)}",
             ),
         )
     if database.resets:

@@ -49,6 +49,12 @@ FUNCTIONS: dict[str, str] = {
     "to_regrole": "to_regrole not verified on openGauss 5.0",
     "percentile_disc": "no percentile_disc (percentile_cont only)",
     "gen_random_uuid": "gen_random_uuid is PostgreSQL 13",
+    "pg_current_wal_insert_lsn": "named xlog there: pg_current_xlog_insert_location",
+    "pg_current_wal_lsn": "WAL functions are named xlog there: pg_current_xlog_location",
+    "pg_last_wal_replay_lsn": "WAL functions are named xlog there: pg_last_xlog_replay_location",
+    "pg_walfile_name": "WAL functions are named xlog there: pg_xlogfile_name",
+    "pg_control_system": "pg_control_system not verified on openGauss 5.0",
+    "pg_control_checkpoint": "pg_control_checkpoint not verified on openGauss 5.0",
 }
 TYPES: dict[str, str] = {
     "xid8": "no xid8 type",

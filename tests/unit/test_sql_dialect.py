@@ -33,6 +33,19 @@ ALLOWED: dict[tuple[str, str], str] = {
         "read only when Server.has_pg_sequence (PostgreSQL 10+); catalog.py reads cache_value "
         "from the sequence itself elsewhere"
     ),
+    ("cbmon/db/dialect.py", "pg_current_wal_insert_lsn"): (
+        "Server.insert_lsn: the PostgreSQL form; openGauss gets pg_current_xlog_insert_location"
+    ),
+    ("cbmon/db/dialect.py", "pg_last_wal_replay_lsn"): (
+        "Server.recovery_state: the PostgreSQL form; openGauss gets pg_last_xlog_replay_location"
+    ),
+    ("cbmon/db/topology.py", "pg_control_system"): (
+        "read only when Server.has_control_functions (PostgreSQL 9.6+); elsewhere the history "
+        "is unknown and resets are still found by the witness row"
+    ),
+    ("cbmon/db/topology.py", "pg_control_checkpoint"): ("as pg_control_system"),
+    ("cbmon/db/topology.py", "pg_walfile_name"): ("as pg_control_system"),
+    ("cbmon/db/topology.py", "pg_current_wal_lsn"): ("as pg_control_system"),
     ("cbmon/reference/worker.py", "LISTEN"): (
         "the worker catches SQLSTATE 0A000, says so once and polls every poll_interval"
     ),
