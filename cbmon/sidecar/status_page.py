@@ -333,11 +333,11 @@ def _system(snapshot: Snapshot) -> str:
         ("webhooks", _senders(snapshot)),
     ]
     if database.server_role == "standby" or database.pooler not in (None, "none"):
-        level = {"NOT EXACT": Level.CRITICAL, "held": Level.WARNING}
+        levels = {"NOT EXACT": Level.CRITICAL, "held": Level.WARNING}
         word, words = _FENCE.get(database.fence or "", _FENCE["primary"])
         if database.pooler not in (None, "none"):
             words += f"; through a pooler in {database.pooler} mode"
-        state = _state_class(level.get(word, Level.OK))
+        state = _state_class(levels.get(word, Level.OK))
         rows.insert(
             1,
             (
