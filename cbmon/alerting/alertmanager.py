@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cbmon.alerting.dispatcher import display_name
+from cbmon.clock import Clock, SystemClock
 from cbmon.delivery import BackgroundSender, backoff
 from cbmon.slo.alerts import Alert
 
@@ -72,15 +72,18 @@ class AlertmanagerSender(BackgroundSender):
         external_url: str,
         timeout: float,
         resend_interval: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock``: resends are timed on its monotonic line (a wall clock stepped back must
+        not hold them back, or Alertmanager would resolve what fires); ``endsAt`` and the
+        rest are on its wall clock, which Alertmanager compares with its own."""
         self.targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
         self.counters = {name: Counters() for _, name in self.targets}
         self.cluster = cluster
         self.generator_url = f"{external_url}/"
         self.timeout = timeout
         self.resend_interval = resend_interval
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._alerts: list[Alert] = []
         self._changed = False
         super().__init__("alertmanager")
@@ -103,7 +106,7 @@ class AlertmanagerSender(BackgroundSender):
         while True:
             with self._cond:
                 while not self._stopping and not self._changed:
-                    wait = next_post - self._clock()
+                    wait = next_post - self._clock.monotonic()
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
@@ -121,13 +124,13 @@ class AlertmanagerSender(BackgroundSender):
                 if ok
                 else backoff(failures, base=1.0, cap=min(MAX_RETRY_WAIT, self.resend_interval))
             )
-            next_post = self._clock() + delay
+            next_post = self._clock.monotonic() + delay
 
     def _post_all(self, alerts: list[Alert]) -> bool:
         """Post the set to every Alertmanager; True when all took it."""
         if not alerts:
             return True
-        now = self._clock()
+        now = self._clock.wall()
         valid_for = 4 * self.resend_interval
         body = json.dumps(
             [postable(a, now, valid_for, self.generator_url, self.cluster) for a in alerts]

@@ -27,6 +27,7 @@ from cbmon.alerting.alertmanager import AlertmanagerSender
 from cbmon.alerting.dispatcher import Dispatcher
 from cbmon.alerting.leader import Leadership
 from cbmon.alerting.statefile import StateFile
+from cbmon.clock import SystemClock
 from cbmon.config import Config, parse_listen
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
@@ -78,11 +79,14 @@ class Service:
         if config.webhook_secret is not None:
             signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
         alerting, db = config.file.alerting, config.file.database
+        self.clock = SystemClock()
         self.store = Store(
-            config.file.max_event_types, max_event_type_length=config.file.max_event_type_length
+            config.file.max_event_types,
+            clock=self.clock,
+            max_event_type_length=config.file.max_event_type_length,
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
-        self.evaluator = Evaluator(config)
+        self.evaluator = Evaluator(config, clock=self.clock)
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
@@ -106,6 +110,7 @@ class Service:
             external_url=url,
             timeout=alerting.timeout,
             resend_interval=alerting.resend_interval,
+            clock=self.clock,
         )
         identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
         self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
@@ -136,9 +141,9 @@ class Service:
 
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        if not self.store.database_up:
+        age = self.store.seconds_since_poll()
+        if not self.store.database_up or age is None:
             return False, "database unreachable or not polled yet"
-        age = time.time() - self.store.last_poll_timestamp
         limit = 3 * self.config.file.poll_interval + self.config.file.database.statement_timeout
         if age > limit:
             return False, f"last successful poll {age:.0f}s ago"
@@ -161,7 +166,7 @@ class Service:
 
     def _restore(self) -> None:
         saved = self.state.read()
-        firing = self.evaluator.tracker.restore(saved.get("tracks", []))
+        firing = self.evaluator.restore(saved.get("tracks", []))
         waiting = self.dispatcher.restore(saved.get("outboxes", {}))
         if saved:
             log.info(
@@ -234,7 +239,7 @@ class Service:
         leadership = self.leadership
         leading = self.dispatcher.is_leader
         return status.build(
-            now=time.time(),
+            now=self.clock.wall(),
             config=self.config,
             view=self.store.view(),
             indicators=self.evaluator.indicators(),
@@ -276,6 +281,7 @@ class Service:
 
     def poll_once(self) -> PollResult:
         """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``."""
+        self.clock.check()  # a step of the wall clock is said once, and changes no decision
         db = self.config.file.database
         if self._conn is None or self._conn.closed:
             self._conn = connect(
@@ -329,7 +335,7 @@ class Service:
         if not self._started:
             return
         outboxes = self.dispatcher.snapshot()
-        self.state.write({"tracks": self.evaluator.tracker.snapshot(), "outboxes": outboxes})
+        self.state.write({"tracks": self.evaluator.snapshot(), "outboxes": outboxes})
 
     def run(self) -> None:
         """Poll until :attr:`stop_event` is set. A database that is away is waited for; tables
