@@ -18,11 +18,12 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cbmon.alerting.dispatcher import display_name
 from cbmon.clock import Clock, SystemClock
-from cbmon.delivery import BackgroundSender, backoff
+from cbmon.delivery import BackgroundSender, backoff, post
 from cbmon.slo.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class AlertmanagerSender(BackgroundSender):
         external_url: str,
         timeout: float,
         resend_interval: float,
+        ca_file: Path | None = None,
         clock: Clock | None = None,
     ) -> None:
         """``clock``: resends are timed on its monotonic line (a wall clock stepped back must
@@ -81,8 +83,9 @@ class AlertmanagerSender(BackgroundSender):
         self.counters = {name: Counters() for _, name in self.targets}
         self.cluster = cluster
         self.generator_url = f"{external_url}/"
-        self.timeout = timeout
+        self.timeout = timeout  # for each post's whole exchange
         self.resend_interval = resend_interval
+        self.ca_file = ca_file
         self._clock = clock or SystemClock()
         self._alerts: list[Alert] = []
         self._changed = False
@@ -141,26 +144,11 @@ class AlertmanagerSender(BackgroundSender):
         return ok
 
     def _post(self, url: str, name: str, body: bytes) -> bool:
-        import requests
-
-        assert self._session is not None
-        try:
-            response = self._session.post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json", "User-Agent": "cbmon"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            self.counters[name].failed += 1
-            log.warning("alertmanager %s: %s", name, type(exc).__name__)
-            return False
-        status = response.status_code
-        response.close()
-        if 200 <= status < 300:
+        headers = {"Content-Type": "application/json", "User-Agent": "cbmon"}
+        attempt = post(url, body, headers, timeout=self.timeout, ca_file=self.ca_file)
+        if attempt.delivered:
             self.counters[name].posts += 1
             return True
         self.counters[name].failed += 1
-        log.warning("alertmanager %s: HTTP %d", name, status)
+        log.warning("alertmanager %s: %s", name, attempt.error)
         return False

@@ -25,11 +25,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from cbmon.alerting import payload
 from cbmon.config import Config
 from cbmon.delivery import Attempt, BackgroundSender, backoff, post_signed
+from cbmon.durations import format_duration
 from cbmon.slo.alerts import Notification
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,13 @@ class Outbox(BackgroundSender):
         max_retries: int = 3,
         backoff_base: float = 1.0,
         down_retry: float = DOWN_RETRY,
+        ca_file: Path | None = None,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``timeout``: for each attempt's whole exchange; ``ca_file``: the CAs trusted for
+        an https URL instead of the default ones; ``clock``: the wall clock signatures are
+        dated by."""
         self.url = url
         self.key = hashlib.sha256(url.encode()).hexdigest()[:16]  # names it in the state file
         self.name = display_name(url)
@@ -94,6 +100,7 @@ class Outbox(BackgroundSender):
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.down_retry = down_retry
+        self.ca_file = ca_file
         self.counters = Counters()
         self._clock = clock
         self._on_change = on_change or (lambda: None)
@@ -145,11 +152,12 @@ class Outbox(BackgroundSender):
             if attempt > self.max_retries:
                 self.counters.failed += 1
                 log.warning(
-                    "webhook %s: %s not delivered after %d retries; trying again in %.0fs",
+                    "webhook %s: %s not delivered after %d retries (%s); trying again in %s",
                     self.name,
                     message.id,
                     self.max_retries,
-                    self.down_retry,
+                    result.error,
+                    format_duration(self.down_retry),
                 )
                 attempt = 0
                 delay = max(wait or 0.0, self.down_retry)
@@ -164,15 +172,14 @@ class Outbox(BackgroundSender):
                 return
 
     def _attempt(self, message: Message) -> Attempt:
-        assert self._session is not None, "start() the outbox first"
         try:
             result = post_signed(
-                self._session,
                 self.url,
                 message.body,
                 msg_id=message.id,
                 secret=self.secret,
                 timeout=self.timeout,
+                ca_file=self.ca_file,
                 clock=self._clock,
             )
         except Exception as exc:
@@ -236,6 +243,7 @@ class Dispatcher:
                 config.webhook_secret,
                 timeout=alerting.timeout,
                 max_retries=alerting.max_retries,
+                ca_file=alerting.ca_file,
             )
             for url in alerting.webhooks
         ]
