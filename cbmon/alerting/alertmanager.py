@@ -80,6 +80,7 @@ class AlertmanagerSender(BackgroundSender):
         not hold them back, or Alertmanager would resolve what fires); ``endsAt`` and the
         rest are on its wall clock, which Alertmanager compares with its own."""
         self.targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
+        self._running = False  # started by the service, whether or not there were targets
         self.counters = {name: Counters() for _, name in self.targets}
         self.cluster = cluster
         self.generator_url = f"{external_url}/"
@@ -92,7 +93,22 @@ class AlertmanagerSender(BackgroundSender):
         super().__init__("alertmanager")
 
     def start(self) -> None:
+        self._running = True
         if self.targets:
+            super().start()
+
+    def reconfigure(
+        self, urls: Sequence[str], *, timeout: float, resend_interval: float, ca_file: Path | None
+    ) -> None:
+        """Post to ``urls`` from now on, at once (a reload); counters of those kept go on."""
+        targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
+        with self._cond:
+            self.targets = targets
+            self.counters = {name: self.counters.get(name, Counters()) for _, name in targets}
+            self.timeout, self.resend_interval, self.ca_file = timeout, resend_interval, ca_file
+            self._changed = True
+            self._cond.notify()
+        if targets and not self.started and self._running:
             super().start()
 
     def update(self, alerts: Sequence[Alert], changed: bool) -> None:
@@ -116,8 +132,9 @@ class AlertmanagerSender(BackgroundSender):
                 if self._stopping:
                     return
                 alerts, self._changed = list(self._alerts), False
+                targets, counters = self.targets, self.counters
             try:
-                ok = self._post_all(alerts)
+                ok = self._post_all(alerts, targets, counters)
             except Exception as exc:
                 log.error("alertmanager: posting failed unexpectedly: %s", exc)
                 ok = False
@@ -129,7 +146,9 @@ class AlertmanagerSender(BackgroundSender):
             )
             next_post = self._clock.monotonic() + delay
 
-    def _post_all(self, alerts: list[Alert]) -> bool:
+    def _post_all(
+        self, alerts: list[Alert], targets: list[tuple[str, str]], counters: dict[str, Counters]
+    ) -> bool:
         """Post the set to every Alertmanager; True when all took it."""
         if not alerts:
             return True
@@ -139,16 +158,16 @@ class AlertmanagerSender(BackgroundSender):
             [postable(a, now, valid_for, self.generator_url, self.cluster) for a in alerts]
         ).encode()
         ok = True
-        for url, name in self.targets:
-            ok = self._post(url, name, body) and ok
+        for url, name in targets:
+            ok = self._post(url, name, body, counters[name]) and ok
         return ok
 
-    def _post(self, url: str, name: str, body: bytes) -> bool:
+    def _post(self, url: str, name: str, body: bytes, counted: Counters) -> bool:
         headers = {"Content-Type": "application/json", "User-Agent": "cbmon"}
         attempt = post(url, body, headers, timeout=self.timeout, ca_file=self.ca_file)
         if attempt.delivered:
-            self.counters[name].posts += 1
+            counted.posts += 1
             return True
-        self.counters[name].failed += 1
+        counted.failed += 1
         log.warning("alertmanager %s: %s", name, attempt.error)
         return False

@@ -23,21 +23,30 @@ class Evaluator:
         slo = config.file.slo
         self.config = config
         self.window = Window(slo.window)
-        self.tracker = AlertTracker(
-            config.thresholds,
-            slo.for_,
-            config.file.alerting.repeat_interval,
-            slo.window,
-            min_events=slo.min_events,
-            traffic_absent_after=slo.traffic_absent_after,
-        )
+        self.tracker = AlertTracker(config.thresholds, 0.0, 0.0, slo.window)
         self.trend = Trend(slo.window)
+        self.reconfigure(config)
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._indicators: list[Indicator] = []
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
+
+    def reconfigure(self, config: Config) -> None:
+        """Judge by ``config`` from the next evaluation on (at start, and at a reload): alerts
+        pending or firing carry on under the new thresholds, ``for`` and window."""
+        slo = config.file.slo
+        self.config = config
+        tracker = self.tracker
+        tracker.thresholds = config.thresholds
+        tracker.for_ = slo.for_
+        tracker.repeat_interval = config.file.alerting.repeat_interval
+        tracker.window = tracker.no_data_resolve = slo.window
+        tracker.min_events = slo.min_events
+        tracker.traffic_absent_after = slo.traffic_absent_after
+        self.window.resize(slo.window)
+        self.trend.resize(slo.window)
 
     def observe(self, result: PollResult, labeled: LabeledPoll) -> list[Notification]:
         """Add a poll to the window and judge it; the notifications that are due."""

@@ -4,7 +4,6 @@ hour, shown by the polls counted and the order of events, never by the clock."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +13,7 @@ from cbmon.reference import schema
 from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema
 from tests.support.attempts import insert
+from tests.support.loop import polling
 from tests.support.processes import wait_for
 
 HOUR = "1h"  # no poll comes from the interval while a test runs
@@ -24,17 +24,8 @@ def running(pg: PgSchema) -> Iterator[Service]:
     config = pg.config(
         listen="127.0.0.1:0", poll_interval=HOUR, slo={"for": "0s", "min_events": 10}
     )
-    service = Service(config)
-    service.start()
-    thread = threading.Thread(target=service.run, name="test poller")
-    thread.start()
-    try:
+    with polling(Service(config)) as service:
         yield service
-    finally:
-        service.stop()
-        thread.join(10)
-        service.close()
-    assert not thread.is_alive()  # stop() cut every wait short, the listener's too
 
 
 def idle(service: Service) -> int:
