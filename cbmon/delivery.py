@@ -1,5 +1,6 @@
-"""Signed HTTP delivery, shared by the alert dispatcher and the reference worker: one POST with
-Standard Webhooks headers, one reading of ``Retry-After``, one backoff.
+"""Signed HTTP delivery, shared by the alert dispatcher, the Alertmanager poster and the
+reference worker: one POST under one deadline (:mod:`cbmon.exchange`), with Standard Webhooks
+headers, one reading of ``Retry-After``, one backoff.
 
 A POST never raises for HTTP trouble: it returns an :class:`Attempt` saying what happened, with
 no URL or credential in its text (webhook URLs often carry a token).
@@ -15,12 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from cbmon import signing
-
-if TYPE_CHECKING:
-    import requests
 
 
 def backoff(
@@ -65,67 +63,70 @@ class Attempt:
     elapsed: float = 0.0  # seconds
 
 
+def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    ca_file: Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Attempt:
+    """POST ``body`` to ``url`` within ``timeout`` for the whole exchange (see
+    :mod:`cbmon.exchange`); never raises for HTTP trouble. ``clock`` is the wall clock an
+    HTTP date in ``Retry-After`` is read against."""
+    from cbmon import exchange  # here, so that a sidecar with no receiver never loads requests
+
+    try:
+        answer = exchange.post(url, body, headers, timeout=timeout, ca_file=ca_file)
+    except exchange.Failed as failed:
+        return Attempt(
+            False, error=failed.reason, timed_out=failed.timed_out, elapsed=failed.elapsed
+        )
+    code, elapsed = answer.status, answer.elapsed
+    if 200 <= code < 300:
+        return Attempt(True, status=code, elapsed=elapsed)
+    wait = parse_retry_after(answer.retry_after, clock()) if code in (429, 503) else None
+    return Attempt(False, status=code, error=f"HTTP {code}", retry_after=wait, elapsed=elapsed)
+
+
 def post_signed(
-    session: requests.Session,
     url: str,
     body: bytes,
     *,
     msg_id: str,
     secret: str | None,
     timeout: float,
+    ca_file: Path | None = None,
     user_agent: str = "cbmon",
     clock: Callable[[], float] = time.time,
 ) -> Attempt:
     """POST ``body`` (JSON) to ``url``, signed with ``secret`` when there is one.
 
     ``msg_id`` is the receiver's idempotency key (``webhook-id``): the same across retries of
-    one message. A redirect is not an acknowledgement, so redirects are not followed.
+    one message. ``clock`` is the wall clock: the signature's timestamp is checked by the
+    receiver against its own.
     """
-    import requests  # here, so that a sidecar with no receiver never loads it
-
-    headers: Mapping[str, str] = {
-        "Content-Type": "application/json",
-        "User-Agent": user_agent,
-        **(signing.sign(secret, msg_id, None, body) if secret else {"webhook-id": msg_id}),
-    }
-    started = time.perf_counter()
-    try:
-        response = session.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-        )
-    except requests.Timeout:
-        elapsed = time.perf_counter() - started
-        error = f"no response within {timeout:g}s"
-        return Attempt(False, error=error, timed_out=True, elapsed=elapsed)
-    except requests.RequestException as exc:
-        # the exception's text can hold the URL and its credentials: keep only the kind
-        return Attempt(False, error=type(exc).__name__, elapsed=time.perf_counter() - started)
-    elapsed = time.perf_counter() - started
-    code = response.status_code
-    wait = None
-    if code in (429, 503):
-        wait = parse_retry_after(response.headers.get("Retry-After"), clock())
-    response.close()
-    if 200 <= code < 300:
-        return Attempt(True, status=code, elapsed=elapsed)
-    return Attempt(False, status=code, error=f"HTTP {code}", retry_after=wait, elapsed=elapsed)
+    signed = signing.sign(secret, msg_id, int(clock()), body) if secret else {"webhook-id": msg_id}
+    headers = {"Content-Type": "application/json", "User-Agent": user_agent, **signed}
+    return post(url, body, headers, timeout=timeout, ca_file=ca_file, clock=clock)
 
 
 class BackgroundSender(abc.ABC):
-    """A thread that sends over HTTP, with its session, a condition to wake it and a way to
-    stop it. Subclasses implement :meth:`_run`, waiting with :meth:`_wait`. Nothing runs until
+    """A thread that sends over HTTP, with a condition to wake it and a way to stop it.
+    Subclasses implement :meth:`_run`, waiting with :meth:`_wait`. Nothing runs until
     :meth:`start`; :meth:`stop` asks and waits a bounded time."""
 
     def __init__(self, name: str) -> None:
         self._cond = threading.Condition()
         self._stopping = False
-        self._session: requests.Session | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
-        import requests  # here, so that a sidecar with no receiver never loads it
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
 
-        self._session = requests.Session()
+    def start(self) -> None:
         self._thread.start()
 
     def ask_to_stop(self) -> None:
@@ -137,8 +138,6 @@ class BackgroundSender(abc.ABC):
         self.ask_to_stop()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self._session is not None:
-            self._session.close()
 
     def _wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, or until woken; True when stopping."""

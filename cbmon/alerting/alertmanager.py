@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cbmon.alerting.dispatcher import display_name
-from cbmon.delivery import BackgroundSender, backoff
+from cbmon.clock import Clock, SystemClock
+from cbmon.delivery import BackgroundSender, backoff, post
 from cbmon.slo.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -72,21 +73,42 @@ class AlertmanagerSender(BackgroundSender):
         external_url: str,
         timeout: float,
         resend_interval: float,
-        clock: Callable[[], float] = time.time,
+        ca_file: Path | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock``: resends are timed on its monotonic line (a wall clock stepped back must
+        not hold them back, or Alertmanager would resolve what fires); ``endsAt`` and the
+        rest are on its wall clock, which Alertmanager compares with its own."""
         self.targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
+        self._running = False  # started by the service, whether or not there were targets
         self.counters = {name: Counters() for _, name in self.targets}
         self.cluster = cluster
         self.generator_url = f"{external_url}/"
-        self.timeout = timeout
+        self.timeout = timeout  # for each post's whole exchange
         self.resend_interval = resend_interval
-        self._clock = clock
+        self.ca_file = ca_file
+        self._clock = clock or SystemClock()
         self._alerts: list[Alert] = []
         self._changed = False
         super().__init__("alertmanager")
 
     def start(self) -> None:
+        self._running = True
         if self.targets:
+            super().start()
+
+    def reconfigure(
+        self, urls: Sequence[str], *, timeout: float, resend_interval: float, ca_file: Path | None
+    ) -> None:
+        """Post to ``urls`` from now on, at once (a reload); counters of those kept go on."""
+        targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
+        with self._cond:
+            self.targets = targets
+            self.counters = {name: self.counters.get(name, Counters()) for _, name in targets}
+            self.timeout, self.resend_interval, self.ca_file = timeout, resend_interval, ca_file
+            self._changed = True
+            self._cond.notify()
+        if targets and not self.started and self._running:
             super().start()
 
     def update(self, alerts: Sequence[Alert], changed: bool) -> None:
@@ -103,15 +125,16 @@ class AlertmanagerSender(BackgroundSender):
         while True:
             with self._cond:
                 while not self._stopping and not self._changed:
-                    wait = next_post - self._clock()
+                    wait = next_post - self._clock.monotonic()
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
                 if self._stopping:
                     return
                 alerts, self._changed = list(self._alerts), False
+                targets, counters = self.targets, self.counters
             try:
-                ok = self._post_all(alerts)
+                ok = self._post_all(alerts, targets, counters)
             except Exception as exc:
                 log.error("alertmanager: posting failed unexpectedly: %s", exc)
                 ok = False
@@ -121,43 +144,30 @@ class AlertmanagerSender(BackgroundSender):
                 if ok
                 else backoff(failures, base=1.0, cap=min(MAX_RETRY_WAIT, self.resend_interval))
             )
-            next_post = self._clock() + delay
+            next_post = self._clock.monotonic() + delay
 
-    def _post_all(self, alerts: list[Alert]) -> bool:
+    def _post_all(
+        self, alerts: list[Alert], targets: list[tuple[str, str]], counters: dict[str, Counters]
+    ) -> bool:
         """Post the set to every Alertmanager; True when all took it."""
         if not alerts:
             return True
-        now = self._clock()
+        now = self._clock.wall()
         valid_for = 4 * self.resend_interval
         body = json.dumps(
             [postable(a, now, valid_for, self.generator_url, self.cluster) for a in alerts]
         ).encode()
         ok = True
-        for url, name in self.targets:
-            ok = self._post(url, name, body) and ok
+        for url, name in targets:
+            ok = self._post(url, name, body, counters[name]) and ok
         return ok
 
-    def _post(self, url: str, name: str, body: bytes) -> bool:
-        import requests
-
-        assert self._session is not None
-        try:
-            response = self._session.post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json", "User-Agent": "cbmon"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            self.counters[name].failed += 1
-            log.warning("alertmanager %s: %s", name, type(exc).__name__)
-            return False
-        status = response.status_code
-        response.close()
-        if 200 <= status < 300:
-            self.counters[name].posts += 1
+    def _post(self, url: str, name: str, body: bytes, counted: Counters) -> bool:
+        headers = {"Content-Type": "application/json", "User-Agent": "cbmon"}
+        attempt = post(url, body, headers, timeout=self.timeout, ca_file=self.ca_file)
+        if attempt.delivered:
+            counted.posts += 1
             return True
-        self.counters[name].failed += 1
-        log.warning("alertmanager %s: HTTP %d", name, status)
+        counted.failed += 1
+        log.warning("alertmanager %s: %s", name, attempt.error)
         return False

@@ -25,11 +25,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from cbmon.alerting import payload
 from cbmon.config import Config
 from cbmon.delivery import Attempt, BackgroundSender, backoff, post_signed
+from cbmon.durations import format_duration
 from cbmon.slo.alerts import Notification
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,13 @@ class Outbox(BackgroundSender):
         max_retries: int = 3,
         backoff_base: float = 1.0,
         down_retry: float = DOWN_RETRY,
+        ca_file: Path | None = None,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``timeout``: for each attempt's whole exchange; ``ca_file``: the CAs trusted for
+        an https URL instead of the default ones; ``clock``: the wall clock signatures are
+        dated by."""
         self.url = url
         self.key = hashlib.sha256(url.encode()).hexdigest()[:16]  # names it in the state file
         self.name = display_name(url)
@@ -94,11 +100,24 @@ class Outbox(BackgroundSender):
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.down_retry = down_retry
+        self.ca_file = ca_file
         self.counters = Counters()
         self._clock = clock
         self._on_change = on_change or (lambda: None)
         self._messages: collections.deque[Message] = collections.deque()
         super().__init__(f"webhook {self.name}")
+
+    def follow(self, config: Config) -> None:
+        """Send as ``config`` says, from the next attempt on (at start, and at a reload). A
+        change cuts short the wait before a retry: a trusted CA or a secret fixed by a reload
+        is tried at once, not after the receiver's 30 s pause."""
+        alerting = config.file.alerting
+        settings = (config.webhook_secret, alerting.timeout, alerting.max_retries, alerting.ca_file)
+        with self._cond:
+            changed = settings != (self.secret, self.timeout, self.max_retries, self.ca_file)
+            self.secret, self.timeout, self.max_retries, self.ca_file = settings
+            if changed:
+                self._cond.notify()
 
     def send(self, message: Message) -> None:
         with self._cond:
@@ -145,11 +164,12 @@ class Outbox(BackgroundSender):
             if attempt > self.max_retries:
                 self.counters.failed += 1
                 log.warning(
-                    "webhook %s: %s not delivered after %d retries; trying again in %.0fs",
+                    "webhook %s: %s not delivered after %d retries (%s); trying again in %s",
                     self.name,
                     message.id,
                     self.max_retries,
-                    self.down_retry,
+                    result.error,
+                    format_duration(self.down_retry),
                 )
                 attempt = 0
                 delay = max(wait or 0.0, self.down_retry)
@@ -164,15 +184,14 @@ class Outbox(BackgroundSender):
                 return
 
     def _attempt(self, message: Message) -> Attempt:
-        assert self._session is not None, "start() the outbox first"
         try:
             result = post_signed(
-                self._session,
                 self.url,
                 message.body,
                 msg_id=message.id,
                 secret=self.secret,
                 timeout=self.timeout,
+                ca_file=self.ca_file,
                 clock=self._clock,
             )
         except Exception as exc:
@@ -181,6 +200,12 @@ class Outbox(BackgroundSender):
         if not result.delivered:
             log.info("webhook %s: %s: %s", self.name, message.id, result.error)
         return result
+
+
+def _outbox(url: str, config: Config) -> Outbox:
+    outbox = Outbox(url, None)
+    outbox.follow(config)
+    return outbox
 
 
 class Leader(Protocol):
@@ -208,18 +233,24 @@ class Dispatcher:
         *,
         on_leadership: Callable[[bool], None] | None = None,
     ) -> None:
-        self.outboxes = list(outboxes)
         self.leadership = leadership
         self.external_url = external_url
         self._on_leadership = on_leadership or (lambda leading: None)
         self._was_leader = False
+        self._started = False
+        self._retired: list[Outbox] = []  # removed by a reload, stopping
         self.dirty = threading.Event()  # an outbox changed since the state was last saved
-        seen: dict[str, int] = {}
-        for outbox in self.outboxes:
-            outbox._on_change = self.dirty.set
-            count = seen[outbox.name] = seen.get(outbox.name, 0) + 1
-            if count > 1:  # two receivers on one host stay apart in labels
-                outbox.name = f"{outbox.name}#{count}"
+        self.outboxes: list[Outbox] = []
+        for outbox in outboxes:
+            self._adopt(outbox, self.outboxes)
+            self.outboxes.append(outbox)
+
+    def _adopt(self, outbox: Outbox, others: Sequence[Outbox]) -> None:
+        outbox._on_change = self.dirty.set
+        taken, base, count = {other.name for other in others}, outbox.name, 1
+        while outbox.name in taken:  # two receivers on one host stay apart in labels
+            count += 1
+            outbox.name = f"{base}#{count}"
 
     @classmethod
     def from_config(
@@ -229,16 +260,7 @@ class Dispatcher:
         external_url: str,
         on_leadership: Callable[[bool], None] | None = None,
     ) -> Dispatcher:
-        alerting = config.file.alerting
-        outboxes = [
-            Outbox(
-                url,
-                config.webhook_secret,
-                timeout=alerting.timeout,
-                max_retries=alerting.max_retries,
-            )
-            for url in alerting.webhooks
-        ]
+        outboxes = [_outbox(url, config) for url in config.file.alerting.webhooks]
         return cls(outboxes, leadership, external_url, on_leadership=on_leadership)
 
     @property
@@ -246,8 +268,50 @@ class Dispatcher:
         return self.leadership is not None and self.leadership.is_leader
 
     def start(self) -> None:
+        self._started = True
         for outbox in self.outboxes:
             outbox.start()
+
+    def reconfigure(
+        self, config: Config, current: Callable[[], list[Notification]] | None = None
+    ) -> None:
+        """Send to the receivers ``config`` names, as it says (a reload). A receiver kept keeps
+        its queue; a new one is told, if this replica leads, of every alert firing now
+        (``current``); one removed is stopped, and what waited for it is dropped, said."""
+        by_url = {outbox.url: outbox for outbox in self.outboxes}
+        outboxes: list[Outbox] = []
+        added: list[Outbox] = []
+        for url in config.file.alerting.webhooks:
+            outbox = by_url.pop(url, None)
+            if outbox is None:
+                outbox = _outbox(url, config)
+                self._adopt(outbox, [*self.outboxes, *outboxes])
+                added.append(outbox)
+            outbox.follow(config)
+            outboxes.append(outbox)
+        for gone in by_url.values():
+            gone.ask_to_stop()
+            self._retired.append(gone)
+            if waiting := gone.pending():
+                log.warning(
+                    "webhook %s is no longer configured: %d notification(s) waiting for it are "
+                    "dropped",
+                    gone.name,
+                    waiting,
+                )
+        self.outboxes = outboxes
+        self.dirty.set()
+        if self._started:
+            for outbox in added:
+                outbox.start()
+        if self.is_leader and current is not None:
+            firing = [note for note in current() if note.status == "firing"]
+            for outbox in added:
+                for note in firing:
+                    outbox.send(message_of(note, self.external_url))
+        if not outboxes and self.leadership is not None:
+            self.leadership.close()  # another replica with receivers may lead
+            self._was_leader = False
 
     def dispatch(
         self, notes: Sequence[Notification], current: Callable[[], list[Notification]]
@@ -290,10 +354,11 @@ class Dispatcher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop every outbox within ``timeout`` in all (a hung receiver delays no shutdown)."""
-        for outbox in self.outboxes:
+        stopping = [*self.outboxes, *self._retired]
+        for outbox in stopping:
             outbox.ask_to_stop()
         deadline = time.monotonic() + timeout
-        for outbox in self.outboxes:
+        for outbox in stopping:
             outbox.stop(max(0.0, deadline - time.monotonic()))
         if self.leadership is not None:
             self.leadership.close()

@@ -19,7 +19,7 @@ from cbmon.cli.options import (
     from_config,
     window_option,
 )
-from cbmon.config import WEBHOOK_SECRET_ENV
+from cbmon.config import WEBHOOK_SECRET_ENV, Config
 from cbmon.db.connect import describe
 from cbmon.sidecar.service import Service
 
@@ -76,6 +76,14 @@ log = logging.getLogger("cbmon")
     + ".",
 )
 @click.option(
+    "--web.enable-lifecycle",
+    "enable_lifecycle",
+    is_flag=True,
+    default=False,
+    help="Also reload the configuration on POST /-/reload (or PUT), as Prometheus does; "
+    "SIGHUP always reloads [default: off].",
+)
+@click.option(
     "--webhook-secret",
     metavar="SECRET",
     envvar=WEBHOOK_SECRET_ENV,
@@ -93,9 +101,15 @@ def serve(
     web_config_file: Path | None,
     webhooks: tuple[str, ...],
     alertmanagers: tuple[str, ...],
+    enable_lifecycle: bool,
     webhook_secret: str | None,
 ) -> None:
-    """Poll the callback tables and serve Prometheus metrics until SIGTERM or Ctrl-C."""
+    """Poll the callback tables and serve Prometheus metrics until SIGTERM or Ctrl-C.
+
+    SIGHUP reloads the configuration file and the secret files (flags keep their
+    precedence): thresholds, the SLO window and `for`, and the receivers change at the next
+    poll; an invalid file changes nothing.
+    """
     overrides = drop_none(
         {
             "listen": listen,
@@ -108,14 +122,22 @@ def serve(
             },
         }
     )
-    config = build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
-    service = Service(config)
-    server = service.start()
+
+    def load() -> Config:
+        return build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
+
+    service = Service(load(), reload_from=load, lifecycle=enable_lifecycle)
+    config = service.config
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         service.stop()
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        service.request_reload("SIGHUP")  # nothing else here: it runs in a signal handler
+
+    signal.signal(signal.SIGHUP, reload)
+    server = service.start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     receivers = len(config.file.alerting.webhooks)

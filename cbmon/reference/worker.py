@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import requests
 from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
@@ -104,7 +103,7 @@ class RetryPolicy:
 class WorkerOptions:
     default_url: str | None = None  # for event types whose router row names no target_url
     secret: str | None = None  # whsec_...; None sends unsigned (webhook-id still set)
-    timeout: float = 5.0  # seconds to connect, and between bytes of the response
+    timeout: float = 5.0  # seconds for the whole exchange with the receiver
     poll_interval: float = 5.0  # longest sleep without a notification
     batch_size: int = 10
     retry: RetryPolicy = RetryPolicy()  # for event types without a router row
@@ -245,7 +244,6 @@ class Worker:
         self.stats = WorkerStats()
         self._sql = _Statements(schema)
         self._conns = _Conns()
-        self._http = requests.Session()
         # False once the server refused LISTEN (openGauss, GaussDB: SQLSTATE 0A000): from then
         # on the worker polls every poll_interval, which bounds the delivery delay.
         self.listening = True
@@ -294,7 +292,6 @@ class Worker:
             if conn is not None:
                 conn.close()
         self._conns = _Conns()
-        self._http.close()
 
     def __enter__(self) -> Worker:
         return self
@@ -368,7 +365,6 @@ class Worker:
         if not url:
             return Outcome(FAILED, None, None, f"no receiver URL for {claim.event_type}")
         attempt = post_signed(
-            self._http,
             url,
             build_body(claim).encode("utf-8"),
             msg_id=message_id(claim.queue_id),

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from cbmon import __version__
 from cbmon.domain import BUCKETS, Figures
 from cbmon.sidecar.evaluator import Evaluator
+from cbmon.sidecar.reload import ReloadStatus
 from cbmon.sidecar.store import POLL_BUCKETS, Store, View
 from cbmon.slo.judge import ALERT_NAMES, TRAFFIC
 
@@ -234,6 +235,28 @@ class QueueAgeCollector(Collector):
             "cbmon_queue_oldest_age_seconds",
             "Age of the oldest waiting queue row; 0 when nothing waits.",
             value=self._store.oldest_age_seconds(),
+        )
+
+
+class ReloadCollector(Collector):
+    """The last configuration reload, as Prometheus exports its own: it moves between polls
+    (a reload comes whenever it is asked for), so it is read at scrape time."""
+
+    def __init__(self, reloads: ReloadStatus) -> None:
+        self._reloads = reloads
+
+    def collect(self) -> Iterator[Metric]:
+        successful, at = self._reloads.read()
+        yield GaugeMetricFamily(
+            "cbmon_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1, and at start) or failed (0: "
+            "the running configuration was kept).",
+            value=int(successful),
+        )
+        yield GaugeMetricFamily(
+            "cbmon_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration reload, or of the start.",
+            value=at,
         )
 
 

@@ -5,9 +5,10 @@ dispatcher's job, and the service hands them over."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Any
 
+from cbmon.clock import Clock, SystemClock
 from cbmon.config import Config
 from cbmon.domain import PollResult
 from cbmon.sidecar.store import LabeledPoll
@@ -18,30 +19,40 @@ from cbmon.slo.judge import Indicator, evaluate, traffic
 
 
 class Evaluator:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         slo = config.file.slo
         self.config = config
         self.window = Window(slo.window)
-        self.tracker = AlertTracker(
-            config.thresholds,
-            slo.for_,
-            config.file.alerting.repeat_interval,
-            slo.window,
-            min_events=slo.min_events,
-            traffic_absent_after=slo.traffic_absent_after,
-        )
+        self.tracker = AlertTracker(config.thresholds, 0.0, 0.0, slo.window)
         self.trend = Trend(slo.window)
-        self._clock = clock
+        self.reconfigure(config)
+        self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._indicators: list[Indicator] = []
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        """Judge by ``config`` from the next evaluation on (at start, and at a reload): alerts
+        pending or firing carry on under the new thresholds, ``for`` and window."""
+        slo = config.file.slo
+        self.config = config
+        tracker = self.tracker
+        tracker.thresholds = config.thresholds
+        tracker.for_ = slo.for_
+        tracker.repeat_interval = config.file.alerting.repeat_interval
+        tracker.window = tracker.no_data_resolve = slo.window
+        tracker.min_events = slo.min_events
+        tracker.traffic_absent_after = slo.traffic_absent_after
+        self.window.resize(slo.window)
+        self.trend.resize(slo.window)
+
     def observe(self, result: PollResult, labeled: LabeledPoll) -> list[Notification]:
         """Add a poll to the window and judge it; the notifications that are due."""
-        now = self._clock()
-        offset = now - result.queue.db_now  # history slots are on the database's clock
+        # Spans are decided on the clock that never steps; history slots are on the database's.
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        offset = now - result.queue.db_now
         for end, figures in labeled.history:
             self.window.add(end + offset, figures)
             if any(counted.attempts for counted in figures.values()):
@@ -51,20 +62,20 @@ class Evaluator:
             self._saw_attempts(now)
         elif self._last_attempt is None:
             self._last_attempt = now
-        return self.evaluate(result.queue.backlog, now)
+        return self.evaluate(result.queue.backlog, now, wall)
 
     def _saw_attempts(self, at: float) -> None:
         if self._last_attempt is None or at > self._last_attempt:
             self._last_attempt = at
 
-    def evaluate(self, backlog: int, now: float) -> list[Notification]:
+    def evaluate(self, backlog: int, now: float, wall: float | None = None) -> list[Notification]:
         overall, per_type = self.window.totals(now)
         slo = self.config.file.slo
         indicators = evaluate(overall, per_type, backlog, self.config.thresholds, slo.min_events)
         if slo.traffic_absent_after > 0:
             idle = now - (now if self._last_attempt is None else self._last_attempt)
             indicators.append(traffic(max(0.0, idle), slo.traffic_absent_after))
-        notes = self.tracker.update(indicators, now)
+        notes = self.tracker.update(indicators, now, wall)
         self.trend.record(now, indicators)
         with self._lock:
             self._indicators = indicators
@@ -74,12 +85,21 @@ class Evaluator:
         """The last notification of every alert firing or recently resolved (what a replica
         taking over sends again)."""
         retention = self.config.file.alerting.resolved_retention
-        return self.tracker.current(self._clock(), retention)
+        return self.tracker.current(self._clock.monotonic(), retention)
 
     def alerts(self) -> list[Alert]:
         """The alerts firing now and those resolved within the retention (for Alertmanager)."""
         retention = self.config.file.alerting.resolved_retention
-        return self.tracker.alerts(self._clock(), retention)
+        return self.tracker.alerts(self._clock.monotonic(), retention)
+
+    # -- surviving a restart -----------------------------------------------------------------
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The alert tracks, their times on the wall clock."""
+        return self.tracker.snapshot()
+
+    def restore(self, tracks: Iterable[dict[str, Any]]) -> int:
+        """Tracks a :meth:`snapshot` saved; how many alerts fire again."""
+        return self.tracker.restore(tracks, self._clock.wall() - self._clock.monotonic())
 
     def indicators(self) -> list[Indicator]:
         with self._lock:

@@ -7,6 +7,9 @@ answered 503 and closed at once), a client must send its request within
 slow and idle ones), request lines and headers are bounded, and a client that goes away
 mid-answer is a debug line, not a traceback. With a web configuration file it speaks TLS and
 asks for basic authentication (see :mod:`cbmon.sidecar.webconfig`).
+
+``POST /-/reload`` (or ``PUT``) reloads the configuration when the lifecycle API is enabled
+(``--web.enable-lifecycle``, as in Prometheus), and is refused with 403 otherwise.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from cbmon.sidecar.webconfig import BasicAuth, WebConfig
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
+Reload = Callable[[], tuple[bool, str]]  # whether it worked, and what it did, in one line
 
 MAX_CONNECTIONS = 512
+MAX_REQUEST_BODY = 64 * 1024  # bytes a POST may carry (read and dropped): /-/reload needs none
+RELOAD_PATH = "/-/reload"
 REQUEST_TIMEOUT = 10.0  # seconds to send a request, and again to read the answer
 
 _INDEX = b"""<html><head><title>cbmon</title></head><body><h1>cbmon</h1>
@@ -57,9 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.reaper.extend(self.connection)  # the request is in: time to answer
-        if not self.server.auth.allows(self.headers.get("Authorization")):
-            self._reply(401, b"unauthorized\n", "text/plain; charset=utf-8",
-                        {"WWW-Authenticate": 'Basic realm="cbmon"'})  # fmt: skip
+        if not self._authorized():
             return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
@@ -73,8 +77,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, page.body, page.content_type, _FRESH)
         elif path == "/":
             self._reply(200, _INDEX, "text/html; charset=utf-8")
+        elif path == RELOAD_PATH:
+            self._text(405, "Only POST or PUT requests allowed", {"Allow": "POST, PUT"})
         else:
-            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+            self._text(404, "not found")
+
+    def do_POST(self) -> None:
+        self.server.reaper.extend(self.connection)
+        if not self._authorized() or not self._drop_body():
+            return
+        if self.path.split("?", 1)[0] != RELOAD_PATH:
+            self._text(405, "Only GET or HEAD requests allowed", {"Allow": "GET, HEAD"})
+        elif self.server.reload is None:
+            self._text(403, "Lifecycle API is not enabled.")
+        else:
+            ok, said = self.server.reload()
+            self._text(200 if ok else 500, said)
+
+    do_PUT = do_POST
+
+    def _authorized(self) -> bool:
+        """True, or answered 401."""
+        if self.server.auth.allows(self.headers.get("Authorization")):
+            return True
+        self._text(401, "unauthorized", {"WWW-Authenticate": 'Basic realm="cbmon"'})
+        return False
+
+    def _drop_body(self) -> bool:
+        """Read what the request carries and drop it; False (answered) when it cannot be."""
+        length = self.headers.get("Content-Length", "0").strip()
+        if not length.isascii() or not length.isdigit():
+            self._text(400, "Content-Length is not a number")
+            return False
+        if int(length) > MAX_REQUEST_BODY:
+            self._text(413, f"a request body is {MAX_REQUEST_BODY // 1024} KiB at most")
+            return False
+        self.rfile.read(int(length))
+        return True
+
+    def _text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        self._reply(status, f"{text}\n".encode(), "text/plain; charset=utf-8", headers)
 
     def _metrics(self) -> None:
         body, content_type = self.server.exposition.render(self.headers.get("Accept", ""))
@@ -189,8 +231,10 @@ class MetricsServer(ThreadingHTTPServer):
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         pages: StatusPages | None = None,
+        reload: Reload | None = None,
     ) -> None:
         self.exposition = exposition
+        self.reload = reload
         self.pages = pages
         self.request_timeout = request_timeout
         self.readiness = readiness

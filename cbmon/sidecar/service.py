@@ -6,27 +6,34 @@ dispatcher (alerts). One thread polls, so polls never overlap; the HTTP server a
 from memory in its own threads. When the database goes away the loop keeps serving, marks it
 down and retries with backoff; the readers keep their position, so counts stay exact across
 outages. Constructors start nothing: :meth:`Service.start` does.
+
+A reload (:meth:`Service.reload`: SIGHUP through :meth:`Service.request_reload`, or
+``POST /-/reload``) reads the configuration again at once and says what it does; the poll
+thread applies it before its next poll (see :mod:`cbmon.sidecar.reload`).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from cbmon import signing
+from cbmon import secrets, signing
 from cbmon.alerting import statefile
 from cbmon.alerting.alertmanager import AlertmanagerSender
 from cbmon.alerting.dispatcher import Dispatcher
 from cbmon.alerting.leader import Leadership
 from cbmon.alerting.statefile import StateFile
+from cbmon.clock import SystemClock
 from cbmon.config import Config, parse_listen
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
 from cbmon.delivery import backoff
@@ -39,11 +46,13 @@ from cbmon.sidecar.collector import (
     DeliveryCollector,
     EvaluatorCollector,
     QueueAgeCollector,
+    ReloadCollector,
 )
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.exposition import Exposition
 from cbmon.sidecar.pages import StatusPages
 from cbmon.sidecar.poller import Poller
+from cbmon.sidecar.reload import ReloadStatus, plan
 from cbmon.sidecar.server import MetricsServer
 from cbmon.sidecar.store import Store
 from cbmon.sidecar.wake import CHANNEL, Listener, Pacer
@@ -72,17 +81,28 @@ def external_url(listen: str) -> str:
 
 
 class Service:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reload_from: Callable[[], Config] | None = None,
+        lifecycle: bool = False,
+    ) -> None:
+        """``reload_from`` loads the configuration again, as it was loaded at start (the
+        same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``."""
         self.config = config
         self.dsn = config.require_dsn()
         if config.webhook_secret is not None:
             signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
         alerting, db = config.file.alerting, config.file.database
+        self.clock = SystemClock()
         self.store = Store(
-            config.file.max_event_types, max_event_type_length=config.file.max_event_type_length
+            config.file.max_event_types,
+            clock=self.clock,
+            max_event_type_length=config.file.max_event_type_length,
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
-        self.evaluator = Evaluator(config)
+        self.evaluator = Evaluator(config, clock=self.clock)
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
@@ -108,6 +128,7 @@ class Service:
             external_url=url,
             timeout=alerting.timeout,
             resend_interval=alerting.resend_interval,
+            clock=self.clock,
         )
         identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
         self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
@@ -116,8 +137,17 @@ class Service:
         polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
         live.register(QueueAgeCollector(self.store))
         live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
+        self.reloads = ReloadStatus(self.clock.wall())
+        live.register(ReloadCollector(self.reloads))
         ProcessCollector(registry=live)
         self.exposition = Exposition(polled, live)
+        self._reload_from = reload_from or (lambda: self.config)
+        self._lifecycle = lifecycle
+        self._reload_lock = threading.Lock()
+        self._latest = config  # the last configuration accepted, applied or about to be
+        self._pending: Config | None = None  # accepted, for the poll thread to apply
+        self._reload_requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._reloader = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
         wake = config.file.wake
         self.pacer = Pacer(config.file.poll_interval, wake.min_interval)
         self.listener: Listener | None = None
@@ -132,6 +162,7 @@ class Service:
                 connect_timeout=db.connect_timeout,
             )
         self.stop_event = threading.Event()
+        self._nudge = threading.Event()  # ends a wait after a failed poll: a reload, a stop
         self._conn: psycopg.Connection[Any] | None = None
         self.server: MetricsServer | None = None
         self._started = False  # the state file is read and written only once started
@@ -139,9 +170,9 @@ class Service:
 
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        if not self.store.database_up:
+        age = self.store.seconds_since_poll()
+        if not self.store.database_up or age is None:
             return False, "database unreachable or not polled yet"
-        age = time.time() - self.store.last_poll_timestamp
         limit = 3 * self.config.file.poll_interval + self.config.file.database.statement_timeout
         if age > limit:
             return False, f"last successful poll {age:.0f}s ago"
@@ -154,6 +185,7 @@ class Service:
         self.state.prepare()
         self._restore()
         self._started = True
+        self._reloader.start()
         server = self._start_server()
         self.dispatcher.start()
         self.alertmanagers.start()
@@ -164,7 +196,7 @@ class Service:
 
     def _restore(self) -> None:
         saved = self.state.read()
-        firing = self.evaluator.tracker.restore(saved.get("tracks", []))
+        firing = self.evaluator.restore(saved.get("tracks", []))
         waiting = self.dispatcher.restore(saved.get("outboxes", {}))
         if saved:
             log.info(
@@ -243,7 +275,7 @@ class Service:
         leadership = self.leadership
         leading = self.dispatcher.is_leader
         return status.build(
-            now=time.time(),
+            now=self.clock.wall(),
             config=self.config,
             view=self.store.view(),
             indicators=self.evaluator.indicators(),
@@ -276,6 +308,7 @@ class Service:
                 web,
                 tls,
                 pages=StatusPages(self.status),
+                reload=self._reload_over_http if self._lifecycle else None,
             )
         except OSError as exc:
             raise CbmonError(
@@ -288,6 +321,7 @@ class Service:
         """Connect if needed and run one poll; raises ``psycopg.Error`` or ``CbmonError``.
         ``catch_up``: a notification from the primary brought the poll forward, so on a
         standby it first waits (briefly) until the commit that notified has been replayed."""
+        self.clock.check()  # a step of the wall clock is said once, and changes no decision
         db = self.config.file.database
         if self._conn is None or self._conn.closed:
             self._conn = connect(
@@ -343,7 +377,7 @@ class Service:
         if not self._started:
             return
         outboxes = self.dispatcher.snapshot()
-        self.state.write({"tracks": self.evaluator.tracker.snapshot(), "outboxes": outboxes})
+        self.state.write({"tracks": self.evaluator.snapshot(), "outboxes": outboxes})
 
     def run(self) -> None:
         """Poll until :attr:`stop_event` is set. A database that is away is waited for; tables
@@ -354,6 +388,7 @@ class Service:
         sys.setswitchinterval(0.0005)
         failures = 0
         while not self.stop_event.is_set():
+            self._apply_reload()
             if self.listener is not None:
                 self.listener.before_poll()  # hearing of commits again before the snapshot
             woken = self.pacer.started()  # before the poll's snapshot: wakes are served
@@ -388,8 +423,74 @@ class Service:
         delay = max(interval, backoff(failures, base=1.0, cap=cap, jitter=0.2))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
-        self.stop_event.wait(delay)
+        self._nudge.wait(delay)
+        self._nudge.clear()
         return failures
+
+    # -- reloading ---------------------------------------------------------------------------
+    def request_reload(self, source: str) -> None:
+        """Reload soon, in a thread of its own: safe to call from a signal handler (a
+        SimpleQueue's put is reentrant; nothing else is done here)."""
+        self._reload_requests.put(source)
+
+    def _reload_loop(self) -> None:
+        while (source := self._reload_requests.get()) is not None:
+            self.reload(source)
+
+    def _reload_over_http(self) -> tuple[bool, str]:
+        return self.reload("POST /-/reload")
+
+    def reload(self, source: str) -> tuple[bool, str]:
+        """Load the configuration again; if it is valid, the poll thread applies what can
+        change live before its next poll. Returns whether it was valid and, in one line, what
+        it does or what is wrong (also logged, and exported by the reload metrics)."""
+        with self._reload_lock:
+            try:
+                loaded = self._reload_from()
+            except CbmonError as exc:
+                said = "; ".join(secrets.scrub(str(exc)).splitlines())
+                self.reloads.failed()
+                log.error(
+                    "configuration not reloaded (%s); the running one is kept: %s", source, said
+                )
+                return False, said
+            outcome = plan(self._latest, loaded)
+            if outcome.changed:
+                self._latest = self._pending = outcome.config
+            self.reloads.succeeded(self.clock.wall())
+        said = outcome.summary()
+        log.log(
+            logging.WARNING if outcome.kept else logging.INFO,
+            "configuration reloaded (%s) from %s: %s",
+            source,
+            loaded.source,
+            said,
+        )
+        if outcome.changed:
+            self.pacer.wake()  # the next poll, with what changed, comes at once
+            self._nudge.set()
+        return True, said
+
+    def _apply_reload(self) -> None:
+        """On the poll thread, between polls: what a reload accepted takes effect."""
+        with self._reload_lock:
+            config, self._pending = self._pending, None
+        if config is None:
+            return
+        if config.file.alerting.webhooks != self.config.file.alerting.webhooks:
+            self._said = None  # who sends the webhooks is said again at the next check
+        self.config = config
+        self.evaluator.reconfigure(config)
+        self.dispatcher.reconfigure(config, self.evaluator.current)
+        alerting = config.file.alerting
+        self.alertmanagers.reconfigure(
+            alerting.alertmanagers,
+            timeout=alerting.timeout,
+            resend_interval=alerting.resend_interval,
+            ca_file=alerting.ca_file,
+        )
+        self._save()
+        self.exposition.refresh()
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -402,6 +503,7 @@ class Service:
     def stop(self) -> None:
         """Ask :meth:`run` to return, at once: waits on the database are cut short."""
         self.stop_event.set()
+        self._nudge.set()
         self.pacer.stop()
         if self._conn is not None:
             sever(self._conn)
@@ -413,6 +515,9 @@ class Service:
     def close(self) -> None:
         self.stop_event.set()
         self.pacer.stop()
+        self._reload_requests.put(None)
+        if self._reloader.is_alive():
+            self._reloader.join(timeout=2)
         if self.listener is not None:
             self.listener.stop()
             self.listener.join()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
+from cbmon.clock import Clock, SystemClock
 from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Topology
 from cbmon.sidecar.labels import EventTypeLabels
 
@@ -60,18 +60,21 @@ class Store:
     def __init__(
         self,
         max_event_types: int,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         max_event_type_length: int = 128,
     ) -> None:
         self._lock = threading.Lock()
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self.labels = EventTypeLabels(max_event_types, max_event_type_length)
         self._figures: dict[str, Figures] = {}
         self._backlog = 0
         self._oldest_created: float | None = None
-        self._clock_offset = 0.0  # database clock minus our clock, from the last poll
+        # The database's clock minus our monotonic one, from the last poll: ages are read on
+        # the database's clock, advanced by a clock that never steps.
+        self._clock_offset = 0.0
         self._database_up = False
-        self._last_poll = 0.0
+        self._last_poll = 0.0  # wall time, exported
+        self._last_poll_at: float | None = None  # monotonic, for how long ago
         self._polls = 0
         self._poll_errors = 0
         self._poll_buckets = [0] * len(POLL_BUCKETS)
@@ -111,9 +114,10 @@ class Store:
                 self._figures[label] = counted if previous is None else previous + counted
             self._backlog = result.queue.backlog
             self._oldest_created = result.queue.oldest_created
-            self._clock_offset = result.queue.db_now - self._clock()
+            self._clock_offset = result.queue.db_now - self._clock.monotonic()
             self._database_up = True
-            self._last_poll = self._clock()
+            self._last_poll = self._clock.wall()
+            self._last_poll_at = self._clock.monotonic()
             self._polls += 1
             self._poll_count += 1
             self._poll_sum += duration
@@ -152,6 +156,14 @@ class Store:
         with self._lock:
             return self._last_poll
 
+    def seconds_since_poll(self) -> float | None:
+        """How long ago the last successful poll was, whatever the wall clock did since; None
+        before the first."""
+        with self._lock:
+            if self._last_poll_at is None:
+                return None
+            return self._clock.monotonic() - self._last_poll_at
+
     def oldest_age_seconds(self) -> float:
         with self._lock:
             return self._oldest_age()
@@ -159,7 +171,7 @@ class Store:
     def _oldest_age(self) -> float:
         if self._oldest_created is None:
             return 0.0
-        return max(0.0, self._clock() + self._clock_offset - self._oldest_created)
+        return max(0.0, self._clock.monotonic() + self._clock_offset - self._oldest_created)
 
     def view(self) -> View:
         with self._lock:

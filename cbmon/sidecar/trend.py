@@ -54,6 +54,11 @@ class Trend:
                 if all(math.isnan(value) for value in series):
                     del self._series[key]  # gone from the window for the whole span
 
+    def resize(self, window: float) -> None:
+        """A new SLO window (a reload): samples are taken a new step apart from now on."""
+        with self._lock:
+            self.step = window / self.points
+
     def _new(self, key: tuple[str, str]) -> collections.deque[float]:
         # Padded to the samples already taken, so every series lines up with the times.
         padding = [_NONE] * (len(self._times) - 1)

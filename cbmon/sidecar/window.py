@@ -91,6 +91,13 @@ class Window:
         with self._lock:
             return len(self._slices)
 
+    def resize(self, length: float) -> None:
+        """A new length (a reload): a shorter window lets its oldest slices go at the next
+        judgement; a longer one holds what it has and fills as polls come."""
+        with self._lock:
+            self.length = length
+            self.step = length / self.SLICES
+
     def add(self, at: float, figures: Mapping[str, Figures]) -> None:
         if not figures:
             return

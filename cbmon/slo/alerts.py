@@ -1,6 +1,10 @@
 """Deciding when an alert fires, changes or ends, from the judged indicators, and what it says.
 
-Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics.
+Pure logic on plain values: no I/O, no clocks (times are passed in), no metrics. Two times are
+passed in (see :mod:`cbmon.clock`): ``now``, on a line that never steps, decides every span
+(``for``, repeats, no data, retention); ``wall`` dates what receivers and people read (an
+alert's ``startsAt`` and ``endsAt``, the changes listed). A step of the wall clock therefore
+changes no decision.
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ class Active:
 
 @dataclasses.dataclass
 class _Track:
+    """One indicator's alert. Times are on the line that never steps, except ``started_at``,
+    the wall time its firing alert carries (and its id is made of)."""
+
     since_warning: float | None = None
     since_critical: float | None = None
     firing: Level | None = None
@@ -107,6 +114,11 @@ class _Track:
     note: Notification | None = None  # the last notification, sent again by a new sender
     resolved_at: float | None = None  # when it last stopped firing
     no_data_since: float | None = None  # firing, but its indicator not judged since then
+
+
+# The times of a track on the line that never steps: saved as wall times, since that line
+# starts afresh with every process.
+_STEADY_TIMES = ("since_warning", "since_critical", "last_sent", "resolved_at", "no_data_since")
 
 
 class AlertTracker:
@@ -151,8 +163,14 @@ class AlertTracker:
             maxlen=self.TRANSITIONS
         )
         self.recorded = 0  # transitions ever recorded: a caller tells the new ones by it
+        self._to_wall = 0.0  # added to a time that never steps, reads it on the wall clock
 
-    def update(self, indicators: Iterable[Indicator], now: float) -> list[Notification]:
+    def update(
+        self, indicators: Iterable[Indicator], now: float, wall: float | None = None
+    ) -> list[Notification]:
+        """Judge one evaluation at ``now`` (on the line that never steps); ``wall`` is the
+        wall clock at that moment (``now`` unless given), for what is sent and shown."""
+        self._to_wall = 0.0 if wall is None else wall - now
         notes: list[Notification] = []
         seen: set[tuple[str, str]] = set()
         for indicator in indicators:
@@ -174,7 +192,7 @@ class AlertTracker:
             return []
         track.note = note
         if not note.repeat:
-            self._record(_transition(note, now))
+            self._record(_transition(note, self._wall(now)))
         return [note]
 
     def _record(self, transition: Transition) -> None:
@@ -218,7 +236,7 @@ class AlertTracker:
     def active(self) -> list[Active]:
         """The alerts firing now, newest first, with whether their data ran out."""
         found = [
-            Active(alert, track.no_data_since)
+            Active(alert, None if track.no_data_since is None else self._wall(track.no_data_since))
             for track in list(self._tracks.values())
             if track.firing is not None and track.note is not None
             for alert in track.note.alerts
@@ -232,39 +250,48 @@ class AlertTracker:
         found = list(reversed(self._transitions))
         return found if newest is None else found[:newest]
 
+    def _wall(self, now: float) -> float:
+        return now + self._to_wall
+
     # -- surviving a restart -----------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
-        """The tracks as plain JSON values."""
-        return [
-            {
+        """The tracks as plain JSON values, every time a wall time (see :meth:`restore`)."""
+        found = []
+        for (slo, event_type), track in list(self._tracks.items()):
+            item: dict[str, Any] = {
                 "slo": slo,
                 "event_type": event_type,
-                "since_warning": track.since_warning,
-                "since_critical": track.since_critical,
                 "firing": None if track.firing is None else int(track.firing),
                 "started_at": track.started_at,
-                "last_sent": track.last_sent,
                 "last": None if track.last is None else _indicator_json(track.last),
                 "note": None if track.note is None else _note_json(track.note),
-                "resolved_at": track.resolved_at,
-                "no_data_since": track.no_data_since,
             }
-            for (slo, event_type), track in list(self._tracks.items())
-        ]
+            for name in _STEADY_TIMES:
+                value = getattr(track, name)
+                item[name] = None if value is None else self._wall(value)
+            found.append(item)
+        return found
 
-    def restore(self, tracks: Iterable[dict[str, Any]]) -> int:
-        """Tracks saved by :meth:`snapshot`; returns how many alerts are firing again."""
+    def restore(self, tracks: Iterable[dict[str, Any]], to_wall: float = 0.0) -> int:
+        """Tracks saved by :meth:`snapshot` (checked by :mod:`cbmon.alerting.statefile`);
+        ``to_wall`` is the wall clock minus the never-stepping line now, to read their wall
+        times back onto it. Returns how many alerts are firing again."""
+        self._to_wall = to_wall
         for item in tracks:
+            steady = {
+                name: None if item.get(name) is None else float(item[name]) - to_wall
+                for name in _STEADY_TIMES  # no_data_since is absent from files of cbmon 0.1
+            }
             track = _Track(
-                since_warning=item["since_warning"],
-                since_critical=item["since_critical"],
+                since_warning=steady["since_warning"],
+                since_critical=steady["since_critical"],
                 firing=None if item["firing"] is None else Level(item["firing"]),
                 started_at=float(item["started_at"]),
-                last_sent=float(item["last_sent"]),
+                last_sent=0.0 if steady["last_sent"] is None else steady["last_sent"],
                 last=None if item["last"] is None else _indicator(item["last"]),
                 note=None if item["note"] is None else _note(item["note"]),
-                resolved_at=item["resolved_at"],
-                no_data_since=item.get("no_data_since"),  # absent from files of cbmon 0.1
+                resolved_at=steady["resolved_at"],
+                no_data_since=steady["no_data_since"],
             )
             self._tracks[(str(item["slo"]), str(item["event_type"]))] = track
         return sum(1 for track in self._tracks.values() if track.firing is not None)
@@ -296,11 +323,13 @@ class AlertTracker:
             return self._repeat(track, now)
         alerts: list[Alert] = []
         if track.firing is not None:
-            ended = self._alert(indicator, track.firing, "resolved", track.started_at, now, target)
+            ended = self._alert(
+                indicator, track.firing, "resolved", track.started_at, self._wall(now), target
+            )
             alerts.append(ended)
         if target is not None:
-            track.started_at = now
-            alerts.append(self._alert(indicator, target, "firing", now, None))
+            track.started_at = self._wall(now)
+            alerts.append(self._alert(indicator, target, "firing", track.started_at, None))
             track.resolved_at = None
         else:
             track.resolved_at = now
@@ -334,7 +363,7 @@ class AlertTracker:
         level = track.firing
         threshold = self._describe(indicator, level)[2]
         ended = dataclasses.replace(
-            self._alert(indicator, level, "resolved", track.started_at, now),
+            self._alert(indicator, level, "resolved", track.started_at, self._wall(now)),
             summary=f"Resolved for lack of data: {reason} (was {level.label}: {threshold})",
             description=(
                 f"{reason[0].upper()}{reason[1:]}, for {format_duration(now - track.no_data_since)}"
@@ -352,7 +381,7 @@ class AlertTracker:
     ) -> None:
         self._record(
             Transition(
-                now,
+                self._wall(now),
                 change,
                 ALERT_NAMES[indicator.slo],
                 indicator.slo,

@@ -78,6 +78,11 @@ NOT_RUN = {
     "benchmark over ten million rows, run by hand",
     "performance.md: .venv/bin/python bench/bench_reaction.py": "a benchmark of wake-ups and "
     "failover, run by hand",
+    "alerting.md: curl -X POST http://127.0.0.1:9863/-/reload": "needs a cbmon serve running "
+    "with --web.enable-lifecycle; tests/e2e/test_reload.py posts the same and checks the answer",
+    "performance.md: .venv/bin/python bench/bench_delivery.py": "a benchmark of delivery "
+    "attempts against hostile receivers, run by hand; tests/integration/test_receivers.py "
+    "checks what each attempt ends with",
     "performance.md: .venv/bin/python bench/bench_serve.py --only breach,cost": "a benchmark of "
     "alert reaction and database cost under load, run by hand",
     "demo.md: curl -s http://127.0.0.1:9863/api/v1/alerts": "needs a demo running; "

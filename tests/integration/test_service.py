@@ -4,7 +4,6 @@ process: a real database, real HTTP on 127.0.0.1, the test deciding when each po
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,14 +42,6 @@ def serving(config: Config) -> Iterator[Service]:
         yield service
     finally:
         service.close()
-
-
-@pytest.fixture(autouse=True)
-def _switch_interval() -> Iterator[None]:
-    """:meth:`Service.run` shortens the interpreter's switch interval, process-wide."""
-    interval = sys.getswitchinterval()
-    yield
-    sys.setswitchinterval(interval)
 
 
 @contextmanager

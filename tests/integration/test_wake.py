@@ -4,9 +4,8 @@ hour, shown by the polls counted and the order of events, never by the clock."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema, Replicated
 from tests.support.attempts import insert
 from tests.support.cluster import Pgbouncer
+from tests.support.loop import polling
 from tests.support.processes import wait_for
 
 HOUR = "1h"  # no poll comes from the interval while a test runs
@@ -27,17 +27,8 @@ def running(pg: PgSchema) -> Iterator[Service]:
     config = pg.config(
         listen="127.0.0.1:0", poll_interval=HOUR, slo={"for": "0s", "min_events": 10}
     )
-    service = Service(config)
-    service.start()
-    thread = threading.Thread(target=service.run, name="test poller")
-    thread.start()
-    try:
+    with polling(Service(config)) as service:
         yield service
-    finally:
-        service.stop()
-        thread.join(10)
-        service.close()
-    assert not thread.is_alive()  # stop() cut every wait short, the listener's too
 
 
 def idle(service: Service) -> int:
@@ -137,18 +128,8 @@ def test_without_the_trigger_it_says_so_and_polls_on_the_interval(
     ]
 
 
-@contextmanager
-def serving(config: Config) -> Iterator[Service]:
-    service = Service(config)
-    service.start()
-    thread = threading.Thread(target=service.run, name="test poller")
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(10)
-        service.close()
+def serving(config: Config) -> AbstractContextManager[Service]:
+    return polling(Service(config))
 
 
 @contextmanager

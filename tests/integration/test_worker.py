@@ -373,7 +373,7 @@ def test_unreachable_receivers_fail_without_a_response(
     ).fetchall()
     assert rows == [
         ("nowhere", "FAILED", None, None, "no receiver URL for nowhere"),
-        ("refused", "FAILED", None, None, "request failed: ConnectionError"),
+        ("refused", "FAILED", None, None, "request failed: connection refused"),
     ]
     assert _waiting(pg) == 0
 

@@ -56,6 +56,10 @@ class Receiver(ThreadingHTTPServer):
         with self.lock:
             return [r.json for r in self.requests]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every webhook notification received, in order."""
+        return [alert for body in self.bodies() for alert in body["alerts"]]
+
     def wait(self, count: int, timeout: float = 20.0) -> list[Request]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -13,16 +13,27 @@ DB_NOW = 1_700_000_000.0  # the database's clock at a poll, unless a test says o
 
 
 class ManualClock:
-    """A clock that moves only when the test says so."""
+    """A clock that moves only when the test says so: :meth:`advance` moves time on, and
+    :meth:`step` moves the wall clock alone, as NTP or an operator fixing it does."""
 
     def __init__(self, now: float = DB_NOW) -> None:
         self.now = now
+        self.wall_offset = 0.0
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now + self.wall_offset
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall_offset += seconds
 
 
 def callbacks(

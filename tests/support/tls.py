@@ -18,8 +18,9 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_certificates(folder: Path) -> Certificates:
-    """A CA and a server certificate for IP 127.0.0.1 signed by it (openssl on PATH)."""
+def make_certificates(folder: Path, names: str = "IP:127.0.0.1") -> Certificates:
+    """A CA and a server certificate for ``names`` (a subjectAltName) signed by it (openssl on
+    PATH)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca = folder / "ca.key", folder / "ca.crt"
     key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
@@ -28,8 +29,19 @@ def make_certificates(folder: Path) -> Certificates:
              "-subj", "/CN=cbmon test CA")  # fmt: skip
     _openssl("req", *new_key, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
     extensions = folder / "san.cnf"
-    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    extensions.write_text(f"subjectAltName={names}\n")
     signer = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2"]
     _openssl("x509", "-req", "-in", str(csr), *signer, "-out", str(cert),
              "-extfile", str(extensions))  # fmt: skip
     return Certificates(ca, cert, key)
+
+
+def make_self_signed(folder: Path) -> Certificates:
+    """A certificate for IP 127.0.0.1 that signs itself, as a receiver set up in a hurry
+    presents (``ca`` is the certificate itself: trusting it is trusting the receiver)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = folder / "self.key", folder / "self.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1")  # fmt: skip
+    return Certificates(cert, cert, key)

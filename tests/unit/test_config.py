@@ -104,6 +104,25 @@ def test_an_unreadable_secret_file_names_its_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read {path}: No such file or directory"),
+        ("not a certificate\n", "{path} holds no PEM certificate that can be read"),
+    ],
+)
+def test_a_ca_file_that_cannot_be_used_is_one_line_at_load(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_text(content)
+    path = write(tmp_path / "c.yml", f"alerting: {{ca_file: {ca}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == "alerting.ca_file: " + problem.format(path=ca)
+
+
+@pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
         ("poll_interval: 5\n", "poll_interval: 5 has no unit"),

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
-import requests
 from standardwebhooks import Webhook
 
 from cbmon.delivery import Attempt, backoff, parse_retry_after, post_signed
@@ -107,14 +106,7 @@ def hook(shared_receiver: Receiver) -> Receiver:
     return shared_receiver
 
 
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as made:
-        yield made
-
-
 def post(
-    session: requests.Session,
     url: str,
     *,
     secret: str | None = None,
@@ -122,14 +114,14 @@ def post(
     clock_now: float = NOW,
 ) -> Attempt:
     return post_signed(
-        session, url, BODY, msg_id="msg_1", secret=secret, timeout=timeout, clock=lambda: clock_now
+        url, BODY, msg_id="msg_1", secret=secret, timeout=timeout, clock=lambda: clock_now
     )
 
 
 @pytest.mark.parametrize("status", [200, 202, 204])
-def test_2xx_is_delivered(hook: Receiver, session: requests.Session, status: int) -> None:
+def test_2xx_is_delivered(hook: Receiver, status: int) -> None:
     hook.default = Reply(status)
-    attempt = post(session, hook.url)
+    attempt = post(hook.url)
     assert (attempt.delivered, attempt.status, attempt.error) == (True, status, None)
     (request,) = hook.requests
     assert request.body == BODY
@@ -137,11 +129,9 @@ def test_2xx_is_delivered(hook: Receiver, session: requests.Session, status: int
     assert request.headers["user-agent"] == "cbmon"
 
 
-def test_a_server_error_is_not_delivered_and_its_retry_after_ignored(
-    hook: Receiver, session: requests.Session
-) -> None:
+def test_a_server_error_is_not_delivered_and_its_retry_after_ignored(hook: Receiver) -> None:
     hook.default = Reply(500, {"Retry-After": "5"})
-    attempt = post(session, hook.url)
+    attempt = post(hook.url)
     assert (attempt.delivered, attempt.status, attempt.error) == (False, 500, "HTTP 500")
     assert attempt.retry_after is None  # only 429 and 503 ask the sender to wait
     assert not attempt.timed_out
@@ -152,18 +142,16 @@ def test_a_server_error_is_not_delivered_and_its_retry_after_ignored(
     [(429, "17", 17.0), (503, http_date(NOW + 45), 45.0), (429, None, None)],
 )
 def test_429_and_503_carry_the_wait_the_receiver_asked_for(
-    hook: Receiver, session: requests.Session, status: int, header: str | None, wait: float | None
+    hook: Receiver, status: int, header: str | None, wait: float | None
 ) -> None:
     hook.default = Reply(status, {"Retry-After": header} if header else {})
-    attempt = post(session, hook.url)
+    attempt = post(hook.url)
     assert (attempt.delivered, attempt.status, attempt.retry_after) == (False, status, wait)
 
 
-def test_a_non_ascii_digit_in_retry_after_is_not_a_crash(
-    hook: Receiver, session: requests.Session
-) -> None:
+def test_a_non_ascii_digit_in_retry_after_is_not_a_crash(hook: Receiver) -> None:
     hook.default = Reply(429, {"Retry-After": "\u00b2"})  # one latin-1 byte, as a header may be
-    assert post(session, hook.url).retry_after is None
+    assert post(hook.url).retry_after is None
 
 
 def free_port() -> int:
@@ -173,23 +161,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_connection_refused_names_the_kind_of_error_not_the_url(
-    session: requests.Session,
-) -> None:
+def test_connection_refused_says_so_without_the_url() -> None:
     url = f"http://user:pa55word@127.0.0.1:{free_port()}/hooks/{TOKEN}"
-    attempt = post(session, url)
+    attempt = post(url)
     assert (attempt.delivered, attempt.status, attempt.timed_out) == (False, None, False)
-    assert attempt.error == "ConnectionError"
+    assert attempt.error == "connection refused"
 
 
-def test_no_reply_within_the_timeout_is_a_timeout(
-    hook: Receiver, session: requests.Session
-) -> None:
+def test_no_reply_within_the_timeout_is_a_timeout(hook: Receiver) -> None:
     hook.default = Reply(200, delay=1.0)
-    attempt = post(session, f"{hook.url}/{TOKEN}", timeout=0.2)
+    attempt = post(f"{hook.url}/{TOKEN}", timeout=0.2)
     assert attempt.timed_out
     assert not attempt.delivered
-    assert attempt.error == "no response within 0.2s"
+    assert attempt.error == "no complete answer within 200ms"
 
 
 @pytest.mark.parametrize(
@@ -200,29 +184,25 @@ def test_no_reply_within_the_timeout_is_a_timeout(
         pytest.param(Reply(200, delay=1.0), id="timeout"),
     ],
 )
-def test_a_token_in_the_url_never_appears_in_the_error(
-    hook: Receiver, session: requests.Session, reply: Reply
-) -> None:
+def test_a_token_in_the_url_never_appears_in_the_error(hook: Receiver, reply: Reply) -> None:
     hook.default = reply
     url = hook.url.replace("127.0.0.1", f"alert:{TOKEN}@127.0.0.1") + f"/{TOKEN}?key={TOKEN}"
-    attempt = post(session, url, timeout=0.2)
+    attempt = post(url, timeout=0.2)
     assert not attempt.delivered
     assert attempt.error
     assert TOKEN not in attempt.error
 
 
-def test_signed_headers_verify_with_standard_webhooks(
-    hook: Receiver, session: requests.Session
-) -> None:
+def test_signed_headers_verify_with_standard_webhooks(hook: Receiver) -> None:
     secret = new_secret()
-    assert post(session, hook.url, secret=secret).delivered
+    assert post(hook.url, secret=secret, clock_now=time.time()).delivered
     (request,) = hook.requests
     assert request.headers["webhook-id"] == "msg_1"
     assert Webhook(secret).verify(request.body.decode(), request.headers) == {"status": "firing"}
 
 
-def test_unsigned_sends_the_webhook_id_only(hook: Receiver, session: requests.Session) -> None:
-    assert post(session, hook.url).delivered
+def test_unsigned_sends_the_webhook_id_only(hook: Receiver) -> None:
+    assert post(hook.url).delivered
     (request,) = hook.requests
     assert request.headers["webhook-id"] == "msg_1"
     assert "webhook-signature" not in request.headers
@@ -230,11 +210,9 @@ def test_unsigned_sends_the_webhook_id_only(hook: Receiver, session: requests.Se
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_redirects_are_not_followed_nor_delivered(
-    hook: Receiver, session: requests.Session, status: int
-) -> None:
+def test_redirects_are_not_followed_nor_delivered(hook: Receiver, status: int) -> None:
     # Were the redirect followed, the second request would land here too, and get a 200.
     hook.replies.append(Reply(status, {"Location": f"{hook.url}/moved"}))
-    attempt = post(session, hook.url)
+    attempt = post(hook.url)
     assert (attempt.delivered, attempt.status, attempt.error) == (False, status, f"HTTP {status}")
     assert len(hook.requests) == 1

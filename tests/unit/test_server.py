@@ -167,6 +167,58 @@ def test_head_has_the_headers_and_no_body(served: Served) -> None:
     assert rest == b""
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
-def test_methods_other_than_get_and_head_are_501(served: Served, method: str) -> None:
+@pytest.mark.parametrize("method", ["DELETE", "PATCH"])
+def test_methods_other_than_get_head_post_and_put_are_501(served: Served, method: str) -> None:
     assert served.request(method, "/metrics").status == 501
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_are_for_reloading_only(served: Served, method: str) -> None:
+    answer = served.request(method, "/metrics")
+    assert (answer.status, answer.headers["Allow"]) == (405, "GET, HEAD")
+
+
+# -- the lifecycle API -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def reloads(server: MetricsServer) -> Iterator[list[bool]]:
+    """The lifecycle API enabled, with a reload that succeeds or fails as the test says
+    (the first value left in the list)."""
+    outcomes = [True]
+
+    def reload() -> tuple[bool, str]:
+        ok = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
+        return ok, "slo.for changed" if ok else "c.yml: slo.for: 'soon' is not a duration"
+
+    server.reload = reload
+    try:
+        yield outcomes
+    finally:
+        server.reload = None
+
+
+def test_reload_without_the_lifecycle_api_is_forbidden(served: Served) -> None:
+    answer = served.request("POST", "/-/reload")
+    assert (answer.status, answer.body) == (403, b"Lifecycle API is not enabled.\n")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_reload_answers_what_it_did(served: Served, reloads: list[bool], method: str) -> None:
+    reloads[:] = [True, False]
+    done = served.request(method, "/-/reload")
+    assert (done.status, done.body) == (200, b"slo.for changed\n")
+    failed = served.request(method, "/-/reload")
+    assert (failed.status, failed.body) == (500, b"c.yml: slo.for: 'soon' is not a duration\n")
+
+
+def test_reload_is_never_a_get(served: Served, reloads: list[bool]) -> None:
+    answer = served.get("/-/reload")
+    assert (answer.status, answer.headers["Allow"]) == (405, "POST, PUT")
+
+
+def test_a_reload_request_body_is_dropped_up_to_64_kib(served: Served, reloads: list[bool]) -> None:
+    small = b"POST /-/reload HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello"
+    assert served.raw(small).startswith(b"HTTP/1.0 200 ")
+    large = b"POST /-/reload HTTP/1.0\r\nContent-Length: 70000\r\n\r\n"
+    assert served.raw(large).startswith(b"HTTP/1.0 413 ")
