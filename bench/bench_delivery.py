@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/support, when run as a file
 
-from cbmon.delivery import post_signed
+from cbmon.delivery.post import post_signed
 from cbmon.durations import format_duration, parse_duration
 from tests.support.hostile import (
     DRIP_BODY,

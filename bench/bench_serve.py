@@ -41,8 +41,8 @@ from cbmon.config import load_config
 from cbmon.db.embedded import EmbeddedPostgres
 from cbmon.domain import BUCKETS
 from cbmon.durations import parse_duration
+from cbmon.ingest.poller import Poller
 from cbmon.reference import schema
-from cbmon.sidecar.poller import Poller
 
 SCHEMA = "cbmon_bench"
 EVENT_TYPES = 200

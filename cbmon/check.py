@@ -17,17 +17,18 @@ from typing import Any
 import psycopg
 
 from cbmon import present
-from cbmon.config import Config, Thresholds
+from cbmon.config import Config
 from cbmon.db.connect import Deadline, connect, first_line
 from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, DatabaseError
+from cbmon.ingest.poller import Poller
 from cbmon.report.model import Report
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest, read_report, snapshot
-from cbmon.sidecar.poller import Poller
 from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator, evaluate
+from cbmon.slo.objectives import DEFAULT, Baseline
 
 DEFAULT_TIMEOUT = 10.0  # seconds, the Nagios plugin guidelines' default
 EXIT_CODES = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2, Level.UNKNOWN: 3}
@@ -42,7 +43,7 @@ class CheckResult:
     message: str
     # Rows dated too far ahead of the database's clock, left out of the window, per table.
     ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
-    thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
+    baseline: Baseline = DEFAULT
 
     @property
     def exit_code(self) -> int:
@@ -88,12 +89,10 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     except DatabaseError as exc:
         hint = f" (--timeout {format_duration(timeout)})" if deadline.expired.is_set() else ""
         raise CheckError(f"{exc}{hint}") from None
-    return judge_report(report, window, config.file.slo.min_events, ahead)
+    return judge_report(report, window, ahead)
 
 
-def judge_report(
-    report: Report, window: float, min_events: int, ahead: dict[str, int]
-) -> CheckResult:
+def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckResult:
     """The check's verdict on a report of the window: the sidecar's indicators, with the
     report's exact percentiles."""
     per_type = {row.event_type or "": row.figures for row in report.event_types}
@@ -109,18 +108,16 @@ def judge_report(
         report.overall.figures,
         per_type,
         report.queue.backlog,
-        report.thresholds,
-        min_events,
+        report.baseline,
         p95=p95,
     )
-    return verdict(indicators, window, report.thresholds, min_events, ahead)
+    return verdict(indicators, window, report.baseline, ahead)
 
 
 def verdict(
     indicators: list[Indicator],
     window: float,
-    thresholds: Thresholds,
-    min_events: int,
+    baseline: Baseline,
     ahead: dict[str, int] | None = None,
 ) -> CheckResult:
     """The check's answer from judged indicators, the database's or a running serve's."""
@@ -129,20 +126,20 @@ def verdict(
     calls = next(
         (i.events for i in indicators if i.slo == "success_rate" and i.event_type == OVERALL), 0
     )
-    message = _message(status, judged, window, thresholds, calls, min_events)
-    return CheckResult(status, window, indicators, message, ahead or {}, thresholds)
+    message = _message(status, judged, window, baseline, calls)
+    return CheckResult(status, window, indicators, message, ahead or {}, baseline)
 
 
 def _message(
     status: Level,
     judged: list[Indicator],
     window: float,
-    thresholds: Thresholds,
+    baseline: Baseline,
     calls: int,
-    min_events: int,
 ) -> str:
+    min_events = baseline.min_events
     worst = [i for i in judged if i.state is status and status is not Level.OK]
-    detail = "; ".join(f"{i.slo} {format_value(i, thresholds)} ({scope(i)})" for i in worst[:5])
+    detail = "; ".join(f"{i.slo} {format_value(i, baseline)} ({scope(i)})" for i in worst[:5])
     if not detail:
         detail = f"all judged indicators within the baseline over {format_duration(window)}"
         if calls < min_events:
@@ -156,17 +153,10 @@ def scope(indicator: Indicator) -> str:
     return "all" if indicator.event_type == OVERALL else indicator.event_type
 
 
-def format_value(indicator: Indicator, thresholds: Thresholds) -> str:
-    value = indicator.value
-    if indicator.slo == "success_rate":
-        return present.success_rate(value, thresholds)
-    if indicator.slo == "avg_latency":
-        return present.avg_latency(value, thresholds, digits=1)
-    if indicator.slo == "slow_share":
-        return present.percent(value)
-    if indicator.slo == "p95_latency":
-        return present.millis(value, digits=1)
-    return present.count(value)
+def format_value(indicator: Indicator, baseline: Baseline) -> str:
+    """The value in its unit, latencies to a tenth of a millisecond."""
+    digits = 1 if indicator.objective.unit == "seconds" else None
+    return present.slo_value(indicator.slo, indicator.value, baseline.limit(indicator.slo), digits)
 
 
 def _state(indicator: Indicator) -> str | None:
@@ -205,7 +195,7 @@ def to_table(result: CheckResult) -> str:
         (
             i.slo,
             scope(i),
-            format_value(i, result.thresholds),
+            format_value(i, result.baseline),
             _state(i) or present.MISSING,
             str(i.events),
         )
@@ -240,31 +230,32 @@ def _label(slo: str, event_type: str) -> str:
     return "'" + name.replace("'", "_").replace("=", "_").replace("|", "_") + "'"
 
 
-def _perf(indicator: Indicator, thresholds: Thresholds) -> str:
+# Each unit as Nagios takes it: the factor, the unit of measure, and the value's range.
+_UOM = {"ratio": (100.0, "%", "0;100"), "seconds": (1000.0, "ms", "0;"), "items": (1.0, "", "0;")}
+
+
+def _perf(indicator: Indicator, baseline: Baseline) -> str:
     """One performance datum; ``U`` when the value could not be determined."""
+    objective = indicator.objective
+    factor, uom, bounds = _UOM[objective.unit]
     value = indicator.value
-    slo, label = indicator.slo, _label(indicator.slo, indicator.event_type)
-    t = thresholds
-    if slo == "success_rate":
-        scaled, uom = (None if value is None else value * 100), "%"
-        ranges = f"@~:{_number(t.success_rate.normal * 100)};{_number(t.success_rate.alert * 100)}:"
-        bounds = "0;100"
-    elif slo == "avg_latency":
-        scaled, uom = (None if value is None else value * 1000), "ms"
-        ranges = f"@{_number(t.avg_latency.normal * 1000)}:;{_number(t.avg_latency.alert * 1000)}"
-        bounds = "0;"
-    elif slo == "p95_latency":
-        scaled, uom, ranges, bounds = (None if value is None else value * 1000), "ms", ";", "0;"
-    else:  # backlog
-        scaled, uom = value, ""
-        ranges, bounds = f"@{t.backlog.normal}:;{t.backlog.alert}", "0;"
+    scaled = None if value is None else value * factor
+    limits = baseline.limit(indicator.slo)
+    ranges = ";"
+    if limits is not None and objective.judged:
+        normal = _number(limits.normal * factor)
+        alert = "" if limits.alert is None else _number(limits.alert * factor)
+        # Higher is better: alerts at or below normal, below alert; else at or above, above.
+        higher = objective.better == "higher"
+        ranges = f"@~:{normal};{alert}:" if higher else f"@{normal}:;{alert}"
     shown = "U" if scaled is None else _number(scaled) + uom
+    label = _label(indicator.slo, indicator.event_type)
     return f"{label}={shown};{ranges};{bounds}".rstrip(";")
 
 
-def _perfdata(indicators: Iterable[Indicator], thresholds: Thresholds) -> str:
+def _perfdata(indicators: Iterable[Indicator], baseline: Baseline) -> str:
     wanted = ("success_rate", "avg_latency", "p95_latency", "backlog")
-    return " ".join(_perf(i, thresholds) for i in indicators if i.slo in wanted)
+    return " ".join(_perf(i, baseline) for i in indicators if i.slo in wanted)
 
 
 def to_nagios(result: CheckResult) -> str:
@@ -272,23 +263,21 @@ def to_nagios(result: CheckResult) -> str:
     line per event type, the last one followed by the event types' performance data."""
     overall = [i for i in result.indicators if i.event_type == OVERALL]
     calls = next((i.events for i in overall if i.slo == "success_rate"), 0)
-    lines = [
-        f"{_safe(result.message)} | {_perfdata(overall, result.thresholds)} 'calls'={calls};;;0"
-    ]
+    lines = [f"{_safe(result.message)} | {_perfdata(overall, result.baseline)} 'calls'={calls};;;0"]
     typed = [i for i in result.indicators if i.event_type != OVERALL]
     names = sorted({i.event_type for i in typed})
     for name in names:
         mine = {i.slo: i for i in typed if i.event_type == name}
         lines.append(_safe(f"{name}: " + ", ".join(_words(mine[slo], result) for slo in mine)))
     if names:
-        lines[-1] += f" | {_perfdata(typed, result.thresholds)}"
+        lines[-1] += f" | {_perfdata(typed, result.baseline)}"
     return "\n".join(lines)
 
 
 def _words(indicator: Indicator, result: CheckResult) -> str:
     state = _state(indicator)
     judged = f" {state}" if state else ""
-    return f"{indicator.slo} {format_value(indicator, result.thresholds)}{judged}"
+    return f"{indicator.slo} {format_value(indicator, result.baseline)}{judged}"
 
 
 def _safe(text: str) -> str:

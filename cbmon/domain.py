@@ -170,7 +170,7 @@ class Topology:
     """Where the poll read: a primary or a hot standby, how gaps were fenced, through what."""
 
     standby: bool
-    fence: str  # primary, primary_dsn, unreachable or none (see cbmon.sidecar.fence)
+    fence: str  # primary, primary_dsn, unreachable or none (see cbmon.ingest.fence)
     pooler: str  # none, session or transaction
 
 

@@ -14,9 +14,9 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
+from cbmon.slo.objectives import AVG_LATENCY, BY_SLO, SUCCESS_RATE, Baseline, Limits, Unit
 
 MISSING = "-"
 
@@ -92,41 +92,48 @@ def age(seconds: float | None) -> str:
     return MISSING if seconds is None or math.isnan(seconds) else format_duration(round(seconds))
 
 
-def slo_value(slo: str, value: float | None, boundaries: Iterable[float] = ()) -> str:
-    """An indicator's value in its unit: ratios as percentages, latencies in milliseconds,
-    the time since the last attempt as a duration, anything else as a count."""
-    if slo in ("success_rate", "slow_share"):
-        return percent(value, boundaries=boundaries)
-    if slo in ("avg_latency", "p95_latency"):
-        return millis(value, boundaries=boundaries)
-    if slo == "last_attempt_age":
+def in_unit(
+    unit: Unit, value: float | None, boundaries: Iterable[float] = (), digits: int | None = None
+) -> str:
+    """A value in its unit: ratios as percentages, seconds in milliseconds, an age as a
+    duration, items as a count; ``digits`` decimals at least (2 and 0 unless told)."""
+    if unit == "ratio":
+        return percent(value, 2 if digits is None else digits, boundaries)
+    if unit == "seconds":
+        return millis(value, 0 if digits is None else digits, boundaries)
+    if unit == "age":
         return age(value)
     return count(value)
 
 
-def rate_boundaries(thresholds: Thresholds) -> tuple[float, float]:
-    """The success-rate limits (ratios) a shown rate must not seem to sit on."""
-    return thresholds.success_rate.normal, thresholds.success_rate.alert
+def boundaries(limits: Limits | None) -> tuple[float, ...]:
+    """The thresholds a shown value must not seem to sit on unless it does."""
+    if limits is None:
+        return ()
+    return (limits.normal,) if limits.alert is None else (limits.normal, limits.alert)
 
 
-def latency_boundaries(thresholds: Thresholds) -> tuple[float, float]:
-    """The average-latency limits (seconds) a shown average must not seem to sit on."""
-    return thresholds.avg_latency.normal, thresholds.avg_latency.alert
+def slo_value(
+    slo: str, value: float | None, limits: Limits | None = None, digits: int | None = None
+) -> str:
+    """An indicator's value in its unit (:mod:`cbmon.slo.objectives`), never seeming to sit on
+    one of its ``limits`` unless it does."""
+    return in_unit(BY_SLO[slo].unit, value, boundaries(limits), digits)
 
 
-def success_rate(ratio: float | None, thresholds: Thresholds, digits: int = 2) -> str:
-    """A success rate judged against ``thresholds``: ``99.501%`` for 598 of 601."""
-    return percent(ratio, digits, rate_boundaries(thresholds))
+def success_rate(ratio: float | None, baseline: Baseline, digits: int = 2) -> str:
+    """A success rate judged against ``baseline``: ``99.501%`` for 598 of 601."""
+    return percent(ratio, digits, boundaries(baseline.limit(SUCCESS_RATE.slo)))
 
 
-def avg_latency(seconds: float | None, thresholds: Thresholds, digits: int = 0) -> str:
-    """An average latency judged against ``thresholds``: ``149.6 ms``, never ``150 ms``."""
-    return millis(seconds, digits, latency_boundaries(thresholds))
+def avg_latency(seconds: float | None, baseline: Baseline, digits: int = 0) -> str:
+    """An average latency judged against ``baseline``: ``149.6 ms``, never ``150 ms``."""
+    return millis(seconds, digits, boundaries(baseline.limit(AVG_LATENCY.slo)))
 
 
-def avg_ms(milliseconds: float | None, thresholds: Thresholds, digits: int = 1) -> str:
+def avg_ms(milliseconds: float | None, baseline: Baseline, digits: int = 1) -> str:
     """An average latency in milliseconds as a bare number, for a column headed ``ms``."""
-    limits = [limit * 1000 for limit in latency_boundaries(thresholds)]
+    limits = [limit * 1000 for limit in boundaries(baseline.limit(AVG_LATENCY.slo))]
     return number(milliseconds, digits, limits)
 
 

@@ -11,6 +11,7 @@ error message of the driver.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -47,6 +48,24 @@ def remember(*values: str | None) -> None:
                     _known.add(form)
         ordered = sorted(_known, key=len, reverse=True)  # longest first: no partial leftovers
         _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """Secrets a loader found: values as they are, DSNs and URLs to take apart."""
+
+    values: tuple[str, ...] = ()
+    dsns: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+
+
+def learn(found: Found) -> None:
+    """Mask everything in ``found`` from here on, in errors, logs and the process title."""
+    remember(*found.values)
+    for dsn in found.dsns:
+        remember_dsn(dsn)
+    for url in found.urls:
+        remember_url(url)
 
 
 def remember_dsn(dsn: str | None) -> None:

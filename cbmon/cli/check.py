@@ -108,7 +108,7 @@ def check(
 
 
 def _from_url(url: str, window: float | None, timeout: float) -> CheckResult:
-    from cbmon.status_client import check_from_url
+    from cbmon.web.client import check_from_url
 
     secrets.remember(urllib.parse.urlsplit(url).password)  # basic auth in the URL
     secrets.hide_from_process_title(sys.argv)

@@ -11,6 +11,8 @@ from cbmon.config import load_config
 from cbmon.db.connect import describe
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError
+from cbmon.slo import wording
+from cbmon.slo.objectives import AVG_LATENCY, BACKLOG, SUCCESS_RATE
 
 
 @click.group()
@@ -30,17 +32,16 @@ def check(file: Path | None, config_path: Path | None) -> None:
     # Only the file: CBMON_* settings from the environment are not part of what it says.
     loaded = load_config(file, environ={})
     tables = loaded.tables
-    thresholds = loaded.thresholds
+    baseline = loaded.baseline
     lines = [
         f"{file}: ok",
         f"  logs    {tables.logs.table_schema}.{tables.logs.table}",
         f"  errors  {tables.errors.table_schema}.{tables.errors.table}",
         f"  queue   {tables.queue.table_schema}.{tables.queue.table}",
-        f"  success rate  ok > {thresholds.success_rate.normal:.2%}, "
-        f"critical < {thresholds.success_rate.alert:.2%}",
-        f"  avg latency   ok < {format_duration(thresholds.avg_latency.normal)}, "
-        f"critical > {format_duration(thresholds.avg_latency.alert)}",
-        f"  backlog       ok < {thresholds.backlog.normal}, critical > {thresholds.backlog.alert}",
+        *(
+            f"  {objective.label:<13} {wording.bounds(objective, baseline.limit(objective.slo))}"
+            for objective in (SUCCESS_RATE, AVG_LATENCY, BACKLOG)
+        ),
         f"  poll every {format_duration(loaded.file.poll_interval)}, "
         f"listen on {loaded.file.listen}",
     ]

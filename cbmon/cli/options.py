@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from cbmon import secrets
-from cbmon.config import DSN_ENV, Config, load_config
+from cbmon.config import DSN_ENV, Config, load_config, secrets_of
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
 
@@ -146,7 +146,11 @@ def build_config(
 ) -> Config:
     """Load the configuration the way every command does; errors name the key (exit 2)."""
     try:
-        return load_config(config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret)
+        config = load_config(
+            config_path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret
+        )
+        secrets.learn(secrets_of(config))
+        return config
     finally:
         # A password typed on the command line stays out of `ps` from here on.
         secrets.hide_from_process_title(sys.argv)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cbmon import signing
+from cbmon.delivery import signing
 from cbmon.demo.scenario import Phase
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,11 @@ from typing import TextIO
 import psycopg
 from psycopg import sql
 
-from cbmon import present, signing
+from cbmon import present
 from cbmon.config import Config, load_config, parse_listen
 from cbmon.db.connect import connect, describe, first_line
 from cbmon.db.embedded import DataDirInUse, EmbeddedPostgres, default_data_dir
+from cbmon.delivery import signing
 from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import (
@@ -76,11 +77,11 @@ JOIN_GRACE = 2.0  # seconds workers get to finish the delivery in hand before re
 _CHATTY = {
     "cbmon.reference.worker": logging.ERROR,
     "cbmon.sidecar.evaluator": logging.WARNING,
-    "cbmon.alerting.dispatcher": logging.WARNING,
+    "cbmon.delivery.dispatcher": logging.WARNING,
     "cbmon.sidecar.service": logging.WARNING,
     "cbmon.db.embedded": logging.WARNING,
-    "cbmon.alerting.leader": logging.WARNING,
-    "cbmon.sidecar.wake": logging.WARNING,
+    "cbmon.delivery.leader": logging.WARNING,
+    "cbmon.ingest.wake": logging.WARNING,
 }
 
 
@@ -477,7 +478,7 @@ class Demo:
             resolved=counts.resolved,
             firing=counts.firing,
             window=self.window,
-            thresholds=service.config.thresholds,
+            baseline=service.config.baseline,
         )
 
     def _loop(self, service: Service, alerts: AlertReceiver) -> None:

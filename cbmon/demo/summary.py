@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 
 from cbmon import present
-from cbmon.config import Config, Thresholds
+from cbmon.config import Config
 from cbmon.demo.receivers import AlertCounts
 from cbmon.report import build_report
 from cbmon.report.model import Report, Row
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest
+from cbmon.slo.objectives import Baseline
 
 
 def fetch(config: Config, seconds: float) -> Report:
@@ -22,14 +23,14 @@ def fetch(config: Config, seconds: float) -> Report:
     )
 
 
-def _row(row: Row, thresholds: Thresholds) -> list[str]:
+def _row(row: Row, baseline: Baseline) -> list[str]:
     f = row.figures
     return [
         row.event_type or "(all)",
         str(f.attempts),
         str(f.failures),
-        present.success_rate(f.success_rate, thresholds),
-        present.avg_ms(row.avg_ms, thresholds),
+        present.success_rate(f.success_rate, baseline),
+        present.avg_ms(row.avg_ms, baseline),
         present.number(row.latency.p95_ms),
         present.level_word(row.verdicts.success_rate),
         present.level_word(row.verdicts.avg_latency),
@@ -40,7 +41,7 @@ _HEADERS = ("event type", "calls", "failures", "success", "avg ms", "p95 ms", "r
 
 
 def render(report: Report, alerts: AlertCounts, schema: str) -> list[str]:
-    t = report.thresholds
+    t = report.baseline
     rows = [_row(report.overall, t), *(_row(row, t) for row in report.event_types)]
     lines = [
         f"Summary (cbmon report over the run, schema {schema}):",

@@ -12,15 +12,15 @@ import math
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
 from cbmon import present
-from cbmon.config import Thresholds
 from cbmon.demo.receivers import AlertEvent
 from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.slo.judge import OVERALL, Indicator
+from cbmon.slo.objectives import DEFAULT, Baseline
 
 _ALL = "(all)"
 _EVENT_TYPE_WIDTH = 20  # longer event types are cut in the panel; the summary has them whole
@@ -42,7 +42,7 @@ class Snapshot:
     resolved: int
     firing: Sequence[str]  # "alertname/severity" of the alerts firing now
     window: float = 30.0  # seconds the indicators are judged over
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    baseline: Baseline = DEFAULT
 
 
 def clock(seconds: float) -> str:
@@ -64,16 +64,16 @@ def _value(indicator: Indicator | None) -> float | None:
 class _Words:
     """How values look in this view: boundary-honest numbers, states coloured or not."""
 
-    def __init__(self, thresholds: Thresholds, colour: bool) -> None:
-        self.thresholds = thresholds
+    def __init__(self, baseline: Baseline, colour: bool) -> None:
+        self.baseline = baseline
         self.colour = colour
 
     def rate(self, indicator: Indicator | None) -> str:
-        return present.success_rate(_value(indicator), self.thresholds)
+        return present.success_rate(_value(indicator), self.baseline)
 
     # Milliseconds written tight ("212ms"): the panel's columns and the log line are narrow.
     def avg(self, indicator: Indicator | None) -> str:
-        return present.avg_latency(_value(indicator), self.thresholds).replace(" ", "")
+        return present.avg_latency(_value(indicator), self.baseline).replace(" ", "")
 
     def millis(self, indicator: Indicator | None) -> str:
         return present.millis(_value(indicator)).replace(" ", "")
@@ -104,7 +104,7 @@ def _totals(snapshot: Snapshot, event_type: str) -> tuple[int, int]:
 
 def status_line(snapshot: Snapshot) -> str:
     """One line for logs and pipes: the overall indicators and the alert counts."""
-    ind, words = snapshot.indicators, _Words(snapshot.thresholds, colour=False)
+    ind, words = snapshot.indicators, _Words(snapshot.baseline, colour=False)
     rate, avg = _find(ind, "success_rate", OVERALL), _find(ind, "avg_latency", OVERALL)
     p95, backlog = _find(ind, "p95_latency", OVERALL), _find(ind, "backlog", OVERALL)
     attempts, failures = _totals(snapshot, OVERALL)
@@ -128,7 +128,7 @@ def panel(
 ) -> list[str]:
     """The terminal panel: one row per event type, then the queue and the alerts; no line is
     wider than ``width`` columns (cut with an ellipsis, or wrapped between words)."""
-    ind, words = snapshot.indicators, _Words(snapshot.thresholds, colour)
+    ind, words = snapshot.indicators, _Words(snapshot.baseline, colour)
     rows = []
     for event_type in ["", *sorted(t for t in snapshot.calls if t)]:
         rate = _find(ind, "success_rate", event_type)

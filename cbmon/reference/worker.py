@@ -30,11 +30,11 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
-from cbmon import signing
 from cbmon.db import sqlfiles
 from cbmon.db.connect import connect, first_line
 from cbmon.db.driver import Driver
-from cbmon.delivery import backoff, post_signed
+from cbmon.delivery import signing
+from cbmon.delivery.post import backoff, post_signed
 from cbmon.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)

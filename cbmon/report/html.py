@@ -28,6 +28,8 @@ from cbmon.report.text import (
     thresholds_line,
     when,
 )
+from cbmon.slo import wording
+from cbmon.slo.objectives import AVG_LATENCY, SUCCESS_RATE, Baseline, Limits
 
 _HEADERS = (
     "event type",
@@ -137,7 +139,9 @@ def charts(report: Report) -> list[str]:
     by = report.period.by or 3600.0
     axis = svg.Axis([t.to_pydatetime() for t in frame["bucket"]], by)
     per = step_name(by)
-    t = report.thresholds
+    baseline = report.baseline
+    rate_limits = _limits(baseline, SUCCESS_RATE.slo)
+    latency_limits = _limits(baseline, AVG_LATENCY.slo)
     rate = svg.chart(
         f"Success rate per {per} (all event types)",
         axis,
@@ -145,14 +149,14 @@ def charts(report: Report) -> list[str]:
         [
             svg.Threshold(
                 "normal",
-                f"ok > {t.success_rate.normal:.2%}",
-                t.success_rate.normal * 100,
+                wording.bound(SUCCESS_RATE, rate_limits, "normal"),
+                rate_limits.normal * 100,
                 present.HTML_COLOURS[Level.WARNING],
             ),
             svg.Threshold(
                 "alert",
-                f"critical < {t.success_rate.alert:.2%}",
-                t.success_rate.alert * 100,
+                wording.bound(SUCCESS_RATE, rate_limits, "alert"),
+                (rate_limits.alert or 0.0) * 100,
                 present.HTML_COLOURS[Level.CRITICAL],
             ),
         ],
@@ -171,20 +175,20 @@ def charts(report: Report) -> list[str]:
         [
             svg.Threshold(
                 "normal",
-                f"avg ok < {t.avg_latency.normal * 1000:g} ms",
-                t.avg_latency.normal * 1000,
+                "avg " + wording.bound(AVG_LATENCY, latency_limits, "normal"),
+                latency_limits.normal * 1000,
                 present.HTML_COLOURS[Level.WARNING],
             ),
             svg.Threshold(
                 "slow",
-                f"slow > {t.slow_callback * 1000:g} ms",
-                t.slow_callback * 1000,
+                f"slow > {present.millis(baseline.slow_callback)}",
+                baseline.slow_callback * 1000,
                 present.HTML_COLOURS[Level.UNKNOWN],
             ),
             svg.Threshold(
                 "alert",
-                f"avg critical > {t.avg_latency.alert * 1000:g} ms",
-                t.avg_latency.alert * 1000,
+                "avg " + wording.bound(AVG_LATENCY, latency_limits, "alert"),
+                (latency_limits.alert or 0.0) * 1000,
                 present.HTML_COLOURS[Level.CRITICAL],
             ),
         ],
@@ -211,9 +215,13 @@ def charts(report: Report) -> list[str]:
     return [rate, latency, calls, problems]
 
 
+def _limits(baseline: Baseline, slo: str) -> Limits:
+    return baseline.limit(slo) or Limits(0.0)
+
+
 def render_html(report: Report) -> str:
     verdict = report.verdict
-    slow = f"{report.thresholds.slow_callback * 1000:g}"
+    slow = f"{report.baseline.slow_callback * 1000:g}"
     headers = [h.format(slow=slow) for h in _HEADERS]
     colour = present.HTML_COLOURS[verdict]
     parts: list[Any] = [

@@ -12,6 +12,7 @@ from typing import Any
 
 from cbmon.report.model import Bucket, Period, Previous, Report, Row
 from cbmon.report.period import step_name
+from cbmon.slo.objectives import Limits
 
 FORMAT_VERSION = 1
 
@@ -63,7 +64,10 @@ def _span(period: Period) -> dict[str, Any]:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    thresholds = report.thresholds
+    baseline = report.baseline
+    rate, latency, backlog = (
+        baseline.limit(slo) or Limits(0.0) for slo in ("success_rate", "avg_latency", "backlog")
+    )
     period = report.period
     overall = row_dict(report.overall)
     # The backlog belongs to the whole queue, so the overall row carries its verdict too.
@@ -97,17 +101,17 @@ def to_dict(report: Report) -> dict[str, Any]:
         "series": None if report.series is None else [_bucket(b) for b in report.series],
         "previous": _previous(report.previous),
         "thresholds": {
-            "success_rate": {
-                "normal": thresholds.success_rate.normal,
-                "alert": thresholds.success_rate.alert,
-            },
+            "success_rate": {"normal": rate.normal, "alert": rate.alert},
             "avg_latency_ms": {
-                "normal": round(thresholds.avg_latency.normal * 1000, 6),
-                "alert": round(thresholds.avg_latency.alert * 1000, 6),
+                "normal": round(latency.normal * 1000, 6),
+                "alert": None if latency.alert is None else round(latency.alert * 1000, 6),
             },
-            "backlog": {"normal": thresholds.backlog.normal, "alert": thresholds.backlog.alert},
-            "slow_callback_ms": round(thresholds.slow_callback * 1000, 6),
-            "min_events": report.min_events,
+            "backlog": {
+                "normal": int(backlog.normal),
+                "alert": None if backlog.alert is None else int(backlog.alert),
+            },
+            "slow_callback_ms": round(baseline.slow_callback * 1000, 6),
+            "min_events": baseline.min_events,
         },
     }
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cbmon.config import Thresholds
 from cbmon.domain import Figures, Level
-from cbmon.slo.judge import Verdicts, judge_backlog
+from cbmon.slo.judge import Verdicts, judge_slo
+from cbmon.slo.objectives import BACKLOG, Baseline
 
 INDICATORS = ("success_rate", "avg_latency")
 
@@ -56,9 +56,9 @@ class Queue:
 
     @staticmethod
     def judged(
-        backlog: int, oldest_age_seconds: float, thresholds: Thresholds, current: bool = True
+        backlog: int, oldest_age_seconds: float, baseline: Baseline, current: bool = True
     ) -> Queue:
-        verdict = judge_backlog(backlog, thresholds) if current else Level.UNKNOWN
+        verdict = judge_slo(BACKLOG.slo, float(backlog), baseline) if current else Level.UNKNOWN
         return Queue(backlog, oldest_age_seconds, verdict, current)
 
 
@@ -115,8 +115,7 @@ class Report:
     queue: Queue
     top_errors: tuple[TopError, ...]
     series: tuple[Bucket, ...] | None
-    thresholds: Thresholds
-    min_events: int
+    baseline: Baseline
     generated_at: datetime
     previous: Previous | None = None
 

@@ -175,7 +175,7 @@ def _rows(
     """Join attempts and errors by event type; an event type with only errors has 0 calls."""
     by_key: dict[str | None, DbRow] = {_key(row): row for row in summary}
     error_counts = {_key(row): int(row["errors"]) for row in errors}
-    thresholds, min_events = config.thresholds, config.file.slo.min_events
+    baseline = config.baseline
 
     def make(key: str | None) -> Row:
         counted = by_key.get(key)
@@ -184,7 +184,7 @@ def _rows(
             figures, latency = Figures(errors=found), Latency()
         else:
             figures, latency = _figures(counted, found), _latency(counted)
-        return Row(key, figures, latency, judge(figures, thresholds, min_events))
+        return Row(key, figures, latency, judge(figures, baseline))
 
     keys = sorted({key for key in (*by_key, *error_counts) if key is not None})
     return make(None), tuple(make(key) for key in keys)
@@ -337,7 +337,7 @@ def read_report(
         )
     except psycopg.Error as exc:
         raise DatabaseError(f"{reader.source.logs_name}: {first_line(exc)}") from None
-    thresholds = config.thresholds
+    baseline = config.baseline
     return Report(
         period=Period(start, end, request.event_types, by),
         overall=overall,
@@ -345,7 +345,7 @@ def read_report(
         queue=Queue.judged(
             int(raw.queue["backlog"]),
             float(raw.queue["oldest_age_seconds"]),
-            thresholds,
+            baseline,
             current=end >= now,  # a report ending before now does not judge today's queue
         ),
         top_errors=tuple(
@@ -360,8 +360,7 @@ def read_report(
             for row in raw.top
         ),
         series=None if raw.series is None else _series(*raw.series, config),
-        thresholds=thresholds,
-        min_events=config.file.slo.min_events,
+        baseline=baseline,
         generated_at=_utc(now),
         previous=before,
     )

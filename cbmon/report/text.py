@@ -9,12 +9,13 @@ from typing import Any
 import pandas as pd
 
 from cbmon import present
-from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.report.frame import series_frame, summary_frame
 from cbmon.report.model import Report, Row
 from cbmon.report.period import step_name
+from cbmon.slo import wording
+from cbmon.slo.objectives import Baseline
 
 OVERALL = "(all)"
 EMPTY_NOTE = "No callback attempts and no errors were recorded in this period."
@@ -55,9 +56,9 @@ def percent(value: Any, digits: int = 3) -> str:
     return present.percent(_number(value), digits)
 
 
-def success(value: Any, thresholds: Thresholds) -> str:
+def success(value: Any, baseline: Baseline) -> str:
     """A frame's success rate, never seeming to sit on a limit it is not on."""
-    return present.success_rate(_number(value), thresholds, digits=3)
+    return present.success_rate(_number(value), baseline, digits=3)
 
 
 def millis(value: Any) -> str:
@@ -65,9 +66,9 @@ def millis(value: Any) -> str:
     return present.number(_number(value))
 
 
-def avg_ms(value: Any, thresholds: Thresholds) -> str:
+def avg_ms(value: Any, baseline: Baseline) -> str:
     """A frame's average latency in milliseconds, honest about the limits."""
-    return present.avg_ms(_number(value), thresholds)
+    return present.avg_ms(_number(value), baseline)
 
 
 def _word(label: str, unknown: str = present.MISSING) -> str:
@@ -87,7 +88,7 @@ def summary_rows(report: Report, unknown: str = present.MISSING) -> list[list[st
     """One row of text per event type, the overall row first; ``unknown`` is the word for a
     figure too thin to judge."""
     frame = summary_frame(report)
-    t = report.thresholds
+    t = report.baseline
     rows = []
     for record in frame.to_dict("records"):
         rows.append(
@@ -104,7 +105,7 @@ def summary_rows(report: Report, unknown: str = present.MISSING) -> list[list[st
     return rows
 
 
-def _figure_cells(record: dict[Any, Any], t: Thresholds) -> list[str]:
+def _figure_cells(record: dict[Any, Any], t: Baseline) -> list[str]:
     """Calls, failures, success rate, average and percentiles, as every table prints them."""
     return [
         str(record["calls"]),
@@ -119,7 +120,7 @@ def _figure_cells(record: dict[Any, Any], t: Thresholds) -> list[str]:
 
 def series_rows(report: Report) -> list[list[str]]:
     frame = series_frame(report, overall_only=True)
-    t = report.thresholds
+    t = report.baseline
     return [
         [
             when(record["bucket"].to_pydatetime()),
@@ -154,15 +155,7 @@ def queue_line(report: Report) -> str:
 def thresholds_line(report: Report, unknown: str = f"not judged ({present.MISSING})") -> str:
     """The baseline in one line; ``unknown`` names a figure too thin to judge as the table
     above it does."""
-    t = report.thresholds
-    return (
-        f"Baseline: success ok > {t.success_rate.normal:.2%}, "
-        f"critical < {t.success_rate.alert:.2%}; "
-        f"avg latency ok < {t.avg_latency.normal * 1000:g} ms, critical > "
-        f"{t.avg_latency.alert * 1000:g} ms; backlog ok < {t.backlog.normal}, critical > "
-        f"{t.backlog.alert}; slow = above {t.slow_callback * 1000:g} ms; "
-        f"fewer than {report.min_events} events: {unknown}"
-    )
+    return wording.baseline_line(report.baseline, unknown)
 
 
 COMPARE_HEADERS = (
@@ -193,7 +186,7 @@ def compare_rows(report: Report) -> list[list[str]]:
     """Each event type of either period: its figures now and in the period before."""
     previous = report.previous
     assert previous is not None
-    t = report.thresholds
+    t = report.baseline
     now = {row.event_type: row for row in (report.overall, *report.event_types)}
     names = sorted({row.event_type or "" for row in (*report.event_types, *previous.event_types)})
     rows = []

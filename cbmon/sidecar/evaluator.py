@@ -11,11 +11,13 @@ from typing import Any
 from cbmon.clock import Clock, SystemClock
 from cbmon.config import Config
 from cbmon.domain import PollResult
-from cbmon.sidecar.store import LabeledPoll
-from cbmon.sidecar.trend import Trend
-from cbmon.sidecar.window import Window
-from cbmon.slo.alerts import Alert, AlertTracker, Notification
+from cbmon.ingest.store import LabeledPoll
+from cbmon.ingest.window import Window
+from cbmon.slo import saved
 from cbmon.slo.judge import Indicator, evaluate, traffic
+from cbmon.slo.notification import Alert, Notification
+from cbmon.slo.tracker import AlertTracker
+from cbmon.slo.trend import Trend
 
 
 class Evaluator:
@@ -23,7 +25,7 @@ class Evaluator:
         slo = config.file.slo
         self.config = config
         self.window = Window(slo.window)
-        self.tracker = AlertTracker(config.thresholds, 0.0, 0.0, slo.window)
+        self.tracker = AlertTracker(config.baseline, config.file.alerting.repeat_interval)
         self.trend = Trend(slo.window)
         self.reconfigure(config)
         self._clock = clock or SystemClock()
@@ -38,13 +40,9 @@ class Evaluator:
         pending or firing carry on under the new thresholds, ``for`` and window."""
         slo = config.file.slo
         self.config = config
-        tracker = self.tracker
-        tracker.thresholds = config.thresholds
-        tracker.for_ = slo.for_
-        tracker.repeat_interval = config.file.alerting.repeat_interval
-        tracker.window = tracker.no_data_resolve = slo.window
-        tracker.min_events = slo.min_events
-        tracker.traffic_absent_after = slo.traffic_absent_after
+        self.baseline = config.baseline
+        self.tracker.baseline = self.baseline
+        self.tracker.repeat_interval = config.file.alerting.repeat_interval
         self.window.resize(slo.window)
         self.trend.resize(slo.window)
 
@@ -70,11 +68,11 @@ class Evaluator:
 
     def evaluate(self, backlog: int, now: float, wall: float | None = None) -> list[Notification]:
         overall, per_type = self.window.totals(now)
-        slo = self.config.file.slo
-        indicators = evaluate(overall, per_type, backlog, self.config.thresholds, slo.min_events)
-        if slo.traffic_absent_after > 0:
+        baseline = self.baseline
+        indicators = evaluate(overall, per_type, backlog, baseline)
+        if baseline.traffic_absent_after > 0:
             idle = now - (now if self._last_attempt is None else self._last_attempt)
-            indicators.append(traffic(max(0.0, idle), slo.traffic_absent_after))
+            indicators.append(traffic(max(0.0, idle), baseline))
         notes = self.tracker.update(indicators, now, wall)
         self.trend.record(now, indicators)
         with self._lock:
@@ -95,11 +93,11 @@ class Evaluator:
     # -- surviving a restart -----------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
         """The alert tracks, their times on the wall clock."""
-        return self.tracker.snapshot()
+        return saved.snapshot(self.tracker)
 
     def restore(self, tracks: Iterable[dict[str, Any]]) -> int:
         """Tracks a :meth:`snapshot` saved; how many alerts fire again."""
-        return self.tracker.restore(tracks, self._clock.wall() - self._clock.monotonic())
+        return saved.restore(self.tracker, tracks, self._clock.wall() - self._clock.monotonic())
 
     def indicators(self) -> list[Indicator]:
         with self._lock:

@@ -27,36 +27,37 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from cbmon import secrets, signing
-from cbmon.alerting import statefile
-from cbmon.alerting.alertmanager import AlertmanagerSender
-from cbmon.alerting.dispatcher import Dispatcher
-from cbmon.alerting.leader import Leadership
-from cbmon.alerting.statefile import StateFile
+from cbmon import secrets
 from cbmon.clock import SystemClock
-from cbmon.config import Config, parse_listen
+from cbmon.config import Config, parse_listen, secrets_of
 from cbmon.db.connect import Deadline, connect, describe, first_line, sever
-from cbmon.delivery import backoff
+from cbmon.delivery import signing, statefile
+from cbmon.delivery.alertmanager import AlertmanagerSender
+from cbmon.delivery.dispatcher import Dispatcher
+from cbmon.delivery.leader import Leadership
+from cbmon.delivery.post import backoff
+from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar import status, webconfig
-from cbmon.sidecar.collector import (
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
+from cbmon.ingest.wake import CHANNEL, Listener, Pacer
+from cbmon.sidecar.evaluator import Evaluator
+from cbmon.sidecar.reload import ReloadStatus, plan
+from cbmon.slo.notification import Notification
+from cbmon.slo.tracker import Transition
+from cbmon.web import status, webconfig
+from cbmon.web.collector import (
     CallbackCollector,
     DeliveryCollector,
     EvaluatorCollector,
     QueueAgeCollector,
     ReloadCollector,
 )
-from cbmon.sidecar.evaluator import Evaluator
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.pages import StatusPages
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.reload import ReloadStatus, plan
-from cbmon.sidecar.server import MetricsServer
-from cbmon.sidecar.store import Store
-from cbmon.sidecar.wake import CHANNEL, Listener, Pacer
-from cbmon.slo.alerts import Notification, Transition
+from cbmon.web.exposition import Exposition
+from cbmon.web.pages import StatusPages
+from cbmon.web.server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Service:
     ) -> None:
         """``reload_from`` loads the configuration again, as it was loaded at start (the
         same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``."""
+        secrets.learn(secrets_of(config))  # masked in every line from here on
         self.config = config
         self.dsn = config.require_dsn()
         if config.webhook_secret is not None:
@@ -454,6 +456,7 @@ class Service:
                     "configuration not reloaded (%s); the running one is kept: %s", source, said
                 )
                 return False, said
+            secrets.learn(secrets_of(loaded))  # a rotated secret is masked before it is used
             outcome = plan(self._latest, loaded)
             if outcome.changed:
                 self._latest = self._pending = outcome.config

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cbmon.alerting.leader import lock_key, split_key
+from cbmon.delivery.leader import lock_key, split_key
 from tests.conftest import PgSchema
 from tests.support.processes import (
     CBMON,

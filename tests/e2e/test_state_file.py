@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cbmon.alerting.statefile import parse
+from cbmon.delivery.statefile import parse
 from tests.conftest import PgSchema
 from tests.support.attempts import insert
 from tests.support.processes import answers, free_port, running, serve_command, wait_for

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cbmon.config import Thresholds
 from cbmon.domain import Level
-from cbmon.slo.judge import judge_avg_latency, judge_backlog, judge_success_rate
+from cbmon.slo.judge import judge_slo
+from cbmon.slo.objectives import DEFAULT
 from tests.conftest import require_binary
 from tests.support.promstack import DASHBOARDS, DATASOURCE, expand, load_dashboard, panels, targets
 
@@ -231,23 +231,22 @@ def _steps(panel: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("title", "judge", "values"),
+    ("title", "slo", "values"),
     [
-        ("Success rate", judge_success_rate, [0.98, 0.989999, 0.99, 0.993, 0.995, 0.99501, 1.0]),
-        ("Average latency", judge_avg_latency, [0.0, 0.149999, 0.15, 0.3, 0.5, 0.500001, 2.0]),
-        ("Queue backlog", judge_backlog, [0, 999, 1000, 3000, 5000, 5001, 10**6]),
+        ("Success rate", "success_rate", [0.98, 0.989999, 0.99, 0.993, 0.995, 0.99501, 1.0]),
+        ("Average latency", "avg_latency", [0.0, 0.149999, 0.15, 0.3, 0.5, 0.500001, 2.0]),
+        ("Queue backlog", "backlog", [0, 999, 1000, 3000, 5000, 5001, 10**6]),
     ],
 )
 def test_stat_colours_agree_with_cbmons_judgement(
-    title: str, judge: Any, values: list[float]
+    title: str, slo: str, values: list[float]
 ) -> None:
-    thresholds = Thresholds()
     for path in DASHBOARDS:
         for panel in panels(load_dashboard(path)):
             if panel["type"] != "stat" or panel["title"] != title:
                 continue
             for value in values:
-                assert _colour(_steps(panel), value) == COLOURS[judge(value, thresholds)], (
+                assert _colour(_steps(panel), value) == COLOURS[judge_slo(slo, value, DEFAULT)], (
                     path.name,
                     title,
                     value,

@@ -8,7 +8,7 @@ import threading
 
 import requests
 
-from cbmon import signing
+from cbmon.delivery import signing
 from cbmon.demo.receivers import AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import Phase
 

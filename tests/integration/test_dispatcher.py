@@ -1,4 +1,4 @@
-"""Alert delivery (:mod:`cbmon.alerting.dispatcher`) against real HTTP receivers on 127.0.0.1.
+"""Alert delivery (:mod:`cbmon.delivery.dispatcher`) against real HTTP receivers on 127.0.0.1.
 
 Outboxes send from threads of their own: the tests wait for what a receiver gets and assert
 the order of events, never how many seconds something took.
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.alerting.dispatcher import Message, Outbox
-from cbmon.signing import new_secret
+from cbmon.delivery.dispatcher import Message, Outbox
+from cbmon.delivery.signing import new_secret
 from tests.support.processes import wait_for
 from tests.support.receiver import Reply, receiver
 

@@ -35,9 +35,9 @@ import pytest
 import yaml
 from psycopg import conninfo
 
-from cbmon import signing
 from cbmon.config import load_config
 from cbmon.db.embedded import EmbeddedPostgres
+from cbmon.delivery import signing
 from cbmon.reference import mechanism, schema
 from tests.conftest import require_binary
 from tests.support.processes import answers, free_port, wait_for

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from cbmon.config import Config
 from cbmon.db.connect import connect
-from cbmon.sidecar.collector import CallbackCollector
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
+from cbmon.web.collector import CallbackCollector
 from tests.conftest import Replicated
 from tests.integration.test_reader_randomized import run
 from tests.support.counting import INSERT, assert_matches, max_id, poll_into, truth

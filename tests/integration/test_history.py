@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 from cbmon.config import load_config
 from cbmon.db.connect import connect
 from cbmon.domain import Figures
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from cbmon.reference import schema
-from cbmon.sidecar.collector import CallbackCollector
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.web.collector import CallbackCollector
 from tests.conftest import PgSchema
 from tests.support.cluster import Cluster
 from tests.support.counting import assert_matches, max_id, poll_into, truth

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from cbmon import signing
+from cbmon.delivery import signing
 from cbmon.reference import mechanism, schema
 from tests.conftest import PgSchema
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from cbmon.domain import BUCKETS
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from tests.conftest import PgSchema
 from tests.support.counting import (
     INSERT,

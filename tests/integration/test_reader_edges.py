@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry
 
 from cbmon.check import run_check
 from cbmon.domain import Level
-from cbmon.sidecar.collector import CallbackCollector
-from cbmon.sidecar.poller import Poller
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from cbmon.sidecar.service import Service
-from cbmon.sidecar.store import Store
+from cbmon.web.collector import CallbackCollector
 from tests.conftest import PgSchema
 from tests.support.counting import INSERT, assert_matches, max_id, poll_into, truth
 

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from tests.conftest import PgSchema
 from tests.support.counting import assert_matches, max_id, poll_into, poll_until_no_gaps, truth
 

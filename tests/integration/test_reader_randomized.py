@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from cbmon.config import Config
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from tests.conftest import PgSchema
 from tests.support.counting import (
     INSERT,

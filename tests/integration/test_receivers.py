@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cbmon.alerting.dispatcher import Message, Outbox
-from cbmon.delivery import Attempt, post_signed
-from cbmon.exchange import MAX_ANSWER, TRUST_HINT
+from cbmon.delivery.dispatcher import Message, Outbox
+from cbmon.delivery.exchange import MAX_ANSWER, TRUST_HINT
+from cbmon.delivery.post import Attempt, post_signed
 from tests.conftest import require_binary
 from tests.support.hostile import (
     DRIP_BODY,

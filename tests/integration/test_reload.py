@@ -43,7 +43,7 @@ def test_a_reload_while_the_database_is_away_applies_before_the_next_try(pg: PgS
             ok, said = service.reload("test")
             assert (ok, said) == (True, "slo.for changed; applied at the next poll")
             wait_for(lambda: service.config.file.slo.for_ == 0)
-            assert service.evaluator.tracker.for_ == 0
+            assert service.evaluator.tracker.baseline.for_ == 0
             wait_for_scrape(metrics, lambda m: m["cbmon_polls_total"] >= 2)  # tried at once
 
 

@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.server import MetricsServer
+from cbmon.web.exposition import Exposition
+from cbmon.web.server import MetricsServer
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import requests
 from standardwebhooks import Webhook
 
 from cbmon.config import Config
+from cbmon.delivery.signing import new_secret
 from cbmon.errors import ConfigError
 from cbmon.sidecar.service import Service
-from cbmon.signing import new_secret
 from tests.conftest import PgSchema, require_binary
 from tests.support.forward import forwarder
 from tests.support.processes import (

@@ -12,9 +12,9 @@ import pytest
 from psycopg import conninfo, sql
 
 from cbmon.db.connect import connect, link_of
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from cbmon.reference import schema
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
 from tests.conftest import Replicated
 from tests.support.cluster import Pgbouncer
 from tests.support.counting import INSERT, assert_matches, max_id, poll_into, truth

@@ -112,7 +112,7 @@ def test_the_listener_comes_back_after_its_session_is_ended(pg: PgSchema) -> Non
 def test_without_the_trigger_it_says_so_and_polls_on_the_interval(
     pg: PgSchema, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"), running(pg) as service:
+    with caplog.at_level(logging.INFO, logger="cbmon.ingest.wake"), running(pg) as service:
         polls = idle(service)
         assert service.status().database.wake == "no_trigger"
         breach(pg)
@@ -180,7 +180,7 @@ def test_where_no_notification_can_arrive_it_says_so_and_polls_on_the_interval(
     pg = replicated.pg
     dsn = replicated.standby_dsn() if where == "standby" else poolers["transaction"].dsn()
     config = pg.config(dsn=dsn, listen="127.0.0.1:0", poll_interval="1s")
-    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"), serving(config) as service:
+    with caplog.at_level(logging.INFO, logger="cbmon.ingest.wake"), serving(config) as service:
         wait_for(lambda: service.status().database.wake == "poll", timeout=30)
     said = [r.getMessage() for r in caplog.records if "poll interval" in r.getMessage()]
     assert len(said) == 1

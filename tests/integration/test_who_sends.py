@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from cbmon.alerting.leader import Leadership, lock_key
+from cbmon.delivery.leader import Leadership, lock_key
 from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema, Replicated
 from tests.support.cluster import Pgbouncer

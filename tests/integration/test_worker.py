@@ -16,7 +16,7 @@ from psycopg import sql
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from cbmon import signing
+from cbmon.delivery import signing
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from cbmon.domain import BUCKETS
-from cbmon.sidecar.poller import Poller
-from cbmon.sidecar.store import Store
+from cbmon.ingest.poller import Poller
+from cbmon.ingest.store import Store
 from tests.conftest import PgSchema
 
 INSERT = "INSERT INTO callback_logs (event_type, status, execution_time) VALUES (%s, %s, %s)"

@@ -24,8 +24,8 @@ from cbmon.cli import cli
 from cbmon.config import load_config
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Worker, WorkerOptions
-from cbmon.sidecar.collector import CallbackCollector
 from cbmon.sidecar.service import Service
+from cbmon.web.collector import CallbackCollector
 from tests.support.receiver import Receiver
 
 SCHEMA = "app"

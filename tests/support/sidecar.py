@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot
-from cbmon.sidecar.store import LabeledPoll, Store
+from cbmon.ingest.store import LabeledPoll, Store
 
 DB_NOW = 1_700_000_000.0  # the database's clock at a poll, unless a test says otherwise
 

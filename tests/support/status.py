@@ -1,5 +1,5 @@
 """Status snapshots made the way ``cbmon serve`` makes them, in process: polls fed by hand into
-a store and an evaluator on a clock the test moves, then :func:`cbmon.sidecar.status.build`."""
+a store and an evaluator on a clock the test moves, then :func:`cbmon.web.status.build`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from cbmon.config import Config, load_config
 from cbmon.domain import Figures
-from cbmon.sidecar import status
+from cbmon.ingest.store import Store
 from cbmon.sidecar.evaluator import Evaluator
-from cbmon.sidecar.store import Store
+from cbmon.web import status
 from tests.support.sidecar import ManualClock, feed, poll_result
 
 NO_WEBHOOKS = status.LeaderStatus(

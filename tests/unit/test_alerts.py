@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from cbmon.config import load_config
 from cbmon.domain import Level
-from cbmon.slo.alerts import AlertTracker
-from cbmon.slo.judge import Indicator, judge_success_rate
+from cbmon.slo.judge import Indicator, judge_slo
+from cbmon.slo.objectives import DEFAULT
+from cbmon.slo.tracker import AlertTracker
+from tests.support.baselines import baseline
 
-T = load_config(environ={}).thresholds
+T = DEFAULT
 
 
 def indicator(rate: float, event_type: str = "pay") -> list[Indicator]:
-    state = judge_success_rate(rate, T)
+    state = judge_slo("success_rate", rate, T)
     return [Indicator("success_rate", event_type, rate, state, 1000)]
 
 
 def test_for_holds_a_state_before_it_fires_then_resolves_and_repeats() -> None:
-    tracker = AlertTracker(T, for_=60, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=60, window=300), repeat_interval=600)
     assert tracker.update(indicator(0.98), now=0) == []
     assert tracker.update(indicator(0.98), now=59) == []
     fired = tracker.update(indicator(0.98), now=60)
@@ -36,20 +37,20 @@ def test_for_holds_a_state_before_it_fires_then_resolves_and_repeats() -> None:
 
 
 def test_for_zero_fires_at_the_first_evaluation() -> None:
-    tracker = AlertTracker(T, for_=0, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=0, window=300), repeat_interval=600)
     notes = tracker.update(indicator(0.993), now=0)
     assert [(a.status, a.severity) for a in notes[0].alerts] == [("firing", "warning")]
 
 
 def test_a_short_blip_does_not_fire() -> None:
-    tracker = AlertTracker(T, for_=60, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=60, window=300), repeat_interval=600)
     assert tracker.update(indicator(0.98), now=0) == []
     assert tracker.update(indicator(0.999), now=30) == []
     assert tracker.update(indicator(0.98), now=70) == []
 
 
 def test_escalation_resolves_the_warning_and_fires_critical() -> None:
-    tracker = AlertTracker(T, for_=0, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=0, window=300), repeat_interval=600)
     tracker.update(indicator(0.993), now=0)
     notes = tracker.update(indicator(0.95), now=10)
     assert [(a.status, a.severity) for a in notes[0].alerts] == [
@@ -60,7 +61,7 @@ def test_escalation_resolves_the_warning_and_fires_critical() -> None:
 
 
 def test_unknown_changes_nothing() -> None:
-    tracker = AlertTracker(T, for_=0, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=0, window=300), repeat_interval=600)
     tracker.update(indicator(0.95), now=0)
     unknown = [Indicator("success_rate", "pay", None, Level.UNKNOWN, 2)]
     assert tracker.update(unknown, now=10) == []

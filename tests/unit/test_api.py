@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cbmon.sidecar import api
+from cbmon.web import api
 from tests.support.sidecar import callbacks
 from tests.support.status import Pipeline
 

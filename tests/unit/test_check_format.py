@@ -8,17 +8,11 @@ import re
 import pytest
 
 from cbmon.check import CheckResult, format_value, to_nagios, to_table
-from cbmon.config import Thresholds
 from cbmon.domain import Level
-from cbmon.slo.judge import (
-    OVERALL,
-    Indicator,
-    judge_avg_latency,
-    judge_backlog,
-    judge_success_rate,
-)
+from cbmon.slo.judge import OVERALL, Indicator, judge_slo
+from cbmon.slo.objectives import DEFAULT
 
-THRESHOLDS = Thresholds()
+THRESHOLDS = DEFAULT
 # 'label'=value[UOM];[warn];[crit];[min];[max], as the Nagios plugin guidelines write it
 PERFDATUM = re.compile(
     r"'(?P<label>[^'=]+)'=(?P<value>U|-?[0-9.]+)(?P<uom>%|ms|s|us|B|KB|MB|TB|c)?"
@@ -114,13 +108,8 @@ def test_the_thresholds_in_the_perfdata_say_exactly_what_cbmon_judges(
     """At and around each boundary, the ranges alert exactly where the baseline says
     warning or critical (99.5 % itself is a warning; 99 % is not critical)."""
     warn, crit, scale = _ranges(slo)
-    judge = {
-        "success_rate": judge_success_rate,
-        "avg_latency": judge_avg_latency,
-        "backlog": judge_backlog,
-    }[slo]
     for value in values:
-        level = judge(value, THRESHOLDS)
+        level = judge_slo(slo, value, THRESHOLDS)
         shown = value * scale
         assert _alerts(warn, shown) == (level >= Level.WARNING), (value, warn)
         assert _alerts(crit, shown) == (level is Level.CRITICAL), (value, crit)

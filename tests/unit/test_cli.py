@@ -67,7 +67,7 @@ def test_config_check_summarises_a_good_file(cbmon: Cbmon, tmp_path: Path) -> No
     ran = cbmon("config", "check", str(path))
     assert (ran.code, ran.err) == (0, "")
     assert ran.out.splitlines()[0] == f"{path}: ok"
-    assert "  avg latency   ok < 100ms, critical > 1s" in ran.out.splitlines()
+    assert "  avg latency   ok < 100 ms, critical > 1000 ms" in ran.out.splitlines()
     assert "  success rate  ok > 99.50%, critical < 99.00%" in ran.out.splitlines()
 
 

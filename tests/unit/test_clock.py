@@ -11,9 +11,9 @@ import pytest
 from cbmon.clock import SystemClock
 from cbmon.config import load_config
 from cbmon.domain import Figures
+from cbmon.ingest.store import Store
 from cbmon.sidecar.evaluator import Evaluator
-from cbmon.sidecar.store import Store
-from cbmon.slo.alerts import Notification
+from cbmon.slo.notification import Notification
 from tests.support.sidecar import ManualClock, callbacks, feed, poll_result
 
 HOUR = 3600.0

@@ -8,18 +8,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from cbmon import __version__
-from cbmon.alerting.alertmanager import AlertmanagerSender
-from cbmon.alerting.dispatcher import Dispatcher, Message, Outbox
 from cbmon.config import load_config
+from cbmon.delivery.alertmanager import AlertmanagerSender
+from cbmon.delivery.dispatcher import Dispatcher, Message, Outbox
 from cbmon.domain import Assumption, Figures
-from cbmon.sidecar.collector import (
+from cbmon.ingest.store import Store
+from cbmon.sidecar.evaluator import Evaluator
+from cbmon.web.collector import (
     CallbackCollector,
     DeliveryCollector,
     EvaluatorCollector,
     QueueAgeCollector,
 )
-from cbmon.sidecar.evaluator import Evaluator
-from cbmon.sidecar.store import Store
 from tests.support.sidecar import Leadership, ManualClock, callbacks, feed, poll_result
 
 NO_ALERTMANAGER = AlertmanagerSender(

@@ -13,8 +13,8 @@ from email.utils import format_datetime
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.delivery import Attempt, backoff, parse_retry_after, post_signed
-from cbmon.signing import new_secret
+from cbmon.delivery.post import Attempt, backoff, parse_retry_after, post_signed
+from cbmon.delivery.signing import new_secret
 from tests.support.receiver import Receiver, Reply, receiver
 
 NOW = 1_700_000_000.0

@@ -12,18 +12,18 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from cbmon.alerting.alertmanager import AlertmanagerSender
-from cbmon.alerting.dispatcher import Dispatcher, Outbox
 from cbmon.config import load_config
-from cbmon.sidecar.collector import (
+from cbmon.delivery.alertmanager import AlertmanagerSender
+from cbmon.delivery.dispatcher import Dispatcher, Outbox
+from cbmon.ingest.store import Store
+from cbmon.sidecar.evaluator import Evaluator
+from cbmon.web.collector import (
     CallbackCollector,
     DeliveryCollector,
     EvaluatorCollector,
     QueueAgeCollector,
 )
-from cbmon.sidecar.evaluator import Evaluator
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.store import Store
+from cbmon.web.exposition import Exposition
 from tests.conftest import require_binary
 from tests.support.sidecar import Leadership, ManualClock, callbacks, feed, poll_result
 

@@ -14,8 +14,8 @@ from psycopg import sql
 from cbmon.db import dialect, driver, roles
 from cbmon.db.connect import explain
 from cbmon.domain import Assumption, DatabaseInfo
-from cbmon.sidecar.collector import CallbackCollector
-from cbmon.sidecar.store import Store
+from cbmon.ingest.store import Store
+from cbmon.web.collector import CallbackCollector
 from tests.support.sidecar import poll_result
 
 OPENGAUSS_502 = (

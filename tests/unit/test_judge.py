@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cbmon.config import load_config
 from cbmon.domain import BUCKETS, Figures, Level
-from cbmon.slo.judge import (
-    Indicator,
-    evaluate,
-    judge,
-    judge_avg_latency,
-    judge_backlog,
-    judge_success_rate,
-)
+from cbmon.slo.judge import Indicator, evaluate, judge, judge_slo
+from cbmon.slo.objectives import DEFAULT
+from tests.support.baselines import baseline
 
-T = load_config(environ={}).thresholds
+T = DEFAULT
 
 
 def figures(attempts: int, failures: int, seconds: float, observed: int | None = None) -> Figures:
@@ -46,7 +40,7 @@ def figures(attempts: int, failures: int, seconds: float, observed: int | None =
     ],
 )
 def test_success_rate_boundaries(rate: float | None, level: Level) -> None:
-    assert judge_success_rate(rate, T) is level
+    assert judge_slo("success_rate", rate, T) is level
 
 
 @pytest.mark.parametrize(
@@ -61,7 +55,7 @@ def test_success_rate_boundaries(rate: float | None, level: Level) -> None:
     ],
 )
 def test_latency_boundaries(seconds: float, level: Level) -> None:
-    assert judge_avg_latency(seconds, T) is level
+    assert judge_slo("avg_latency", seconds, T) is level
 
 
 @pytest.mark.parametrize(
@@ -70,7 +64,7 @@ def test_latency_boundaries(seconds: float, level: Level) -> None:
      (5001, Level.CRITICAL)],
 )  # fmt: skip
 def test_backlog_boundaries(items: int, level: Level) -> None:
-    assert judge_backlog(items, T) is level
+    assert judge_slo("backlog", items, T) is level
 
 
 def levels(indicators: list[Indicator]) -> dict[tuple[str, str], Level]:
@@ -79,7 +73,7 @@ def levels(indicators: list[Indicator]) -> dict[tuple[str, str], Level]:
 
 def test_exactly_the_boundaries_are_warnings() -> None:
     # 995 of 1000 is exactly 99.5 %: a warning, not ok.
-    got = levels(evaluate(figures(1000, 5, 0.15), {}, 1000, T, min_events=20))
+    got = levels(evaluate(figures(1000, 5, 0.15), {}, 1000, baseline(min_events=20)))
     assert got[("success_rate", "")] is Level.WARNING
     assert got[("avg_latency", "")] is Level.WARNING
     assert got[("backlog", "")] is Level.WARNING
@@ -87,7 +81,7 @@ def test_exactly_the_boundaries_are_warnings() -> None:
 
 def test_too_few_events_are_not_judged() -> None:
     few = figures(3, 1, 2.0)
-    got = levels(evaluate(few, {"a": few}, 0, T, min_events=20))
+    got = levels(evaluate(few, {"a": few}, 0, baseline(min_events=20)))
     assert got[("success_rate", "")] is Level.UNKNOWN
     assert got[("avg_latency", "a")] is Level.UNKNOWN
     assert got[("backlog", "")] is Level.OK  # the queue is always judged
@@ -95,16 +89,16 @@ def test_too_few_events_are_not_judged() -> None:
 
 def test_latency_is_judged_on_observed_durations_not_on_attempts() -> None:
     """100 attempts, only 5 with a duration: the rate is judged, the latency is not."""
-    verdicts = judge(figures(100, 0, 0.9, observed=5), T, min_events=20)
+    verdicts = judge(figures(100, 0, 0.9, observed=5), baseline(min_events=20))
     assert verdicts.success_rate is Level.OK
     assert verdicts.avg_latency is Level.UNKNOWN
-    verdicts = judge(figures(100, 0, 0.9, observed=20), T, min_events=20)
+    verdicts = judge(figures(100, 0, 0.9, observed=20), baseline(min_events=20))
     assert verdicts.avg_latency is Level.CRITICAL
     assert verdicts.worst is Level.CRITICAL
 
 
 def test_extras_are_shown_but_never_judged() -> None:
-    got = evaluate(figures(1000, 0, 0.3), {}, 0, T, min_events=20)
+    got = evaluate(figures(1000, 0, 0.3), {}, 0, baseline(min_events=20))
     extras = {i.slo: i for i in got if i.slo in ("p95_latency", "slow_share")}
     assert extras["p95_latency"].value == pytest.approx(0.295)  # 95 % into (0.2, 0.3]
     assert extras["slow_share"].value == 1.0

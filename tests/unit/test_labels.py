@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cbmon.sidecar.labels import DistinctCounter, EventTypeLabels, shorten
+from cbmon.ingest.labels import DistinctCounter, EventTypeLabels, shorten
 
 
 def test_folded_event_types_are_counted_exactly_past_any_size() -> None:

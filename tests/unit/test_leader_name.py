@@ -3,7 +3,7 @@ application_name (63 bytes of printable ASCII), so the other replicas can say wh
 
 from __future__ import annotations
 
-from cbmon.alerting.leader import application_name
+from cbmon.delivery.leader import application_name
 
 
 def test_the_cluster_and_the_replica_are_in_the_name() -> None:

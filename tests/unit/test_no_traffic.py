@@ -4,18 +4,20 @@ optional CallbackTrafficAbsent rule fires when attempts stop."""
 
 from __future__ import annotations
 
-from cbmon.config import load_config
 from cbmon.domain import Level
-from cbmon.slo.alerts import AlertTracker
-from cbmon.slo.judge import Indicator, judge_success_rate, judge_traffic, traffic
+from cbmon.slo import saved
+from cbmon.slo.judge import Indicator, judge_slo, traffic
+from cbmon.slo.objectives import DEFAULT
+from cbmon.slo.tracker import AlertTracker
+from tests.support.baselines import baseline
 from tests.support.sidecar import callbacks
 from tests.support.status import Pipeline
 
-T = load_config(environ={}).thresholds
+T = DEFAULT
 
 
 def rate(value: float, event_type: str = "pay", events: int = 1000) -> Indicator:
-    return Indicator("success_rate", event_type, value, judge_success_rate(value, T), events)
+    return Indicator("success_rate", event_type, value, judge_slo("success_rate", value, T), events)
 
 
 def few(event_type: str = "pay", events: int = 3) -> Indicator:
@@ -25,14 +27,10 @@ def few(event_type: str = "pay", events: int = 3) -> Indicator:
 def tracker(
     for_: float = 0.0, repeat_interval: float = 600.0, traffic_absent_after: float = 0.0
 ) -> AlertTracker:
-    return AlertTracker(
-        T,
-        for_,
-        repeat_interval,
-        window=300.0,
-        min_events=20,
-        traffic_absent_after=traffic_absent_after,
+    judged_by = baseline(
+        for_=for_, window=300.0, min_events=20, traffic_absent_after=traffic_absent_after
     )
+    return AlertTracker(judged_by, repeat_interval)
 
 
 def test_a_firing_alert_without_data_says_so_sends_nothing_stale_and_resolves() -> None:
@@ -109,31 +107,33 @@ def test_no_data_survives_a_restart() -> None:
     alerts = tracker()
     alerts.update([rate(0.95)], now=0)
     alerts.update([few()], now=10)
-    saved = alerts.snapshot()
+    kept = saved.snapshot(alerts)
     again = tracker()
-    assert again.restore(saved) == 1
+    assert saved.restore(again, kept) == 1
     assert again.active()[0].no_data_since == 10
     assert again.update([few()], now=309) == []
     assert again.update([few()], now=310)
-    for item in saved:  # a state file written before no data existed
+    for item in kept:  # a state file written before no data existed
         del item["no_data_since"]
     older = tracker()
-    older.restore(saved)
+    saved.restore(older, kept)
     assert older.active()[0].no_data_since is None
 
 
 def test_traffic_absence_is_judged_only_when_switched_on() -> None:
-    assert judge_traffic(3600, absent_after=0) is Level.UNKNOWN
-    assert judge_traffic(599.9, absent_after=600) is Level.OK
-    assert judge_traffic(600, absent_after=600) is Level.WARNING
-    assert judge_traffic(None, absent_after=600) is Level.UNKNOWN
-    assert traffic(12.0, 600) == Indicator("last_attempt_age", "", 12.0, Level.OK, 0)
+    assert judge_slo("last_attempt_age", 3600, baseline(traffic_absent_after=0)) is Level.UNKNOWN
+    assert judge_slo("last_attempt_age", 599.9, baseline(traffic_absent_after=600)) is Level.OK
+    assert judge_slo("last_attempt_age", 600, baseline(traffic_absent_after=600)) is Level.WARNING
+    assert judge_slo("last_attempt_age", None, baseline(traffic_absent_after=600)) is Level.UNKNOWN
+    assert traffic(12.0, baseline(traffic_absent_after=600)) == Indicator(
+        "last_attempt_age", "", 12.0, Level.OK, 0
+    )
 
 
 def test_traffic_absent_fires_at_its_threshold_without_waiting_for_for() -> None:
     alerts = tracker(for_=60.0, traffic_absent_after=600.0)
-    assert alerts.update([traffic(599, 600)], now=0) == []
-    [fired] = alerts.update([traffic(600, 600)], now=1)
+    assert alerts.update([traffic(599, baseline(traffic_absent_after=600))], now=0) == []
+    [fired] = alerts.update([traffic(600, baseline(traffic_absent_after=600))], now=1)
     [alert] = fired.alerts
     assert (alert.alertname, alert.severity, alert.event_type) == (
         "CallbackTrafficAbsent",
@@ -142,7 +142,7 @@ def test_traffic_absent_fires_at_its_threshold_without_waiting_for_for() -> None
     )
     assert alert.summary == "No callback attempt logged for 10m (none for 10m or more)"
     assert "Check that callbacks are still being made" in alert.description
-    [resolved] = alerts.update([traffic(0, 600)], now=5)
+    [resolved] = alerts.update([traffic(0, baseline(traffic_absent_after=600))], now=5)
     assert resolved.alerts[0].status == "resolved"
 
 

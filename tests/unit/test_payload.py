@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from cbmon.alerting.payload import ZERO_TIME, build
-from cbmon.config import load_config
-from cbmon.slo.alerts import AlertTracker
-from cbmon.slo.judge import Indicator, judge_success_rate
+from cbmon.delivery.payload import ZERO_TIME, build
+from cbmon.slo.judge import Indicator, judge_slo
+from cbmon.slo.objectives import DEFAULT
+from cbmon.slo.tracker import AlertTracker
+from tests.support.baselines import baseline
 
-T = load_config(environ={}).thresholds
+T = DEFAULT
 
 
 def indicator(rate: float, event_type: str = "pay") -> list[Indicator]:
-    return [Indicator("success_rate", event_type, rate, judge_success_rate(rate, T), 1000)]
+    return [Indicator("success_rate", event_type, rate, judge_slo("success_rate", rate, T), 1000)]
 
 
 def test_payload_is_alertmanager_version_4() -> None:
-    tracker = AlertTracker(T, for_=0, repeat_interval=600, window=300)
+    tracker = AlertTracker(baseline(for_=0, window=300), repeat_interval=600)
     note = tracker.update(indicator(0.98, "order_created"), now=1_700_000_000)[0]
     body = build(note, "http://cbmon:9863")
     assert body["version"] == "4"

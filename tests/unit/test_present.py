@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import pytest
 
-from cbmon.config import Thresholds
 from cbmon.domain import Level
 from cbmon.present import (
     MISSING,
@@ -31,6 +30,7 @@ from cbmon.present import (
     visible_len,
     wrap,
 )
+from cbmon.slo.objectives import DEFAULT, Baseline
 
 RATES = (0.995, 0.99)  # the baseline's success-rate thresholds
 LATENCIES = (0.15, 0.5)  # and its average-latency ones, in seconds
@@ -236,6 +236,6 @@ def test_ellipsis_where_the_stream_can_write_it() -> None:
     ],
 )
 def test_judged_figures_use_the_thresholds_as_boundaries(
-    show: Callable[[Thresholds], str], shown: str
+    show: Callable[[Baseline], str], shown: str
 ) -> None:
-    assert show(Thresholds()) == shown
+    assert show(DEFAULT) == shown

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cbmon.db.topology import History, parse_lsn
-from cbmon.sidecar.history import Ledger
-from cbmon.sidecar.reader import Fence, Gap, Listing, _settle
+from cbmon.ingest.history import Ledger
+from cbmon.ingest.reader import Fence, Gap, Listing, _settle
 
 
 def test_on_a_primary_a_gap_is_fenced_then_dropped_once_its_fence_has_ended() -> None:

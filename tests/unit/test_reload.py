@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cbmon.alerting.dispatcher import Dispatcher, Message
 from cbmon.config import Config, load_config
+from cbmon.delivery.dispatcher import Dispatcher, Message
 from cbmon.domain import Figures, PollResult
-from cbmon.sidecar.collector import ReloadCollector
+from cbmon.ingest.store import LabeledPoll, Store
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.reload import ReloadStatus, plan
-from cbmon.sidecar.store import LabeledPoll, Store
-from cbmon.slo.alerts import Notification
+from cbmon.slo.notification import Notification
+from cbmon.web.collector import ReloadCollector
 from tests.support.sidecar import Leadership, ManualClock, callbacks, feed, poll_result
 
 HOOK = "http://127.0.0.1:9/hook"
@@ -161,7 +161,7 @@ def test_receivers_kept_keep_their_queue_new_ones_hear_what_fires_gone_ones_are_
     gone.send(Message("msg_lost", b"{}"))
     note = firing_note()
     new_url = "http://127.0.0.1:11/hook"
-    with caplog.at_level(logging.WARNING, logger="cbmon.alerting.dispatcher"):
+    with caplog.at_level(logging.WARNING, logger="cbmon.delivery.dispatcher"):
         dispatcher.reconfigure(
             config(alerting={"webhooks": [HOOK, new_url], "timeout": "2s"}), lambda: [note]
         )

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cbmon.config import Thresholds
 from cbmon.domain import Figures, Level
 from cbmon.errors import ConfigError
 from cbmon.report import svg
@@ -16,6 +15,8 @@ from cbmon.report.jsonout import render_json
 from cbmon.report.model import Latency, Period, Queue, Report, Row
 from cbmon.report.period import PeriodRequest, default_step, parse_time, resolve
 from cbmon.slo.judge import Verdicts, judge
+from cbmon.slo.objectives import DEFAULT
+from tests.support.baselines import baseline
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -59,31 +60,28 @@ def test_default_chart_step_gives_enough_points(span: timedelta, step: float) ->
 
 
 def test_the_report_judges_with_the_sidecars_judge() -> None:
-    thresholds = Thresholds()
     few = Figures(attempts=19, failures=19, observed=19, sum_seconds=19 * 0.9)
-    assert judge(few, thresholds, 20) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
+    assert judge(few, baseline(min_events=20)) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
     enough = Figures(attempts=20, failures=0, observed=20, sum_seconds=20 * 0.15)
-    assert judge(enough, thresholds, 20) == Verdicts(Level.OK, Level.WARNING)
+    assert judge(enough, baseline(min_events=20)) == Verdicts(Level.OK, Level.WARNING)
     # avg 500.0000001 ms is above the alert limit of 500 ms
     over = Figures(attempts=20, observed=20, sum_seconds=20 * 0.5000000001)
-    assert judge(over, thresholds, 20).avg_latency is Level.CRITICAL
-    assert judge(Figures(), thresholds, 0) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
+    assert judge(over, baseline(min_events=20)).avg_latency is Level.CRITICAL
+    assert judge(Figures(), baseline(min_events=0)) == Verdicts(Level.UNKNOWN, Level.UNKNOWN)
 
 
 def _report(overall: Figures, latency: Latency | None = None) -> Report:
     latency = latency or Latency()
-    thresholds = Thresholds()
-    row = Row(None, overall, latency, judge(overall, thresholds, 20))
-    typed = Row("a", overall, latency, judge(overall, thresholds, 20))
+    row = Row(None, overall, latency, judge(overall, baseline(min_events=20)))
+    typed = Row("a", overall, latency, judge(overall, baseline(min_events=20)))
     return Report(
         period=Period(NOW - timedelta(hours=1), NOW),
         overall=row,
         event_types=(typed,),
-        queue=Queue.judged(0, 0.0, thresholds),
+        queue=Queue.judged(0, 0.0, DEFAULT),
         top_errors=(),
         series=None,
-        thresholds=thresholds,
-        min_events=20,
+        baseline=DEFAULT,
         generated_at=NOW,
     )
 

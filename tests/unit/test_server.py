@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cbmon.sidecar.collector import CallbackCollector, QueueAgeCollector
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.server import MetricsServer
-from cbmon.sidecar.store import Store
+from cbmon.ingest.store import Store
+from cbmon.web.collector import CallbackCollector, QueueAgeCollector
+from cbmon.web.exposition import Exposition
+from cbmon.web.server import MetricsServer
 from tests.support.sidecar import ManualClock, callbacks, feed, poll_result
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"

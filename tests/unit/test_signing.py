@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
+from cbmon.delivery.signing import SignatureError, check_secret, new_secret, sign, verify
 from cbmon.errors import ConfigError
-from cbmon.signing import SignatureError, check_secret, new_secret, sign, verify
 
 BODY = b'{"status": "firing", "alerts": []}'
 

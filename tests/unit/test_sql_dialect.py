@@ -17,10 +17,10 @@ from psycopg import sql
 import cbmon
 from cbmon.config import load_config
 from cbmon.db import catalog, dialect, roles, sqlfiles
+from cbmon.ingest import poller as poller_module
+from cbmon.ingest.reader import Gap
 from cbmon.reference import mechanism, schema, worker
 from cbmon.report import query as report_query
-from cbmon.sidecar import poller as poller_module
-from cbmon.sidecar.reader import Gap
 from tests.support.dialect import Finding, bind_free, check
 
 OPENGAUSS = dialect.Server("opengauss", "5.0.2", 90204)
@@ -49,7 +49,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("cbmon/reference/worker.py", "LISTEN"): (
         "the worker catches SQLSTATE 0A000, says so once and polls every poll_interval"
     ),
-    ("cbmon/sidecar/wake.py", "LISTEN"): (
+    ("cbmon/ingest/wake.py", "LISTEN"): (
         "the wake listener catches SQLSTATE 0A000 (FeatureNotSupported), says so once and "
         "leaves serve poll-driven"
     ),
@@ -209,7 +209,7 @@ def test_the_check_sees_every_kind_of_source() -> None:
     assert {f"sql/{name}" for name in sql_files()} <= sources
     assert len([s for s in sources if s.startswith("sql/mechanism/")]) == 5
     for expected in (
-        "cbmon/alerting/leader.py",  # the leader lock's holder query
+        "cbmon/delivery/leader.py",  # the leader lock's holder query
         "cbmon/db/roles.py",  # the role audit
         "cbmon/demo/traffic.py",  # the demo's set-based inserts
         "report.summary",

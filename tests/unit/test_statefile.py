@@ -15,24 +15,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cbmon.alerting import payload
-from cbmon.alerting.alertmanager import postable
-from cbmon.alerting.dispatcher import Dispatcher, Message, Outbox
-from cbmon.alerting.statefile import StateFile, Unusable, parse
-from cbmon.config import load_config
+from cbmon.delivery import payload
+from cbmon.delivery.alertmanager import postable
+from cbmon.delivery.dispatcher import Dispatcher, Message, Outbox
+from cbmon.delivery.statefile import StateFile, Unusable, parse
 from cbmon.domain import Level
-from cbmon.slo.alerts import AlertTracker
-from cbmon.slo.judge import Indicator, judge_success_rate
+from cbmon.slo.judge import Indicator, judge_slo
+from cbmon.slo.objectives import DEFAULT
+from cbmon.slo.saved import restore, snapshot
+from cbmon.slo.tracker import AlertTracker
+from tests.support.baselines import baseline
 from tests.support.sidecar import Leadership
 
-T = load_config(environ={}).thresholds
+T = DEFAULT
 NOW = 1_700_000_000.0
 HOOK = "http://127.0.0.1:9/hook"
 ASIDE = re.compile(r"alerts\.json\.corrupt-\d{8}T\d{6}Z(-\d+)?")
 
 
 def rate(value: float, event_type: str = "pay") -> Indicator:
-    return Indicator("success_rate", event_type, value, judge_success_rate(value, T), 1000)
+    return Indicator("success_rate", event_type, value, judge_slo("success_rate", value, T), 1000)
 
 
 def few(event_type: str) -> Indicator:
@@ -40,7 +42,7 @@ def few(event_type: str) -> Indicator:
 
 
 def tracker() -> AlertTracker:
-    return AlertTracker(T, 0.0, 600.0, 300.0, min_events=20)
+    return AlertTracker(baseline(for_=0.0, window=300.0, min_events=20), 600.0)
 
 
 def dispatcher() -> Dispatcher:
@@ -56,13 +58,13 @@ def busy() -> dict[str, Any]:
     outboxes = dispatcher()
     for note in notes:
         outboxes.outboxes[0].send(Message(note.id, payload.encode(note, "http://cbmon:9863")))
-    return {"version": 1, "tracks": alerts.snapshot(), "outboxes": outboxes.snapshot()}
+    return {"version": 1, "tracks": snapshot(alerts), "outboxes": outboxes.snapshot()}
 
 
-def exercise(saved: dict[str, Any]) -> None:
+def exercise(state: dict[str, Any]) -> None:
     """Everything cbmon does with a restored state, from the next evaluation to the next save."""
     alerts = tracker()
-    alerts.restore(saved.get("tracks", []), to_wall=5.0)
+    restore(alerts, state.get("tracks", []), to_wall=5.0)
     for now in (NOW + 20, NOW + 2000):  # an evaluation, then one where repeats are due
         alerts.update([rate(0.95), rate(0.999, "refund"), few("ship")], now=now)
     for note in alerts.current(NOW + 2000, 900):
@@ -70,9 +72,9 @@ def exercise(saved: dict[str, Any]) -> None:
     for alert in alerts.alerts(NOW + 2000, 900):
         postable(alert, NOW + 2000, 240.0, "http://cbmon:9863/", "cbmon")
     alerts.active(), alerts.firing_counts(), alerts.transitions()
-    json.dumps(alerts.snapshot())
+    json.dumps(snapshot(alerts))
     outboxes = dispatcher()
-    outboxes.restore(saved.get("outboxes", {}))
+    outboxes.restore(state.get("outboxes", {}))
     json.dumps(outboxes.snapshot())
 
 
@@ -83,8 +85,8 @@ def test_what_was_saved_comes_back_as_it_was(tmp_path: Path) -> None:
     read = state.read()
     assert read == saved
     again = tracker()
-    assert again.restore(read["tracks"]) == 2  # pay, and ship without data; refund resolved
-    assert again.snapshot() == saved["tracks"]
+    assert restore(again, read["tracks"]) == 2  # pay, and ship without data; refund resolved
+    assert snapshot(again) == saved["tracks"]
     outboxes = dispatcher()
     assert outboxes.restore(read["outboxes"]) == 3
     assert outboxes.snapshot() == saved["outboxes"]
@@ -148,7 +150,7 @@ def test_an_unusable_file_is_moved_aside_and_named_in_one_line(
 ) -> None:
     path = tmp_path / "alerts.json"
     path.write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="cbmon.alerting.statefile"):
+    with caplog.at_level(logging.WARNING, logger="cbmon.delivery.statefile"):
         assert StateFile(path).read() == {}
     [aside] = [p for p in tmp_path.iterdir() if p != path]
     assert ASIDE.fullmatch(aside.name)
@@ -196,7 +198,7 @@ def test_a_failing_save_is_said_once_then_that_it_works_again(
     parent = tmp_path / "state"
     parent.write_text("a file where the directory should be")
     state = StateFile(parent / "alerts.json")
-    with caplog.at_level(logging.INFO, logger="cbmon.alerting.statefile"):
+    with caplog.at_level(logging.INFO, logger="cbmon.delivery.statefile"):
         for _ in range(3):
             state.write({"tracks": []})
         parent.unlink()

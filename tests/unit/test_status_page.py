@@ -4,8 +4,8 @@ indicator's value, threshold and state, no traffic shown as such, and every valu
 from __future__ import annotations
 
 from cbmon.domain import Figures, Level
-from cbmon.sidecar import status, status_page
-from cbmon.sidecar.status_page import sparkline
+from cbmon.web import status, status_page
+from cbmon.web.status_page import sparkline
 from tests.support.dom import Element, parse
 from tests.support.sidecar import callbacks
 from tests.support.status import Pipeline

@@ -12,11 +12,11 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.pages import StatusPages
-from cbmon.sidecar.server import MetricsServer
-from cbmon.sidecar.webconfig import WebConfig
-from cbmon.status_client import status_url
+from cbmon.web.client import status_url
+from cbmon.web.exposition import Exposition
+from cbmon.web.pages import StatusPages
+from cbmon.web.server import MetricsServer
+from cbmon.web.webconfig import WebConfig
 from tests.support.sidecar import callbacks
 from tests.support.status import Pipeline
 

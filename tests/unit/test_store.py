@@ -4,7 +4,7 @@ the same way."""
 from __future__ import annotations
 
 from cbmon.domain import Figures, Slot
-from cbmon.sidecar.store import Store
+from cbmon.ingest.store import Store
 from tests.support.sidecar import DB_NOW, ManualClock, callbacks, feed, poll_result
 
 

@@ -4,8 +4,8 @@ gaps where an indicator had no judged value, and series dropped once empty."""
 from __future__ import annotations
 
 from cbmon.domain import Level
-from cbmon.sidecar.trend import Trend
 from cbmon.slo.judge import Indicator
+from cbmon.slo.trend import Trend
 
 
 def rate(value: float | None, event_type: str = "pay", state: Level = Level.OK) -> Indicator:

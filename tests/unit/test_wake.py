@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cbmon.sidecar.wake import Listener, Pacer
+from cbmon.ingest.wake import Listener, Pacer
 from tests.support.sidecar import ManualClock
 
 
@@ -196,7 +196,7 @@ def test_a_lost_connection_is_opened_again_and_wakes_once_more(
     wakes: list[int] = []
     first = FakeConnection(holder, [Note("cbmon_wake", "s.callback_logs")], then="break")
     second = FakeConnection(holder, [])
-    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"):
+    with caplog.at_level(logging.INFO, logger="cbmon.ingest.wake"):
         run([first, second], holder, wakes)
     assert len(wakes) == 1 + 1 + 1  # first connection, its notification, second connection
     assert first.closed
@@ -212,7 +212,7 @@ def test_a_server_without_listen_is_said_once_and_left_to_the_interval(
     wakes: list[int] = []
     refused = psycopg.errors.FeatureNotSupported("LISTEN statement is not yet supported.")
     conn = FakeConnection(holder, [], listen_error=refused)
-    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"):
+    with caplog.at_level(logging.INFO, logger="cbmon.ingest.wake"):
         listener = run([conn], holder, wakes)  # returns: no retry loop
     assert listener.mode == "unsupported"
     assert wakes == []
@@ -227,7 +227,7 @@ def test_a_server_without_listen_is_said_once_and_left_to_the_interval(
 def test_a_table_without_the_trigger_is_named(caplog: pytest.LogCaptureFixture) -> None:
     holder: list[Listener] = []
     conn = FakeConnection(holder, [], triggered=("s.callback_errors",))
-    with caplog.at_level(logging.INFO, logger="cbmon.sidecar.wake"):
+    with caplog.at_level(logging.INFO, logger="cbmon.ingest.wake"):
         listener = run([conn], holder, [])
     assert listener.mode == "no_trigger"
     assert [r.getMessage() for r in caplog.records] == [

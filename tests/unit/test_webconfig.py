@@ -11,7 +11,7 @@ import bcrypt
 import pytest
 
 from cbmon.errors import ConfigError
-from cbmon.sidecar.webconfig import BasicAuth, load
+from cbmon.web.webconfig import BasicAuth, load
 from tests.conftest import require_binary
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()

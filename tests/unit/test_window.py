@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cbmon.domain import Figures
-from cbmon.sidecar.window import Window
+from cbmon.ingest.window import Window
 
 
 def calls(attempts: int, failures: int = 0, errors: int = 0) -> Figures:

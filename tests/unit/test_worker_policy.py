@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from cbmon.delivery import parse_retry_after
+from cbmon.delivery.post import parse_retry_after
 from cbmon.reference.worker import Claim, RetryPolicy, build_body
 
 

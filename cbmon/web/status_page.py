@@ -1,7 +1,7 @@
 """The status page at ``/``: what is firing, every indicator against its thresholds with a
 sparkline of the window, the queue, the database, who sends, and the latest changes.
 
-A pure function of a :class:`~cbmon.sidecar.status.Snapshot`: HTML out, no I/O. The page is
+A pure function of a :class:`~cbmon.web.status.Snapshot`: HTML out, no I/O. The page is
 complete as the server renders it, so it works with scripts off (a ``<noscript>`` refresh
 reloads it); with scripts on, a few lines fetch the page again every few seconds and swap
 its content in place, without a reload. One renderer serves both, so formats and escaping
@@ -21,9 +21,11 @@ from collections.abc import Iterable, Sequence
 from cbmon import present
 from cbmon.domain import Level
 from cbmon.durations import format_duration
-from cbmon.sidecar.status import FiringStatus, IndicatorStatus, Snapshot
-from cbmon.slo.alerts import Transition
+from cbmon.slo import wording
 from cbmon.slo.judge import OVERALL, TRAFFIC
+from cbmon.slo.objectives import BY_SLO, Limits
+from cbmon.slo.tracker import Transition
+from cbmon.web.status import FiringStatus, IndicatorStatus, Snapshot
 
 REFRESH = 2  # seconds between refreshes by the script
 MAX_ROWS = 50  # event types in the table, besides those in a warning or worse
@@ -86,8 +88,8 @@ def _scope(event_type: str) -> str:
 
 
 def _value(item: IndicatorStatus, value: float | None) -> str:
-    boundaries = [b for b in (item.normal, item.alert) if b is not None]
-    return present.slo_value(item.slo, value, boundaries=boundaries)
+    limits = None if item.normal is None else Limits(item.normal, item.alert)
+    return present.slo_value(item.slo, value, limits)
 
 
 def _word(item: IndicatorStatus) -> str:
@@ -101,14 +103,9 @@ def limits(slo: str, normal: float | None, alert: float | None) -> str:
     """The thresholds of an indicator in words: ``ok > 99.50%, critical < 99.00%``."""
     if normal is None:
         return ""
-    shown = [present.slo_value(slo, normal)]
-    if alert is not None:
-        shown.append(present.slo_value(slo, alert))
-    if slo == "success_rate":
-        return f"ok &gt; {esc(shown[0])}, critical &lt; {esc(shown[1])}"
     if slo == TRAFFIC:
-        return f"warning after {esc(shown[0])} without an attempt"
-    return f"ok &lt; {esc(shown[0])}, critical &gt; {esc(shown[-1])}"
+        return f"warning after {esc(present.age(normal))} without an attempt"
+    return esc(wording.bounds(BY_SLO[slo], Limits(normal, alert)))
 
 
 # -- the sparkline ---------------------------------------------------------------------------

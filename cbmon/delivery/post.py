@@ -1,6 +1,6 @@
 """Signed HTTP delivery, shared by the alert dispatcher, the Alertmanager poster and the
-reference worker: one POST under one deadline (:mod:`cbmon.exchange`), with Standard Webhooks
-headers, one reading of ``Retry-After``, one backoff.
+reference worker: one POST under one deadline (:mod:`cbmon.delivery.exchange`), with
+Standard Webhooks headers, one reading of ``Retry-After``, one backoff.
 
 A POST never raises for HTTP trouble: it returns an :class:`Attempt` saying what happened, with
 no URL or credential in its text (webhook URLs often carry a token).
@@ -18,7 +18,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from cbmon import signing
+from cbmon.delivery import signing
 
 
 def backoff(
@@ -73,9 +73,10 @@ def post(
     clock: Callable[[], float] = time.time,
 ) -> Attempt:
     """POST ``body`` to ``url`` within ``timeout`` for the whole exchange (see
-    :mod:`cbmon.exchange`); never raises for HTTP trouble. ``clock`` is the wall clock an
+    :mod:`cbmon.delivery.exchange`); never raises for HTTP trouble. ``clock`` is the wall clock an
     HTTP date in ``Retry-After`` is read against."""
-    from cbmon import exchange  # here, so that a sidecar with no receiver never loads requests
+    # Here, so that a sidecar with no receiver never loads requests.
+    from cbmon.delivery import exchange
 
     try:
         answer = exchange.post(url, body, headers, timeout=timeout, ca_file=ca_file)

@@ -1,7 +1,7 @@
 """Before a poll with gaps open: what is known of the transactions that could still fill them.
 
 On a primary, the poll's own connection lists the running transactions just before the poll's
-snapshot (:func:`cbmon.sidecar.reader.running_transactions`), and that listing settles gaps at
+snapshot (:func:`cbmon.ingest.reader.running_transactions`), and that listing settles gaps at
 once. On a hot standby the standby's ``pg_locks`` holds none of the primary's transactions, so:
 
 * the listing is taken on the primary (``database.primary_dsn``), and followed there by the
@@ -34,7 +34,7 @@ from cbmon.db.connect import Deadline, connect, describe, first_line, server_of,
 from cbmon.db.driver import Driver
 from cbmon.durations import format_duration
 from cbmon.errors import DatabaseError
-from cbmon.sidecar.reader import Fence, Listing, running_transactions
+from cbmon.ingest.reader import Fence, Listing, running_transactions
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """What ``cbmon serve`` knows right now, as one plain value: the indicators and their trends,
 the alerts firing and the latest changes, the queue, the database and who sends.
 
-The status page (:mod:`cbmon.sidecar.status_page`) and the JSON API
-(:mod:`cbmon.sidecar.api`) are both rendered from a :class:`Snapshot`, so they never
+The status page (:mod:`cbmon.web.status_page`) and the JSON API
+(:mod:`cbmon.web.api`) are both rendered from a :class:`Snapshot`, so they never
 disagree. Building one reads memory only, like a scrape.
 """
 
@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from cbmon import __version__
 from cbmon.config import Config
 from cbmon.domain import Level
-from cbmon.sidecar.store import View
-from cbmon.sidecar.trend import Trend
-from cbmon.slo.alerts import Active, Transition
-from cbmon.slo.judge import ALERT_NAMES, TRAFFIC, Indicator
+from cbmon.ingest.store import View
+from cbmon.slo.judge import ALERT_NAMES, Indicator
+from cbmon.slo.objectives import Baseline
+from cbmon.slo.tracker import Active, Transition
+from cbmon.slo.trend import Trend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +62,9 @@ class DatabaseStatus:
     polls_total: int
     poll_errors_total: int
     lag_rows: int  # ids not read yet, both tables
-    wake: str  # how polls are started: see cbmon.sidecar.wake.MODES
+    wake: str  # how polls are started: see cbmon.ingest.wake.MODES
     # Where the last poll read: "primary" or "standby" (None before the first), how open gaps
-    # are fenced (cbmon.sidecar.fence.MODES), and what pooler stands in between.
+    # are fenced (cbmon.ingest.fence.MODES), and what pooler stands in between.
     server_role: str | None = None
     fence: str | None = None
     pooler: str | None = None
@@ -120,16 +121,10 @@ class Snapshot:
         return list(dict.fromkeys(i.event_type for i in self.indicators))
 
 
-def thresholds(config: Config, slo: str) -> tuple[float | None, float | None]:
+def thresholds(baseline: Baseline, slo: str) -> tuple[float | None, float | None]:
     """The (normal, alert) thresholds of an indicator, in its unit; None where it has none."""
-    t = config.thresholds
-    found: dict[str, tuple[float | None, float | None]] = {
-        "success_rate": (t.success_rate.normal, t.success_rate.alert),
-        "avg_latency": (t.avg_latency.normal, t.avg_latency.alert),
-        "backlog": (float(t.backlog.normal), float(t.backlog.alert)),
-        TRAFFIC: (config.file.slo.traffic_absent_after, None),
-    }
-    return found.get(slo, (None, None))
+    limits = baseline.limit(slo)
+    return (None, None) if limits is None else (limits.normal, limits.alert)
 
 
 def build(
@@ -145,6 +140,7 @@ def build(
     wake: str,
 ) -> Snapshot:
     """A snapshot from the parts' own copies of their state (each taken under its lock)."""
+    baseline = config.baseline
     shown = tuple(
         IndicatorStatus(
             slo=i.slo,
@@ -153,8 +149,8 @@ def build(
             state=i.state,
             events=i.events,
             judged=i.slo in ALERT_NAMES,
-            normal=thresholds(config, i.slo)[0],
-            alert=thresholds(config, i.slo)[1],
+            normal=thresholds(baseline, i.slo)[0],
+            alert=thresholds(baseline, i.slo)[1],
             trend=trend.series(i.slo, i.event_type),
         )
         for i in indicators

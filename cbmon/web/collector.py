@@ -1,7 +1,7 @@
 """The Prometheus collectors: every metric family, built from what cbmon holds in memory.
 
 A scrape copies the state under a short lock and formats it; it never queries the database.
-The poll-fed families are rendered once per poll (see :mod:`cbmon.sidecar.exposition`);
+The poll-fed families are rendered once per poll (see :mod:`cbmon.web.exposition`);
 those that move between polls are read at each scrape.
 """
 
@@ -20,14 +20,15 @@ from prometheus_client.registry import Collector
 
 from cbmon import __version__
 from cbmon.domain import BUCKETS, Figures
+from cbmon.ingest.store import POLL_BUCKETS, Store, View
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.reload import ReloadStatus
-from cbmon.sidecar.store import POLL_BUCKETS, Store, View
-from cbmon.slo.judge import ALERT_NAMES, TRAFFIC
+from cbmon.slo.judge import ALERT_NAMES
+from cbmon.slo.objectives import JUDGED
 
 if TYPE_CHECKING:
-    from cbmon.alerting.alertmanager import AlertmanagerSender
-    from cbmon.alerting.dispatcher import Dispatcher
+    from cbmon.delivery.alertmanager import AlertmanagerSender
+    from cbmon.delivery.dispatcher import Dispatcher
 
 
 def _bucket_pairs(
@@ -326,22 +327,19 @@ class EvaluatorCollector(Collector):
         return family
 
     def _thresholds(self) -> Metric:
-        t = self._evaluator.config.thresholds
+        baseline = self._evaluator.baseline
         family = GaugeMetricFamily(
             "cbmon_slo_threshold",
             "Configured thresholds, in the units of cbmon_slo_value.",
             labels=["slo", "level"],
         )
-        for slo, normal, alert in (
-            ("success_rate", t.success_rate.normal, t.success_rate.alert),
-            ("avg_latency", t.avg_latency.normal, t.avg_latency.alert),
-            ("backlog", float(t.backlog.normal), float(t.backlog.alert)),
-        ):
-            family.add_metric([slo, "normal"], normal)
-            family.add_metric([slo, "alert"], alert)
-        absent_after = self._evaluator.config.file.slo.traffic_absent_after
-        if absent_after > 0:  # a warning from there on; it has no critical level
-            family.add_metric([TRAFFIC, "normal"], absent_after)
+        for objective in JUDGED:
+            limits = baseline.limit(objective.slo)
+            if limits is None or (objective.unit == "age" and limits.normal <= 0):
+                continue  # the traffic rule switched off
+            family.add_metric([objective.slo, "normal"], limits.normal)
+            if limits.alert is not None:  # the traffic rule has no critical level
+                family.add_metric([objective.slo, "alert"], limits.alert)
         return family
 
 

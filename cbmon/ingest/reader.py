@@ -20,11 +20,11 @@ new range, and a gap is given up only when no transaction that could still fill 
 No timing, clock or transaction-id arithmetic is involved, so the rule holds on a quiet server,
 under any commit order and whatever a transaction does between taking an id and committing.
 On a hot standby the fence is listed on the primary, and a listing counts only once the standby
-has replayed past the primary's WAL position at that listing (:mod:`cbmon.sidecar.fence`).
+has replayed past the primary's WAL position at that listing (:mod:`cbmon.ingest.fence`).
 docs/design.md gives the argument in full.
 
 A table's history can also be replaced (a truncate, a re-created table, a failover that lost
-commits): the newest row read is checked at every poll, and :mod:`cbmon.sidecar.history` tells
+commits): the newest row read is checked at every poll, and :mod:`cbmon.ingest.history` tells
 where the new history begins, so that each of its rows is counted once.
 
 Each poll reads in one REPEATABLE READ, READ ONLY transaction, so every query of a poll sees the
@@ -47,7 +47,7 @@ from psycopg.rows import dict_row
 
 from cbmon.db import sqlfiles
 from cbmon.domain import Reset
-from cbmon.sidecar.history import Identity, Ledger
+from cbmon.ingest.history import Identity, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class TailReader:
         """Read what is new under the current transaction's snapshot and advance the state.
 
         ``fence`` is what was learnt, just before this transaction began, of the transactions
-        that could fill gaps (see :mod:`cbmon.sidecar.fence`); it is needed only while gaps
+        that could fill gaps (see :mod:`cbmon.ingest.fence`); it is needed only while gaps
         are open. ``new_server``: the server's history (system, timeline) changed since the
         last poll, which names a reset a failover. The caller runs this inside a REPEATABLE
         READ transaction and calls it again at once while ``lag_rows`` is above zero. If the

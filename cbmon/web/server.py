@@ -1,12 +1,12 @@
 """The HTTP endpoints: ``/metrics`` from memory, ``/healthz`` (alive) and ``/readyz``, and
-the status page and JSON API when given them (see :mod:`cbmon.sidecar.pages`).
+the status page and JSON API when given them (see :mod:`cbmon.web.pages`).
 
 Built to stay up whoever connects: at most ``MAX_CONNECTIONS`` are served at once (more are
 answered 503 and closed at once), a client must send its request within
 ``REQUEST_TIMEOUT`` seconds and read the answer within as long (a reaper thread cuts off
 slow and idle ones), request lines and headers are bounded, and a client that goes away
 mid-answer is a debug line, not a traceback. With a web configuration file it speaks TLS and
-asks for basic authentication (see :mod:`cbmon.sidecar.webconfig`).
+asks for basic authentication (see :mod:`cbmon.web.webconfig`).
 
 ``POST /-/reload`` (or ``PUT``) reloads the configuration when the lifecycle API is enabled
 (``--web.enable-lifecycle``, as in Prometheus), and is refused with 403 otherwise.
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cbmon.sidecar.exposition import Exposition
-from cbmon.sidecar.pages import StatusPages
-from cbmon.sidecar.webconfig import BasicAuth, WebConfig
+from cbmon.web.exposition import Exposition
+from cbmon.web.pages import StatusPages
+from cbmon.web.webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 

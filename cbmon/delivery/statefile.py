@@ -96,7 +96,7 @@ class SavedNote(_Shape):
 
 
 class SavedTrack(_Shape):
-    """One alert's track, as :meth:`cbmon.slo.alerts.AlertTracker.snapshot` writes it."""
+    """One alert's track, as :meth:`cbmon.slo.saved.snapshot` writes it."""
 
     slo: Slo
     event_type: str

@@ -28,7 +28,7 @@ import psycopg
 
 from cbmon.db import topology
 from cbmon.db.connect import Deadline, connect, describe, first_line, link_of, server_of, sever
-from cbmon.delivery import backoff
+from cbmon.delivery.post import backoff
 from cbmon.errors import DatabaseError
 
 log = logging.getLogger(__name__)

@@ -1,36 +1,31 @@
-"""Configuration: a YAML file, environment variables and flags, validated into frozen values.
-
-Precedence, lowest first: built-in defaults (the reference schema and the operators' baseline),
-the YAML file, environment variables (``CBMON_DSN``, ``CBMON_WEBHOOK_SECRET``), then flags.
-Every problem becomes one line that names the key, raised as :class:`ConfigError` (exit 2).
+"""The configuration's shape: every key, its type, default and checks (pydantic models with
+``extra="forbid"``), and :class:`Config`, what cbmon runs with. Loading it from a file, the
+environment and flags is :mod:`cbmon.config.load`'s; the judge's plain values are
+:attr:`Config.baseline`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import ssl
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import psycopg
-import yaml
-from psycopg import conninfo
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 
-from cbmon import secrets, signing
+from cbmon.domain import BUCKETS
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
+from cbmon.slo import objectives
 
 DSN_ENV = "CBMON_DSN"
 WEBHOOK_SECRET_ENV = "CBMON_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
@@ -55,8 +50,9 @@ def _ratio(value: object) -> float:
     if isinstance(value, str):
         text = value.strip()
         try:
-            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-        except ValueError:
+            # 99.9% is 0.999, not 0.9990000000000001: divide in decimal, round once.
+            number = float(Decimal(text[:-1]) / 100) if text.endswith("%") else float(text)
+        except (ValueError, ArithmeticError):
             raise ValueError(f"{value!r} is not a ratio such as 0.995 or 99.5%") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
@@ -331,6 +327,44 @@ class Reader(_Model):
     standby_gap_hold: Positive = 3600.0
 
 
+class Target(_Model):
+    """An objective over a period: ``target`` of the events good over ``period``."""
+
+    target: Ratio
+    period: Annotated[float, BeforeValidator(_seconds), AfterValidator(_positive)] = 30 * 86400.0
+    # latency only: an attempt is good when its duration is at or below this
+    threshold: Seconds | None = None
+
+
+def _bucket(seconds: float | None) -> float | None:
+    if seconds is not None and seconds not in BUCKETS:
+        bounds = ", ".join(format_duration(b) for b in BUCKETS)
+        raise ValueError(
+            f"{format_duration(seconds)} is not a bucket bound of the duration histogram "
+            f"({bounds}): the budget must be exact from the histogram"
+        )
+    return seconds
+
+
+class LatencyTarget(Target):
+    threshold: Annotated[Seconds, AfterValidator(_bucket)] = 0.5
+
+
+class EventTargets(_Model):
+    success_rate: Target | None = None
+    latency: LatencyTarget | None = None
+
+
+class Objectives(_Model):
+    """Objectives over a period with their error budgets: the success rate's is on by
+    default (99.5 % of callback attempts over 30 days), the latency's when given (a share of
+    attempts at or below a duration). ``event_types`` sets others for single event types."""
+
+    success_rate: Target | None = Target(target=0.995)
+    latency: LatencyTarget | None = None
+    event_types: dict[str, EventTargets] = {}
+
+
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
@@ -347,6 +381,7 @@ class FileConfig(_Model):
     tables: Tables = Tables()
     thresholds: Thresholds = Thresholds()
     slo: Slo = Slo()
+    objectives: Objectives = Objectives()
     alerting: Alerting = Alerting()
 
 
@@ -369,6 +404,37 @@ class Config(_Model):
     def thresholds(self) -> Thresholds:
         return self.file.thresholds
 
+    @property
+    def baseline(self) -> objectives.Baseline:
+        """What the judge, the wording and the rules need, as plain values (the one place the
+        configuration is turned into them)."""
+        file = self.file
+        t = file.thresholds
+        limits = {
+            objectives.SUCCESS_RATE.slo: objectives.Limits(
+                t.success_rate.normal, t.success_rate.alert
+            ),
+            objectives.AVG_LATENCY.slo: objectives.Limits(
+                t.avg_latency.normal, t.avg_latency.alert
+            ),
+            objectives.BACKLOG.slo: objectives.Limits(
+                float(t.backlog.normal), float(t.backlog.alert)
+            ),
+            objectives.TRAFFIC.slo: objectives.Limits(file.slo.traffic_absent_after),
+        }
+        return objectives.Baseline(
+            limits=limits,
+            window=file.slo.window,
+            for_=file.slo.for_,
+            min_events=file.slo.min_events,
+            slow_callback=t.slow_callback,
+            targets=_targets(file.objectives.success_rate, file.objectives.latency),
+            event_targets={
+                name: _targets(own.success_rate, own.latency)
+                for name, own in file.objectives.event_types.items()
+            },
+        )
+
     def require_dsn(self) -> str:
         if not self.dsn:
             raise ConfigError(
@@ -377,205 +443,9 @@ class Config(_Model):
         return self.dsn
 
 
-# Keys earlier versions accepted, with what to do about them.
-_RETIRED: dict[tuple[int | str, ...], str] = {
-    ("reader", "gap_grace"): (
-        "no longer used: open gaps are now given up when the transactions that could fill "
-        "them have ended, with no waiting time; remove the key"
-    ),
-}
-
-
-def _location(loc: Sequence[int | str]) -> str:
-    return ".".join("for" if part == "for_" else str(part) for part in loc) or "(top level)"
-
-
-def _flatten(error: ValidationError, source: str) -> ConfigError:
-    lines = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = _RETIRED.get(tuple(item["loc"]), "unknown key")
-        lines.append(f"{source}: {_location(item['loc'])}: {message}")
-    return ConfigError("\n".join(lines))
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few hundred lines, never a megabyte
-MAX_NESTING = 20  # the deepest key is three levels down; YAML nested 5,000 deep is an attack
-
-
-def _read_yaml(path: Path) -> Mapping[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    _check_nesting(path, text)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: (top level): must be a mapping of keys to values")
-    return data
-
-
-def _check_nesting(path: Path, text: str) -> None:
-    """Refuse YAML nested deeper than any configuration, before the parser recurses on it."""
-    try:
-        depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_NESTING:
-                    raise ConfigError(f"{path}: nested more than {MAX_NESTING} levels deep")
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        return  # safe_load reports it, with its line
-
-
-def _read_secret_file(path: Path, key: str) -> str:
-    """A file holding one secret (a DSN, a signing secret): UTF-8 text, one line, small."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(65537)
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > 65536:
-        raise ConfigError(f"{key}: {path} is larger than 64 KiB; not a secret file")
-    try:
-        value = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{key}: {path} is not UTF-8 text") from None
-    secrets.remember(value)
-    if "\x00" in value or "\n" in value:
-        raise ConfigError(f"{key}: {path} must hold one line of text")
-    return value
-
-
-def _check_ca_file(path: Path) -> None:
-    """One line now, rather than every delivery failing later."""
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except OSError as exc:  # ssl.SSLError is one too: test it first
-        if isinstance(exc, ssl.SSLError):
-            raise ConfigError(
-                f"alerting.ca_file: {path} holds no PEM certificate that can be read"
-            ) from None
-        raise ConfigError(f"alerting.ca_file: cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def check_dsn(dsn: str, source: str) -> None:
-    """One line naming what is wrong with a DSN, never a character of it: the driver's own
-    parse errors quote the text, password included."""
-    hint = "percent-encode special characters in a URI (%20 for a space, %40 for @)"
-    try:
-        params = conninfo.conninfo_to_dict(dsn)
-    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
-        raise ConfigError(
-            f"{source}: not a valid libpq connection string or URI ({hint}); "
-            "it is not shown here, as it may hold a password"
-        ) from None
-    if "@" in str(params.get("host") or "") or "@" in str(params.get("dbname") or ""):
-        raise ConfigError(
-            f"{source}: the URI has an unencoded @ ({hint}); "
-            "it is not shown here, as it may hold a password"
-        )
-    ports = str(params.get("port") or "")
-    if ports and not all(port.strip().isdigit() for port in ports.split(",")):
-        raise ConfigError(
-            f"{source}: the port is not a number (a password holding / ? # or @ must be "
-            "percent-encoded); it is not shown here, as it may hold a password"
-        )
-
-
-def load_config(
-    path: Path | str | None = None,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    dsn: str | None = None,
-    webhook_secret: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Config:
-    """Build the :class:`Config` from a file, flag ``overrides`` (file-shaped) and the environment.
-
-    ``overrides`` use the file's keys (``{"slo": {"window": "10m"}}``), so a flag is checked by
-    the same rules as the key it stands for and its error names that key.
-    """
-    env = os.environ if environ is None else environ
-    data: Mapping[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        data = _read_yaml(Path(path))
-    if overrides:
-        data = _merge(data, overrides)
-    database = data.get("database")
-    if env.get(DRIVER_ENV) and not (isinstance(database, Mapping) and "driver" in database):
-        data = _merge(data, {"database": {"driver": env[DRIVER_ENV]}})
-    try:
-        file = FileConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _flatten(exc, source) from None
-    for url in (*file.alerting.webhooks, *file.alerting.alertmanagers):
-        secrets.remember_url(url)
-    if file.alerting.ca_file is not None:
-        _check_ca_file(file.alerting.ca_file)
-    resolved_dsn = dsn or env.get(DSN_ENV) or None
-    dsn_source = "--dsn" if dsn else DSN_ENV
-    if resolved_dsn is None and file.database.dsn_file is not None:
-        resolved_dsn = _read_secret_file(file.database.dsn_file, "database.dsn_file") or None
-        dsn_source = "database.dsn_file"
-    secrets.remember_dsn(resolved_dsn)
-    if resolved_dsn is not None:
-        check_dsn(resolved_dsn, dsn_source)
-    primary_dsn = env.get(PRIMARY_DSN_ENV) or file.database.primary_dsn or None
-    primary_source = PRIMARY_DSN_ENV if env.get(PRIMARY_DSN_ENV) else "database.primary_dsn"
-    if primary_dsn is None and file.database.primary_dsn_file is not None:
-        path = file.database.primary_dsn_file
-        primary_dsn = _read_secret_file(path, "database.primary_dsn_file") or None
-        primary_source = "database.primary_dsn_file"
-    secrets.remember_dsn(primary_dsn)
-    if primary_dsn is not None:
-        check_dsn(primary_dsn, primary_source)
-    secret = webhook_secret or env.get(WEBHOOK_SECRET_ENV) or None
-    if secret is None and file.alerting.secret_file is not None:
-        secret = _read_secret_file(file.alerting.secret_file, "alerting.secret_file") or None
-    secrets.remember(secret)
-    if secret is not None:
-        signing.check_secret(secret)  # one clear line at load, for config check too
-    cluster_secret = env.get(CLUSTER_SECRET_ENV) or None
-    if cluster_secret is None and file.alerting.cluster_secret_file is not None:
-        path = file.alerting.cluster_secret_file
-        cluster_secret = _read_secret_file(path, "alerting.cluster_secret_file") or None
-    secrets.remember(cluster_secret)
-    return Config(
-        file=file,
-        dsn=resolved_dsn,
-        primary_dsn=primary_dsn,
-        webhook_secret=secret,
-        cluster_secret=cluster_secret,
-        source=source,
-    )
+def _targets(success: Target | None, latency: Target | None) -> dict[str, objectives.Target]:
+    found: dict[str, objectives.Target] = {}
+    for slo, target in (("success_rate", success), ("latency", latency)):
+        if target is not None:
+            found[slo] = objectives.Target(target.target, target.period, target.threshold)
+    return found

@@ -34,7 +34,7 @@ def new_secret(nbytes: int = 24) -> str:
 _FORMAT_HELP = (
     "webhook secret (--webhook-secret, CBMON_WEBHOOK_SECRET or alerting.secret_file) must be "
     "'whsec_' followed by the base64 of 24 to 64 random bytes; make one with "
-    "python -c 'import cbmon.signing as s; print(s.new_secret())'"
+    "python -c 'import cbmon.delivery.signing as s; print(s.new_secret())'"
 )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Topology
-from cbmon.sidecar.labels import EventTypeLabels
+from cbmon.ingest.labels import EventTypeLabels
 
 POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 Labeled = dict[str, Figures]

@@ -23,8 +23,8 @@ from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
 from cbmon.db import catalog, sqlfiles, topology
 from cbmon.db.connect import link_of, local_settings, server_of
 from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot, Topology
-from cbmon.sidecar.fence import FenceKeeper
-from cbmon.sidecar.reader import ReadResult, Source, TailReader
+from cbmon.ingest.fence import FenceKeeper
+from cbmon.ingest.reader import ReadResult, Source, TailReader
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ exhausts its retries stays at the head of the outbox and is tried again every ``
 seconds, so it is delivered once the receiver comes back, in order. What waits in the
 outboxes is saved with the alert state, so a restart delivers it too.
 
-Only the replica that leads sends (:class:`~cbmon.alerting.leader.Leadership`). A replica
+Only the replica that leads sends (:class:`~cbmon.delivery.leader.Leadership`). A replica
 that takes over (or takes the role back after a blip) sends the last notification of every
 alert firing or recently resolved: a predecessor's unsent ``resolved`` is not lost, and the
 ids let receivers drop what they already have.
@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from cbmon.alerting import payload
 from cbmon.config import Config
-from cbmon.delivery import Attempt, BackgroundSender, backoff, post_signed
+from cbmon.delivery import payload
+from cbmon.delivery.post import Attempt, BackgroundSender, backoff, post_signed
 from cbmon.durations import format_duration
-from cbmon.slo.alerts import Notification
+from cbmon.slo.notification import Notification
 
 log = logging.getLogger(__name__)
 

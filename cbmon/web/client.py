@@ -1,5 +1,5 @@
 """``cbmon check --from-url``: ask a running ``cbmon serve`` for its judgement, through the
-JSON API (:mod:`cbmon.sidecar.api`), instead of reading the database.
+JSON API (:mod:`cbmon.web.api`), instead of reading the database.
 
 The whole exchange is bounded by one deadline: connecting, sending and reading the answer,
 however slowly the other side trickles it. Anything that is not a version 1 answer from a
@@ -14,10 +14,10 @@ import urllib.parse
 
 import requests
 
-from cbmon.alerting.dispatcher import display_name
 from cbmon.check import CheckError, CheckResult, verdict
+from cbmon.delivery.dispatcher import display_name
 from cbmon.durations import format_duration
-from cbmon.sidecar import api
+from cbmon.web import api
 
 MAX_ANSWER = 16 << 20  # bytes: a status with 500 event types is well under a megabyte
 
@@ -73,8 +73,7 @@ def check_from_url(url: str, timeout: float) -> CheckResult:
     try:
         document = api.decode(fetch(target, timeout))
         indicators = api.indicators(document)
-        thresholds = api.thresholds(document)
-        min_events = int(document["min_events"])
+        judged_by = api.baseline(document)
         database = document["database"]
         window = float(document["window_seconds"])
         up = bool(database["up"])
@@ -83,4 +82,4 @@ def check_from_url(url: str, timeout: float) -> CheckResult:
     if not up:
         last = database.get("last_poll") or "never"
         raise CheckError(f"cbmon at {name} cannot read its database (last poll: {last})")
-    return verdict(indicators, window, thresholds, min_events)
+    return verdict(indicators, window, judged_by)

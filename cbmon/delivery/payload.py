@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cbmon.slo.alerts import Alert, Notification, fingerprint
+from cbmon.slo.notification import Alert, Notification, fingerprint
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
 RECEIVER = "cbmon"

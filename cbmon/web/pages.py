@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from cbmon.sidecar import api, status_page
-from cbmon.sidecar.status import Snapshot
+from cbmon.web import api, status_page
+from cbmon.web.status import Snapshot
 
 
 @dataclasses.dataclass(frozen=True)

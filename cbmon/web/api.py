@@ -1,5 +1,5 @@
 """The JSON API, version 1: ``/api/v1/status`` and ``/api/v1/alerts``, from a status
-:class:`~cbmon.sidecar.status.Snapshot`, and the way back for clients (``cbmon check
+:class:`~cbmon.web.status.Snapshot`, and the way back for clients (``cbmon check
 --from-url``). Every field is described in docs/api.md.
 
 Values are in base units (ratios 0..1, seconds, items), like the metrics; times are RFC 3339
@@ -9,19 +9,17 @@ version: a client ignores those it does not know.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
 
-from pydantic import ValidationError
-
-from cbmon.alerting.payload import iso_time
-from cbmon.config import BacklogThreshold, LatencyThreshold, SuccessRateThreshold, Thresholds
+from cbmon.delivery.payload import iso_time
 from cbmon.domain import Level
-from cbmon.durations import format_duration
-from cbmon.sidecar.status import FiringStatus, IndicatorStatus, Snapshot
-from cbmon.slo.alerts import Transition
 from cbmon.slo.judge import OVERALL, Indicator
+from cbmon.slo.objectives import DEFAULT, Baseline, Limits
+from cbmon.slo.tracker import Transition
+from cbmon.web.status import FiringStatus, IndicatorStatus, Snapshot
 
 VERSION = 1
 STATUS_PATH = "/api/v1/status"
@@ -173,28 +171,23 @@ def indicators(document: dict[str, Any]) -> list[Indicator]:
         raise ApiError(f"indicators: {type(exc).__name__} {exc}") from None
 
 
-def thresholds(document: dict[str, Any]) -> Thresholds:
-    """The baseline a status document was judged against, from its judged indicators (the
-    defaults for an indicator it does not carry)."""
-    found: dict[str, dict[str, float]] = {}
+def baseline(document: dict[str, Any]) -> Baseline:
+    """The baseline a status document was judged against: the limits of its judged
+    indicators (the defaults for one it does not carry) and its ``min_events``."""
+    limits = dict(DEFAULT.limits)
     try:
         for item in document["indicators"]:
-            limits = item.get("thresholds")
-            if item["slo"] in ("success_rate", "avg_latency", "backlog") and limits:
-                found.setdefault(str(item["slo"]), limits)
-        parts: dict[str, Any] = {}
-        if "success_rate" in found:
-            parts["success_rate"] = SuccessRateThreshold(**found["success_rate"])
-        if "avg_latency" in found:  # durations are written the Prometheus way, in the config
-            latency = found["avg_latency"]
-            parts["avg_latency"] = LatencyThreshold.model_validate(
-                {key: format_duration(float(latency[key])) for key in ("normal", "alert")}
-            )
-        if "backlog" in found:
-            backlog = found["backlog"]
-            parts["backlog"] = BacklogThreshold(
-                normal=int(backlog["normal"]), alert=int(backlog["alert"])
-            )
-        return Thresholds(**parts)
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            found = item.get("thresholds")
+            if item["slo"] in limits and found and found.get("normal") is not None:
+                alert = found.get("alert")
+                limits[str(item["slo"])] = Limits(
+                    float(found["normal"]), None if alert is None else float(alert)
+                )
+        return dataclasses.replace(
+            DEFAULT,
+            limits=limits,
+            min_events=int(document["min_events"]),
+            window=float(document["window_seconds"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(f"thresholds: {type(exc).__name__}") from None

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cbmon.alerting.dispatcher import display_name
 from cbmon.clock import Clock, SystemClock
-from cbmon.delivery import BackgroundSender, backoff, post
-from cbmon.slo.alerts import Alert
+from cbmon.delivery.dispatcher import display_name
+from cbmon.delivery.post import BackgroundSender, backoff, post
+from cbmon.slo.notification import Alert
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,214 @@
+"""The one table of what cbmon judges: each indicator's name, unit, direction, default
+thresholds, words and the series that feeds it, defined once.
+
+The judge, the alert wording, the status page, the JSON API, ``cbmon check``, ``cbmon report``,
+the number formats and the Prometheus rule generator all read this table; none of them decides
+again which limit belongs to which indicator or which way is bad. The configuration is turned
+into a :class:`Baseline` (plain values) once, at the edge (:func:`cbmon.config.baseline`).
+
+Pure: imports nothing of cbmon but :mod:`cbmon.domain`; no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Literal
+
+OVERALL = ""  # the event_type label value of indicators over every event type
+
+Unit = Literal["ratio", "seconds", "items", "age"]
+Direction = Literal["higher", "lower"]  # which way is better
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One indicator: what it measures and how it is judged and said.
+
+    ``better`` is None for an indicator shown but not judged. The wording templates take
+    ``{value}``, ``{normal}``, ``{alert}`` (formatted in the indicator's unit), ``{scope}``
+    ("all event types" or "event type pay"), ``{span}`` (the window) and ``{events}``.
+    """
+
+    slo: str  # the ``slo`` label of every series, alert and API field
+    label: str  # how a person calls it, in tables and pages
+    unit: Unit
+    better: Direction | None
+    normal: float | None = None  # default thresholds, in the unit
+    alert: float | None = None
+    alertname: str | None = None
+    samples: str = "callback attempts"  # what the value rests on
+    per_event_type: bool = True
+    source: str = "the attempt log"
+    measured: str = ""  # "Callback success rate {value} for {scope}"
+    explained: str = ""  # the alert's description, before the advice
+    advice: str = ""  # what on-call does first, with commands that exist
+    series: str | None = None  # the Prometheus recorded series judged, {w} for the window
+
+    @property
+    def judged(self) -> bool:
+        return self.better is not None
+
+
+SUCCESS_RATE = Objective(
+    slo="success_rate",
+    label="success rate",
+    unit="ratio",
+    better="higher",
+    normal=0.995,
+    alert=0.99,
+    alertname="CallbackSuccessRateLow",
+    measured="Callback success rate {value} for {scope}",
+    explained=(
+        "Over the last {span}, {events} callback attempts for {scope} succeeded {value} of the "
+        "time. Healthy is above {normal}; below {alert} is critical."
+    ),
+    advice=(
+        "Look at the failing receivers and the newest rows of the callback error table "
+        "(cbmon report --since 1h)."
+    ),
+    series="cbmon:callback_success_ratio:rate{w}",
+)
+AVG_LATENCY = Objective(
+    slo="avg_latency",
+    label="avg latency",
+    unit="seconds",
+    better="lower",
+    normal=0.150,
+    alert=0.500,
+    alertname="CallbackLatencyHigh",
+    samples="attempts with a duration",
+    measured="Callback average latency {value} for {scope}",
+    explained=(
+        "Over the last {span}, callbacks for {scope} took {value} on average ({events} "
+        "attempts). Healthy is below {normal}; above {alert} is critical."
+    ),
+    advice=(
+        "Check the receivers' response times and the worker's timeouts; slow receivers also "
+        "grow the queue."
+    ),
+    series="cbmon:callback_duration_seconds:mean{w}",
+)
+P95_LATENCY = Objective(
+    slo="p95_latency",
+    label="p95 latency",
+    unit="seconds",
+    better=None,
+    samples="attempts with a duration",
+    series="cbmon:callback_duration_seconds:p95_{w}",
+)
+SLOW_SHARE = Objective(
+    slo="slow_share",
+    label="slow share",
+    unit="ratio",
+    better=None,
+    samples="attempts with a duration",
+)
+BACKLOG = Objective(
+    slo="backlog",
+    label="backlog",
+    unit="items",
+    better="lower",
+    normal=1000,
+    alert=5000,
+    alertname="CallbackBacklogHigh",
+    samples="queue items",
+    per_event_type=False,
+    source="the queue",
+    measured="Callback queue backlog {value} items",
+    explained=(
+        "{value} callbacks are waiting in the queue. Healthy is below {normal}; above {alert} "
+        "is critical."
+    ),
+    advice=(
+        "Check that the workers are running and keeping up, and "
+        "cbmon_queue_oldest_age_seconds for how long the oldest has waited."
+    ),
+    series="cbmon:queue_backlog:max",
+)
+TRAFFIC = Objective(
+    slo="last_attempt_age",
+    label="last attempt",
+    unit="age",
+    better="lower",
+    normal=0.0,  # 0 switches the rule off (slo.traffic_absent_after)
+    alertname="CallbackTrafficAbsent",
+    samples="attempts",
+    per_event_type=False,
+    measured="No callback attempt logged for {value}",
+    explained="No callback attempt has been logged for {value} (the rule fires after {normal}).",
+    advice=(
+        "Check that callbacks are still being made: the triggers or the application that "
+        "enqueue them, the queue (cbmon_queue_backlog) and the workers that deliver them."
+    ),
+)
+
+OBJECTIVES: tuple[Objective, ...] = (
+    SUCCESS_RATE,
+    AVG_LATENCY,
+    P95_LATENCY,
+    SLOW_SHARE,
+    BACKLOG,
+    TRAFFIC,
+)
+BY_SLO: Mapping[str, Objective] = {objective.slo: objective for objective in OBJECTIVES}
+JUDGED: tuple[Objective, ...] = tuple(o for o in OBJECTIVES if o.judged)
+ALERT_NAMES: Mapping[str, str] = {o.slo: o.alertname for o in JUDGED if o.alertname}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """An indicator's thresholds, in its unit: ok beyond ``normal``, critical beyond
+    ``alert``, a warning between them and on them. ``alert`` None: warnings only."""
+
+    normal: float
+    alert: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An objective over a period: ``target`` of the events good (0..1) over ``period``
+    seconds. The error budget is ``1 - target`` of them."""
+
+    target: float
+    period: float
+    # For latency: an attempt is good when its duration is at or below this (seconds).
+    threshold: float | None = None
+
+    @property
+    def budget(self) -> float:
+        return 1.0 - self.target
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """What the judge and the wording need of the configuration, as plain values."""
+
+    limits: Mapping[str, Limits]
+    window: float = 300.0
+    for_: float = 60.0
+    min_events: int = 20
+    slow_callback: float = 0.200
+    # Objectives over a period, by slo, and per event type where one differs.
+    targets: Mapping[str, Target] = dataclasses.field(default_factory=dict)
+    event_targets: Mapping[str, Mapping[str, Target]] = dataclasses.field(default_factory=dict)
+
+    def limit(self, slo: str) -> Limits | None:
+        return self.limits.get(slo)
+
+    def target(self, slo: str, event_type: str = OVERALL) -> Target | None:
+        """The objective of ``slo`` for ``event_type``: its own, else the default."""
+        own = self.event_targets.get(event_type, {}).get(slo)
+        return own if own is not None else self.targets.get(slo)
+
+    @property
+    def traffic_absent_after(self) -> float:
+        limits = self.limits.get(TRAFFIC.slo)
+        return 0.0 if limits is None else limits.normal
+
+
+def default_limits() -> dict[str, Limits]:
+    return {o.slo: Limits(o.normal, o.alert) for o in JUDGED if o.normal is not None}
+
+
+DEFAULT = Baseline(limits=default_limits(), targets={SUCCESS_RATE.slo: Target(0.995, 30 * 86400.0)})
