@@ -27,8 +27,10 @@ from cbmon.report.model import Report
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest, read_report, snapshot
+from cbmon.slo import budget
+from cbmon.slo.budget import Budget
 from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator, evaluate
-from cbmon.slo.objectives import DEFAULT, Baseline
+from cbmon.slo.objectives import DEFAULT, Baseline, Target
 
 DEFAULT_TIMEOUT = 10.0  # seconds, the Nagios plugin guidelines' default
 EXIT_CODES = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2, Level.UNKNOWN: 3}
@@ -44,6 +46,8 @@ class CheckResult:
     # Rows dated too far ahead of the database's clock, left out of the window, per table.
     ahead_rows: dict[str, int] = dataclasses.field(default_factory=dict)
     baseline: Baseline = DEFAULT
+    # With --budget: the error budgets judged instead of the window's indicators.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -61,6 +65,17 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     seconds in all: a monitoring agent gets UNKNOWN rather than a hung plugin."""
     if window <= 0:
         raise CheckError("--window: must be above 0s")
+    report, ahead = _read_with_ahead(config, window, timeout)
+    return judge_report(report, window, ahead)
+
+
+def _read(config: Config, since: float, timeout: float) -> Report:
+    return _read_with_ahead(config, since, timeout)[0]
+
+
+def _read_with_ahead(config: Config, since: float, timeout: float) -> tuple[Report, dict[str, int]]:
+    """The report of the last ``since`` seconds, and the rows dated ahead, within
+    ``timeout`` in all."""
     db = config.file.database
     started = time.monotonic()
     try:
@@ -75,8 +90,8 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     except DatabaseError as exc:
         raise CheckError(str(exc)) from None
     remaining = max(0.1, timeout - (time.monotonic() - started))
-    # The window ends now; rows up to slo.clock_skew ahead of the clock count, as in serve.
-    period = PeriodRequest(since=window, ahead=config.file.slo.clock_skew)
+    # The span ends now; rows up to slo.clock_skew ahead of the clock count, as in serve.
+    period = PeriodRequest(since=since, ahead=config.file.slo.clock_skew)
     deadline = Deadline(conn, remaining)
     try:
         with conn, deadline, snapshot(conn), conn.cursor() as cur:
@@ -89,7 +104,56 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     except DatabaseError as exc:
         hint = f" (--timeout {format_duration(timeout)})" if deadline.expired.is_set() else ""
         raise CheckError(f"{exc}{hint}") from None
-    return judge_report(report, window, ahead)
+    return report, ahead
+
+
+def run_budget_check(config: Config, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
+    """Judge every objective's error budget over its period, exactly, from the database."""
+    baseline = config.baseline
+    periods = sorted({t.period for t in _targets(baseline)})
+    if not periods:
+        raise CheckError("no objective is configured (objectives: in the configuration)")
+    started = time.monotonic()
+    found: list[Budget] = []
+    for period in periods:
+        remaining = max(0.1, timeout - (time.monotonic() - started))
+        report = _read(config, period, remaining)
+        per_type = {row.event_type or OVERALL: row.figures for row in report.event_types}
+        found += [
+            b
+            for b in budget.from_figures(baseline, per_type, report.overall.figures)
+            if b.target.period == period
+        ]
+    return budget_verdict(found, baseline)
+
+
+def budget_verdict(found: Iterable[Budget], baseline: Baseline) -> CheckResult:
+    """The check's answer on error budgets, the database's or a running serve's."""
+    budgets = tuple(found)
+    states = [budget.judge_remaining(b.remaining) for b in budgets]
+    judged = [s for s in states if s is not Level.UNKNOWN]
+    status = max(judged, default=Level.OK)
+    worst = [b for b, s in zip(budgets, states, strict=True) if s is status]
+    if status is Level.OK or not worst:
+        detail = "every error budget has more than "
+        detail += f"{present.percent(budget.BUDGET_WARNING, 0)} left"
+    else:
+        detail = "; ".join(_budget_words(b) for b in worst[:5])
+    period = max((b.target.period for b in budgets), default=0.0)
+    message = f"CBMON {status.name} - {detail}"
+    return CheckResult(status, period, [], message, {}, baseline, budgets)
+
+
+def _budget_words(item: Budget) -> str:
+    left = "-" if item.remaining is None else present.percent(item.remaining, 1)
+    scope_ = "all" if item.event_type == OVERALL else item.event_type
+    return f"{item.slo} budget {left} left over {format_duration(item.target.period)} ({scope_})"
+
+
+def _targets(baseline: Baseline) -> list[Target]:
+    found = list(baseline.targets.values())
+    found += [t for own in baseline.event_targets.values() for t in own.values()]
+    return found
 
 
 def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckResult:
@@ -164,7 +228,30 @@ def _state(indicator: Indicator) -> str | None:
     return indicator.state.label if indicator.slo in ALERT_NAMES else None
 
 
+def _budget_json(item: Budget) -> dict[str, Any]:
+    return {
+        "slo": item.slo,
+        "event_type": item.event_type or None,
+        "target": item.target.target,
+        "period": format_duration(item.target.period),
+        "events": item.events,
+        "bad": item.bad,
+        "remaining": item.remaining,
+        "state": budget.judge_remaining(item.remaining).label,
+    }
+
+
 def to_json(result: CheckResult) -> str:
+    if result.budgets:
+        return json.dumps(
+            {
+                "status": result.status.label,
+                "exit_code": result.exit_code,
+                "message": result.message,
+                "budgets": [_budget_json(item) for item in result.budgets],
+            },
+            indent=2,
+        )
     data: dict[str, Any] = {
         "status": result.status.label,
         "exit_code": result.exit_code,
@@ -190,7 +277,24 @@ def unknown_json(message: str) -> str:
     return json.dumps({"status": "unknown", "exit_code": 3, "message": message}, indent=2)
 
 
+def _budget_table(result: CheckResult) -> str:
+    rows = [
+        (
+            item.slo,
+            "all" if item.event_type == OVERALL else item.event_type,
+            f"{present.percent(item.target.target)} over {format_duration(item.target.period)}",
+            present.MISSING if item.remaining is None else present.percent(item.remaining, 1),
+            budget.judge_remaining(item.remaining).label,
+        )
+        for item in result.budgets
+    ]
+    headers = ("BUDGET", "EVENT TYPE", "OBJECTIVE", "LEFT", "STATE")
+    return "\n".join([result.message, "", *present.table(headers, rows, text_columns=(0, 1, 2, 4))])
+
+
 def to_table(result: CheckResult) -> str:
+    if result.budgets:
+        return _budget_table(result)
     rows = [
         (
             i.slo,
@@ -258,9 +362,19 @@ def _perfdata(indicators: Iterable[Indicator], baseline: Baseline) -> str:
     return " ".join(_perf(i, baseline) for i in indicators if i.slo in wanted)
 
 
+def _budget_perf(item: Budget) -> str:
+    """Budget left, in percent: a warning below the warning share, critical at or below 0."""
+    value = "U" if item.remaining is None else _number(item.remaining * 100) + "%"
+    warn = _number(budget.BUDGET_WARNING * 100)
+    return f"{_label('budget_' + item.slo, item.event_type)}={value};{warn}:;@~:0"
+
+
 def to_nagios(result: CheckResult) -> str:
     """The Nagios plugin output: the status line and the overall performance data, then a
     line per event type, the last one followed by the event types' performance data."""
+    if result.budgets:
+        perf = " ".join(_budget_perf(item) for item in result.budgets)
+        return f"{_safe(result.message)} | {perf}"
     overall = [i for i in result.indicators if i.event_type == OVERALL]
     calls = next((i.events for i in overall if i.slo == "success_rate"), 0)
     lines = [f"{_safe(result.message)} | {_perfdata(overall, result.baseline)} 'calls'={calls};;;0"]

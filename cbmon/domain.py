@@ -194,6 +194,8 @@ class PollResult:
     open_gaps: Mapping[str, int]
     # On the first poll only, when asked for: rows already there, per time slot.
     history: tuple[Slot, ...] = ()
+    # On the first poll only, for the error budgets: (slot seconds, slots) per ring.
+    period_history: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
     # On the first poll only: what the catalogs say about the tables' ids.
     assumptions: tuple[Assumption, ...] = ()
     # On the first poll only, with a history: rows dated ahead of the database's clock by more

@@ -21,6 +21,7 @@ from cbmon.check import (
     FORMATS,
     CheckError,
     CheckResult,
+    run_budget_check,
     run_check,
     to_json,
     to_nagios,
@@ -38,6 +39,7 @@ from cbmon.cli.options import (
 )
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError
+from cbmon.slo.budget import BUDGET_WARNING
 
 log = logging.getLogger(__name__)
 RENDER = {"table": to_table, "json": to_json, "nagios": to_nagios}
@@ -76,6 +78,12 @@ class _PluginCommand(OneLineCommand):
     help="Ask a running `cbmon serve` at URL (e.g. http://cbmon:9863) for its judgement "
     "instead of reading the database; its own window applies.",
 )
+@click.option(
+    "--budget",
+    is_flag=True,
+    help="Judge the error budgets over their objectives' periods instead of the window: "
+    f"WARNING below {int(BUDGET_WARNING * 100)}% left, CRITICAL when spent.",
+)
 def check(
     dsn: str | None,
     config_path: Path | None,
@@ -83,6 +91,7 @@ def check(
     output_format: str,
     timeout: float,
     from_url: str | None,
+    budget: bool,
 ) -> None:
     """Evaluate success rate, latency and backlog over the window, straight from the database.
 
@@ -91,8 +100,12 @@ def check(
     output is the same wherever it goes: choose --format nagios for a monitoring agent.
     """
     try:
+        if budget and window is not None:
+            raise CheckError("--window cannot be used with --budget: each objective has its period")
         if from_url is not None:
-            result = _from_url(from_url, window, timeout)
+            result = _from_url(from_url, window, timeout, budget)
+        elif budget:
+            result = run_budget_check(build_config(config_path, dsn), timeout)
         else:
             config = build_config(config_path, dsn)
             chosen = config.file.slo.window if window is None else window
@@ -107,11 +120,11 @@ def check(
     sys.exit(result.exit_code)
 
 
-def _from_url(url: str, window: float | None, timeout: float) -> CheckResult:
+def _from_url(url: str, window: float | None, timeout: float, budget: bool) -> CheckResult:
     from cbmon.web.client import check_from_url
 
     secrets.remember(urllib.parse.urlsplit(url).password)  # basic auth in the URL
     secrets.hide_from_process_title(sys.argv)
     if window is not None:
         raise CheckError("--window cannot be used with --from-url: the serve judges its own")
-    return check_from_url(url, timeout)
+    return check_from_url(url, timeout, budget=budget)

@@ -24,7 +24,9 @@ from cbmon.db import catalog, sqlfiles, topology
 from cbmon.db.connect import link_of, local_settings, server_of
 from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot, Topology
 from cbmon.ingest.fence import FenceKeeper
+from cbmon.ingest.periods import HOUR, MINUTE, SHORT
 from cbmon.ingest.reader import ReadResult, Source, TailReader
+from cbmon.slo import budget
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class Poller:
         self._history: topology.History | None = None  # of the server the last poll read
         self._config = config
         self._backfill = backfill
+        self._period = budget.longest_period(config.baseline)  # the budgets' history
         self._skew = config.file.slo.clock_skew
         self._inspected = False
         self._created_at = (
@@ -183,6 +186,9 @@ class Poller:
                 assumptions = () if self._inspected else self._inspect(conn, cur)
                 backfill: tuple[Slot, ...] = ()
                 ahead: dict[str, int] = {}
+                periods: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
+                if self.logs.high_water is None:
+                    periods = self._backfill_periods(cur)
                 if self._backfill and self.logs.high_water is None:
                     backfill = self._backfill_window(cur, self._backfill)
                     ahead = self.rows_ahead(cur)
@@ -209,6 +215,7 @@ class Poller:
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
             history=backfill,
+            period_history=periods,
             assumptions=assumptions,
             ahead_rows=ahead,
             database=database,
@@ -261,6 +268,16 @@ class Poller:
         self._inspected = True
         return tuple(found)
 
+    def _backfill_periods(
+        self, cur: psycopg.Cursor[Any]
+    ) -> tuple[tuple[float, tuple[Slot, ...]], ...]:
+        """For the error budgets: the last six hours by minute, the longest objective period
+        by hour (nothing without an objective)."""
+        if self._period <= 0:
+            return ()
+        minutes = self._backfill_window(cur, min(SHORT, self._period), MINUTE)
+        return ((MINUTE, minutes), (HOUR, self._backfill_window(cur, self._period, HOUR)))
+
     def rows_ahead(self, cur: psycopg.Cursor[Any]) -> dict[str, int]:
         """Rows of the log and error tables dated further ahead of the database's clock than
         slo.clock_skew allows, per table."""
@@ -274,8 +291,12 @@ class Poller:
             ahead[source.name] = int(row[0]) if row else 0
         return ahead
 
-    def _backfill_window(self, cur: psycopg.Cursor[Any], window: float) -> tuple[Slot, ...]:
-        slot = max(1.0, round(window / 60))
+    def _backfill_window(
+        self, cur: psycopg.Cursor[Any], window: float, slot: float | None = None
+    ) -> tuple[Slot, ...]:
+        """The rows created within ``window`` before now, per time slot (a sixtieth of the
+        window unless told) and raw event type."""
+        slot = max(1.0, round(window / 60)) if slot is None else slot
         found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:

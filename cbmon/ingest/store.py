@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cbmon.clock import Clock, SystemClock
-from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Topology
+from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Slot, Topology
 from cbmon.ingest.labels import EventTypeLabels
 
 POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -27,6 +27,8 @@ class LabeledPoll:
 
     figures: Labeled
     history: tuple[tuple[float, Labeled], ...] = ()
+    # For the error budgets, on the first poll: (slot seconds, ((slot end, figures), ...)).
+    periods: tuple[tuple[float, tuple[tuple[float, Labeled], ...]], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +95,12 @@ class Store:
         """The poll's figures (and history) keyed by label value, event types folded."""
         with self._lock:
             figures = self._fold(result.figures)
-            history = tuple(
-                (slot.end, self._fold({slot.event_type: slot.figures})) for slot in result.history
-            )
-        return LabeledPoll(figures, history)
+            history = self._slots(result.history)
+            periods = tuple((step, self._slots(slots)) for step, slots in result.period_history)
+        return LabeledPoll(figures, history, periods)
+
+    def _slots(self, slots: Iterable[Slot]) -> tuple[tuple[float, Labeled], ...]:
+        return tuple((slot.end, self._fold({slot.event_type: slot.figures})) for slot in slots)
 
     def _fold(self, figures: Mapping[str | None, Figures]) -> Labeled:
         folded: Labeled = {}

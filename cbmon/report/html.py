@@ -15,11 +15,14 @@ from cbmon.report.frame import series_frame
 from cbmon.report.model import Report
 from cbmon.report.period import step_name
 from cbmon.report.text import (
+    BUDGET_HEADERS,
     COMPARE_HEADERS,
     EMPTY_NOTE,
     OVERALL,
     TOP_HEADERS,
     TOP_TEXT,
+    budget_rows,
+    budget_title,
     compare_rows,
     compare_title,
     headline,
@@ -244,6 +247,9 @@ def render_html(report: Report) -> str:
     if report.previous is not None:
         parts += [f"<h2>{escape(compare_title(report))}</h2>"]
         parts.append(_table(COMPARE_HEADERS, compare_rows(report)))
+    if report.budgets:
+        parts += [f"<h2>{escape(budget_title(report))}</h2>"]
+        parts.append(_table(BUDGET_HEADERS, budget_rows(report), (0, 1)))
     parts.append(f"<h2>Queue now</h2><p>{escape(queue_line(report))}</p>")
     if report.top_errors:
         top = [

@@ -7,6 +7,7 @@ cannot be computed (no attempts, no valid durations) is ``null``, never NaN.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +100,19 @@ def to_dict(report: Report) -> dict[str, Any]:
             for item in report.top_errors
         ],
         "series": None if report.series is None else [_bucket(b) for b in report.series],
+        "budgets": [
+            {
+                "slo": item.slo,
+                "event_type": item.event_type or None,
+                "target": item.target.target,
+                "period_seconds": item.target.period,
+                "threshold_seconds": item.target.threshold,
+                "events": item.events,
+                "bad": item.bad,
+                "spent": None if item.spent is None or math.isinf(item.spent) else item.spent,
+            }
+            for item in report.budgets
+        ],
         "previous": _previous(report.previous),
         "thresholds": {
             "success_rate": {"normal": rate.normal, "alert": rate.alert},

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cbmon.domain import Figures, Level
+from cbmon.slo.budget import Budget
 from cbmon.slo.judge import Verdicts, judge_slo
 from cbmon.slo.objectives import BACKLOG, Baseline
 
@@ -118,6 +119,8 @@ class Report:
     baseline: Baseline
     generated_at: datetime
     previous: Previous | None = None
+    # Each objective's error budget spent over this report's period.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def empty(self) -> bool:

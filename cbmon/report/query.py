@@ -34,6 +34,7 @@ from cbmon.report.model import (
 )
 from cbmon.report.period import PeriodRequest, check_step, default_step, previous, resolve
 from cbmon.report.progress import Progress
+from cbmon.slo import budget
 from cbmon.slo.judge import judge
 
 DbRow = dict[str, Any]
@@ -361,6 +362,13 @@ def read_report(
         ),
         series=None if raw.series is None else _series(*raw.series, config),
         baseline=baseline,
+        budgets=tuple(
+            budget.from_figures(
+                baseline,
+                {row.event_type or "": row.figures for row in per_type},
+                overall.figures,
+            )
+        ),
         generated_at=_utc(now),
         previous=before,
     )

@@ -226,6 +226,35 @@ def _top_rows(report: Report) -> list[list[str]]:
     ]
 
 
+BUDGET_HEADERS = ("event type", "objective", "events", "bad", "budget spent")
+
+
+def budget_title(report: Report) -> str:
+    return f"Error budgets spent over the period ({format_duration(report.period.seconds)})"
+
+
+def budget_rows(report: Report) -> list[list[str]]:
+    """Each objective's budget spent over the report's period, against its target: over a
+    period as long as the objective's, the budget's own account."""
+    rows = []
+    for item in report.budgets:
+        goal = f"{'success' if item.slo == 'success_rate' else 'latency'} "
+        goal += present.percent(item.target.target)
+        if item.target.threshold is not None:
+            goal += f" within {present.millis(item.target.threshold)}"
+        spent = item.spent
+        rows.append(
+            [
+                item.event_type or OVERALL,
+                goal,
+                str(item.events),
+                str(item.bad),
+                present.MISSING if spent is None else present.percent(spent, 1),
+            ]
+        )
+    return rows
+
+
 def render_table(report: Report) -> str:
     lines = [headline(report), ""]
     if report.empty:
@@ -234,6 +263,9 @@ def render_table(report: Report) -> str:
     if report.previous is not None:
         lines += ["", compare_title(report) + ":"]
         lines += present.table(COMPARE_HEADERS, compare_rows(report))
+    if report.budgets:
+        lines += ["", f"{budget_title(report)}:"]
+        lines += present.table(BUDGET_HEADERS, budget_rows(report), text_columns=(0, 1))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "Most frequent errors:"]
@@ -254,6 +286,9 @@ def render_markdown(report: Report) -> str:
     if report.previous is not None:
         lines += ["", f"### {compare_title(report)}", ""]
         lines += present.markdown_table(COMPARE_HEADERS, compare_rows(report))
+    if report.budgets:
+        lines += ["", f"### {budget_title(report)}", ""]
+        lines += present.markdown_table(BUDGET_HEADERS, budget_rows(report), (0, 1))
     lines += ["", queue_line(report)]
     if report.top_errors:
         lines += ["", "### Most frequent errors", ""]

@@ -10,10 +10,12 @@ from typing import Any
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.config import Config
-from cbmon.domain import PollResult
+from cbmon.domain import PollResult, total
+from cbmon.ingest.periods import Periods
 from cbmon.ingest.store import LabeledPoll
 from cbmon.ingest.window import Window
-from cbmon.slo import saved
+from cbmon.slo import budget, saved
+from cbmon.slo.budget import Budget
 from cbmon.slo.judge import Indicator, evaluate, traffic
 from cbmon.slo.notification import Alert, Notification
 from cbmon.slo.tracker import AlertTracker
@@ -31,6 +33,12 @@ class Evaluator:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._indicators: list[Indicator] = []
+        # Counts over the objectives' periods, and the budgets judged on them at each poll.
+        baseline = config.baseline
+        longest = budget.longest_period(baseline)
+        self._thresholds = budget.thresholds_of(baseline)
+        self.periods = Periods(longest, self._thresholds) if longest > 0 else None
+        self._budgets: list[Budget] = []
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
@@ -56,11 +64,31 @@ class Evaluator:
             if any(counted.attempts for counted in figures.values()):
                 self._saw_attempts(min(now, end + offset))
         self.window.add(now, labeled.figures)
+        self._count_periods(result, labeled)
         if any(counted.attempts for counted in labeled.figures.values()):
             self._saw_attempts(now)
         elif self._last_attempt is None:
             self._last_attempt = now
         return self.evaluate(result.queue.backlog, now, wall)
+
+    def _count_periods(self, result: PollResult, labeled: LabeledPoll) -> None:
+        """Add the poll to the periods (on the database's clock) and judge the budgets."""
+        if self.periods is None:
+            return
+        for step, slots in labeled.periods:
+            self.periods.backfill(step, slots)
+        db_now = result.queue.db_now
+        self.periods.add(db_now, labeled.figures, total(labeled.figures.values()))
+        found = budget.budgets(
+            self.baseline, self.periods.labels(), self.periods.counts, self._thresholds, db_now
+        )
+        with self._lock:
+            self._budgets = found
+
+    def budgets(self) -> list[Budget]:
+        """Every objective's error budget as of the last poll."""
+        with self._lock:
+            return list(self._budgets)
 
     def _saw_attempts(self, at: float) -> None:
         if self._last_attempt is None or at > self._last_attempt:

@@ -293,6 +293,7 @@ class Service:
                 refusal=leadership.refusal,
             ),
             wake="off" if self.listener is None else self.listener.mode,
+            budgets=self.evaluator.budgets(),
         )
 
     def _start_server(self) -> MetricsServer:

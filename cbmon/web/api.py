@@ -16,10 +16,11 @@ from typing import Any
 
 from cbmon.delivery.payload import iso_time
 from cbmon.domain import Level
+from cbmon.slo.budget import Budget
 from cbmon.slo.judge import OVERALL, Indicator
-from cbmon.slo.objectives import DEFAULT, Baseline, Limits
+from cbmon.slo.objectives import DEFAULT, Baseline, Limits, Target
 from cbmon.slo.tracker import Transition
-from cbmon.web.status import FiringStatus, IndicatorStatus, Snapshot
+from cbmon.web.status import BudgetStatus, FiringStatus, IndicatorStatus, Snapshot
 
 VERSION = 1
 STATUS_PATH = "/api/v1/status"
@@ -124,6 +125,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "exact": database.exact,
             "resets": database.resets,
         },
+        "budgets": [_budget(item) for item in snapshot.budgets],
         "leader": {
             "webhooks": leader.webhooks,
             "alertmanagers": leader.alertmanagers,
@@ -133,6 +135,26 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "refusal": leader.refusal,
         },
     }
+
+
+def _budget(item: BudgetStatus) -> dict[str, Any]:
+    return {
+        "slo": item.slo,
+        "event_type": item.event_type or None,
+        "target": item.target,
+        "period_seconds": item.period,
+        "threshold_seconds": item.threshold,
+        "events": item.events,
+        "bad": item.bad,
+        "remaining": _finite(item.remaining),
+        "burn_rate": {window: _finite(rate) for window, rate in item.burn.items()},
+        "exhausted_in_seconds": _finite(item.exhausted_in),
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: an overspent 100 % objective says null, with remaining below 0."""
+    return None if value is None or math.isinf(value) or math.isnan(value) else value
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -169,6 +191,28 @@ def indicators(document: dict[str, Any]) -> list[Indicator]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(f"indicators: {type(exc).__name__} {exc}") from None
+
+
+def budgets(document: dict[str, Any]) -> list[Budget]:
+    """The error budgets a status document carries, as the check judges them."""
+    try:
+        return [
+            Budget(
+                slo=str(item["slo"]),
+                event_type=str(item["event_type"] or OVERALL),
+                target=Target(
+                    float(item["target"]),
+                    float(item["period_seconds"]),
+                    None if item["threshold_seconds"] is None else float(item["threshold_seconds"]),
+                ),
+                events=int(item["events"]),
+                bad=int(item["bad"]),
+                burn={k: None if v is None else float(v) for k, v in item["burn_rate"].items()},
+            )
+            for item in document.get("budgets", [])
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApiError(f"budgets: {type(exc).__name__}") from None
 
 
 def baseline(document: dict[str, Any]) -> Baseline:

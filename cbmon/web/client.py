@@ -14,7 +14,7 @@ import urllib.parse
 
 import requests
 
-from cbmon.check import CheckError, CheckResult, verdict
+from cbmon.check import CheckError, CheckResult, budget_verdict, verdict
 from cbmon.delivery.dispatcher import display_name
 from cbmon.durations import format_duration
 from cbmon.web import api
@@ -66,7 +66,7 @@ def fetch(url: str, timeout: float) -> bytes:
     return outcome[0]
 
 
-def check_from_url(url: str, timeout: float) -> CheckResult:
+def check_from_url(url: str, timeout: float, *, budget: bool = False) -> CheckResult:
     """The verdict of the serve at ``url``: the same rule and message as ``cbmon check``."""
     target = status_url(url)
     name = display_name(target)
@@ -82,4 +82,6 @@ def check_from_url(url: str, timeout: float) -> CheckResult:
     if not up:
         last = database.get("last_poll") or "never"
         raise CheckError(f"cbmon at {name} cannot read its database (last poll: {last})")
+    if budget:
+        return budget_verdict(api.budgets(document), judged_by)
     return verdict(indicators, window, judged_by)

@@ -289,6 +289,7 @@ class EvaluatorCollector(Collector):
         yield value
         yield state
         yield self._thresholds()
+        yield from self._budgets()
         firing = GaugeMetricFamily(
             "cbmon_alerts_firing",
             "Alerts cbmon considers firing.",
@@ -325,6 +326,43 @@ class EvaluatorCollector(Collector):
             labels = [alert.alertname, alert.severity, alert.slo, alert.event_type]
             family.add_metric(labels, alert.starts_at)
         return family
+
+    def _budgets(self) -> Iterator[Metric]:
+        objective = GaugeMetricFamily(
+            "cbmon_slo_objective_ratio",
+            "The objective over its period: the share of events that must be good.",
+            labels=["slo", "event_type"],
+        )
+        period = GaugeMetricFamily(
+            "cbmon_slo_period_seconds",
+            "The period the objective and its error budget span.",
+            labels=["slo", "event_type"],
+        )
+        remaining = GaugeMetricFamily(
+            "cbmon_slo_error_budget_remaining_ratio",
+            "Share of the error budget left over the objective's period: 1 untouched, 0 spent, "
+            "below 0 overspent. Absent while the period holds no event.",
+            labels=["slo", "event_type"],
+        )
+        burn = GaugeMetricFamily(
+            "cbmon_slo_burn_rate",
+            "How fast the error budget burns over the window: 1 spends it exactly over the "
+            "period, 14.4 spends 2% of a 30-day budget an hour. Absent without events.",
+            labels=["slo", "event_type", "window"],
+        )
+        for found in self._evaluator.budgets():
+            labels = [found.slo, found.event_type]
+            objective.add_metric(labels, found.target.target)
+            period.add_metric(labels, found.target.period)
+            if found.remaining is not None:
+                remaining.add_metric(labels, found.remaining)
+            for window, rate in found.burn.items():
+                if rate is not None:
+                    burn.add_metric([*labels, window], rate)
+        yield objective
+        yield period
+        yield remaining
+        yield burn
 
     def _thresholds(self) -> Metric:
         baseline = self._evaluator.baseline

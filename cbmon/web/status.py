@@ -16,6 +16,7 @@ from cbmon import __version__
 from cbmon.config import Config
 from cbmon.domain import Level
 from cbmon.ingest.store import View
+from cbmon.slo.budget import Budget
 from cbmon.slo.judge import ALERT_NAMES, Indicator
 from cbmon.slo.objectives import Baseline
 from cbmon.slo.tracker import Active, Transition
@@ -87,6 +88,22 @@ class LeaderStatus:
 
 
 @dataclasses.dataclass(frozen=True)
+class BudgetStatus:
+    """One objective's error budget (see :mod:`cbmon.slo.budget`)."""
+
+    slo: str  # success_rate or latency
+    event_type: str
+    target: float
+    period: float  # seconds
+    threshold: float | None  # latency: the duration a good attempt stays within
+    events: int
+    bad: int
+    remaining: float | None  # share of the budget left; below 0 overspent; None without events
+    burn: dict[str, float | None]
+    exhausted_in: float | None  # seconds at the last hour's burn; 0 spent; None not burning
+
+
+@dataclasses.dataclass(frozen=True)
 class Snapshot:
     generated_at: float  # unix seconds
     cluster: str
@@ -101,6 +118,7 @@ class Snapshot:
     oldest_age_seconds: float
     database: DatabaseStatus
     leader: LeaderStatus
+    budgets: tuple[BudgetStatus, ...] = ()
     version: str = __version__
 
     @property
@@ -138,6 +156,7 @@ def build(
     transitions: Sequence[Transition],
     leader: LeaderStatus,
     wake: str,
+    budgets: Sequence[Budget] = (),
 ) -> Snapshot:
     """A snapshot from the parts' own copies of their state (each taken under its lock)."""
     baseline = config.baseline
@@ -202,4 +221,19 @@ def build(
             resets=sum(view.resets.values()),
         ),
         leader=leader,
+        budgets=tuple(
+            BudgetStatus(
+                slo=b.slo,
+                event_type=b.event_type,
+                target=b.target.target,
+                period=b.target.period,
+                threshold=b.target.threshold,
+                events=b.events,
+                bad=b.bad,
+                remaining=b.remaining,
+                burn=dict(b.burn),
+                exhausted_in=b.exhausted_in("1h"),
+            )
+            for b in budgets
+        ),
     )

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from cbmon import present
 from cbmon.domain import Level
 from cbmon.durations import format_duration
-from cbmon.slo import wording
+from cbmon.slo import budget, wording
 from cbmon.slo.judge import OVERALL, TRAFFIC
 from cbmon.slo.objectives import BY_SLO, Limits
 from cbmon.slo.tracker import Transition
@@ -278,6 +278,49 @@ def _single(item: IndicatorStatus | None, slo: str, extra: str = "") -> str:
     )
 
 
+def _budgets(snapshot: Snapshot) -> str:
+    """Each objective's error budget: what is left, how fast it burns, when it runs out."""
+    if not snapshot.budgets:
+        return ""
+    rows = []
+    for item in snapshot.budgets:
+        left = item.remaining
+        level = budget.judge_remaining(left)
+        name = "success" if item.slo == "success_rate" else "latency"
+        goal = present.percent(item.target, boundaries=())
+        if item.threshold is not None:
+            goal += f" within {present.millis(item.threshold)}"
+        gone = item.exhausted_in
+        when = (
+            "spent"
+            if gone == 0
+            else "not at this rate"
+            if gone is None
+            else f"in {present.age(gone)}"
+        )
+        burn = item.burn.get("1h")
+        rows.append(
+            f'<tr class="{_state_class(level)}" '
+            f'data-budget="{esc(item.slo)}:{esc(item.event_type)}">'
+            f'<th scope="row" class="scope">{esc(_scope(item.event_type))}</th>'
+            f'<td data-label="objective">{esc(name)} {esc(goal)} over '
+            f"{esc(format_duration(item.period))}</td>"
+            f'<td data-label="left" class="num"><span class="word">'
+            f"{esc('-' if left is None else present.percent(left, 1))}</span></td>"
+            f'<td data-label="burn 1h" class="num">'
+            f"{esc('-' if burn is None else present.number(burn, 2))}x</td>"
+            f'<td data-label="runs out">{esc(when if left is not None else "-")}</td></tr>'
+        )
+    return (
+        '<section id="budgets"><h2>Error budgets</h2>'
+        '<p class="hint">Left of each objective\'s allowance of bad events over its period; '
+        "burn 1x spends it exactly over the period; runs out at the last hour's burn.</p>"
+        '<div class="scroll"><table class="budgets"><thead><tr><th>event type</th>'
+        "<th>objective</th><th>left</th><th>burn 1h</th><th>runs out</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
+
+
 def _queue(snapshot: Snapshot) -> str:
     oldest = (
         f"<small>oldest waiting {esc(present.age(snapshot.oldest_age_seconds))}</small>"
@@ -507,7 +550,8 @@ def render(snapshot: Snapshot) -> str:
         f'<span class="verdict {_state_class(state)}">{esc(word)}</span>'
         f'<p class="meta">updated {esc(_when(snapshot.generated_at))} · window '
         f"{esc(format_duration(snapshot.window))} · cbmon {esc(snapshot.version)}</p></header>"
-        f"{_firing(snapshot)}{_indicators(snapshot)}{_queue(snapshot)}{_system(snapshot)}"
+        f"{_firing(snapshot)}{_indicators(snapshot)}{_budgets(snapshot)}{_queue(snapshot)}"
+        f"{_system(snapshot)}"
         f"{_transitions(snapshot.transitions, snapshot.generated_at)}</div>"
         f"<footer>{links}</footer></main>"
         f"<script>{_SCRIPT % REFRESH}</script></body></html>"

@@ -146,3 +146,45 @@ def test_check_counts_rows_a_little_ahead_of_the_clock_and_leaves_the_far_ones_o
     assert data["rows_dated_ahead"] == {"logs": 50, "errors": 0}
     overall = {i["slo"]: i for i in data["indicators"] if i["event_type"] is None}
     assert overall["success_rate"]["events"] == 20  # within slo.clock_skew (1m): counted
+
+
+@pytest.mark.parametrize(
+    ("objectives", "code", "word"),
+    [
+        ("", 2, "CRITICAL"),  # 99.5 %: 1.2 % failed spends the budget more than twice over
+        ("objectives: {success_rate: {target: 98.5%}}\n", 1, "WARNING"),  # 80 % of it spent
+        ("objectives: {success_rate: {target: 90%}}\n", 0, "OK"),
+    ],
+)
+def test_check_judges_the_error_budget_over_the_period(
+    pg: PgSchema, tmp_path: Path, objectives: str, code: int, word: str
+) -> None:
+    """Rows of the last 20 days, 1.2 % of them failed: the budget spent is exact from SQL."""
+    config = pg.write_config(tmp_path / "c.yml", objectives)
+    pg.conn.execute(
+        "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
+        "SELECT 'pay', CASE WHEN g % 250 < 3 THEN 'FAILED' ELSE 'COMPLETED' END, 40, "
+        "now() - (g % 20) * interval '1 day' FROM generate_series(1, 5000) g"
+    )
+    pg.conn.execute(  # older than the period: left out
+        "INSERT INTO callback_logs (event_type, status, execution_time, created_at) "
+        "SELECT 'pay', 'FAILED', 40, now() - interval '40 days' FROM generate_series(1, 500)"
+    )
+    args = ["check", "--budget", "--dsn", pg.dsn, "--config", str(config)]
+    table = cbmon(*args)
+    assert table.code == code, table.stdout + table.stderr
+    assert table.stdout.startswith(f"CBMON {word} - ")
+    document = json.loads(cbmon(*args, "--format", "json").stdout)
+    overall = next(b for b in document["budgets"] if b["event_type"] is None)
+    target = overall["target"]
+    assert (overall["events"], overall["bad"]) == (5000, 60)
+    assert overall["remaining"] == pytest.approx(1 - (60 / 5000) / (1 - target))
+    nagios = cbmon(*args, "--format", "nagios").stdout
+    assert "'budget_success_rate'=" in nagios
+    assert ";25:;@~:0" in nagios
+
+
+def test_check_budget_refuses_a_window(pg: PgSchema) -> None:
+    ran = cbmon("check", "--budget", "--window", "5m", "--dsn", pg.dsn)
+    assert ran.code == 3
+    assert "--window cannot be used with --budget" in ran.stdout

@@ -53,8 +53,11 @@ def test_markdown_tables(pg: PgSchema, loaded: tuple[Path, dict[str, Any]]) -> N
     lines = result.stdout.splitlines()
     assert lines[0].startswith("## Callbacks 2026-03-01 01:00:00Z to 2026-03-01 11:00:00Z")
     table = [line for line in lines if line.startswith("| (all) |")]
-    assert len(table) == 1
+    assert len(table) == 2  # the callbacks, then the error budget spent
     cells = [cell.strip() for cell in table[0].strip("|").split("|")]
+    calls, failures = data["overall"]["calls"], data["overall"]["failures"]
+    spent = f"{(failures / calls) / 0.005 * 100:.1f}%"
+    assert table[1] == f"| (all) | success 99.50% | {calls} | {failures} | {spent} |"
     assert cells[1] == str(data["overall"]["calls"])
     assert "|:---|---:|" in result.stdout
     assert sum(line.startswith("| 2026-03-01 ") for line in lines) == 10  # one per hour

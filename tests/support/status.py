@@ -57,4 +57,5 @@ class Pipeline:
             transitions=self.evaluator.tracker.transitions(),
             leader=leader,
             wake=wake,
+            budgets=self.evaluator.budgets(),
         )
