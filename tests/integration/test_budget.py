@@ -36,7 +36,7 @@ def sql_budget(pg: PgSchema, span: str, event_type: str | None, target: float) -
         (span, event_type, event_type),
     ).fetchone()
     assert row is not None
-    return (row[1] / row[0]) / (1 - target)
+    return float(row[1] / row[0]) / (1 - target)
 
 
 def sample(service: Service, name: str, **labels: str) -> float | None:
