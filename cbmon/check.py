@@ -147,7 +147,7 @@ def budget_verdict(found: Iterable[Budget], baseline: Baseline) -> CheckResult:
 def _budget_words(item: Budget) -> str:
     left = "-" if item.remaining is None else present.percent(item.remaining, 1)
     scope_ = "all" if item.event_type == OVERALL else item.event_type
-    return f"{item.slo} budget {left} left over {format_duration(item.target.period)} ({scope_})"
+    return f"{item.slo} budget {left} left over {present.period(item.target.period)} ({scope_})"
 
 
 def _targets(baseline: Baseline) -> list[Target]:
@@ -233,7 +233,7 @@ def _budget_json(item: Budget) -> dict[str, Any]:
         "slo": item.slo,
         "event_type": item.event_type or None,
         "target": item.target.target,
-        "period": format_duration(item.target.period),
+        "period": present.period(item.target.period),
         "events": item.events,
         "bad": item.bad,
         "remaining": item.remaining,
@@ -282,7 +282,7 @@ def _budget_table(result: CheckResult) -> str:
         (
             item.slo,
             "all" if item.event_type == OVERALL else item.event_type,
-            f"{present.percent(item.target.target)} over {format_duration(item.target.period)}",
+            f"{present.percent(item.target.target)} over {present.period(item.target.period)}",
             present.MISSING if item.remaining is None else present.percent(item.remaining, 1),
             budget.judge_remaining(item.remaining).label,
         )

@@ -92,6 +92,12 @@ def age(seconds: float | None) -> str:
     return MISSING if seconds is None or math.isnan(seconds) else format_duration(round(seconds))
 
 
+def period(seconds: float) -> str:
+    """An objective's period: in days when it is whole days (``30d``, not ``4w2d``)."""
+    days, rest = divmod(seconds, 86400.0)
+    return f"{days:.0f}d" if days and not rest else format_duration(seconds)
+
+
 def in_unit(
     unit: Unit, value: float | None, boundaries: Iterable[float] = (), digits: int | None = None
 ) -> str:

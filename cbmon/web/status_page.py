@@ -304,7 +304,7 @@ def _budgets(snapshot: Snapshot) -> str:
             f'data-budget="{esc(item.slo)}:{esc(item.event_type)}">'
             f'<th scope="row" class="scope">{esc(_scope(item.event_type))}</th>'
             f'<td data-label="objective">{esc(name)} {esc(goal)} over '
-            f"{esc(format_duration(item.period))}</td>"
+            f"{esc(present.period(item.period))}</td>"
             f'<td data-label="left" class="num"><span class="word">'
             f"{esc('-' if left is None else present.percent(left, 1))}</span></td>"
             f'<td data-label="burn 1h" class="num">'
@@ -484,16 +484,19 @@ padding:6px 10px;margin:8px 0}
 html.stale #stale{display:block}
 @media (max-width:700px){
 main{padding:8px}section{padding:10px 8px}li.alert{padding:6px 8px}
-table.indicators thead,table.transitions thead{display:none}
+table.indicators thead,table.budgets thead,table.transitions thead{display:none}
 table.indicators,table.indicators tbody,table.indicators tr,table.indicators td,
-table.indicators th,table.transitions,table.transitions tbody,table.transitions tr,
+table.indicators th,table.budgets,table.budgets tbody,table.budgets tr,table.budgets td,
+table.budgets th,table.transitions,table.transitions tbody,table.transitions tr,
 table.transitions td{display:block;width:100%}
-table.indicators tr,table.transitions tr{border-top:1px solid #d0d7de;padding:6px 0}
-table.indicators th,table.indicators td,table.transitions td{border:0;padding:2px 4px}
-table.indicators td,table.transitions td{display:grid;grid-template-columns:8.5em 1fr;
-align-items:center;column-gap:6px}
-table.indicators td::before,table.transitions td::before{content:attr(data-label);
-color:#57606a;font-size:13px}
+table.indicators tr,table.budgets tr,table.transitions tr{border-top:1px solid #d0d7de;
+padding:6px 0}
+table.indicators th,table.indicators td,table.budgets th,table.budgets td,
+table.transitions td{border:0;padding:2px 4px}
+table.indicators td,table.budgets td,table.transitions td{display:grid;
+grid-template-columns:8.5em 1fr;align-items:center;column-gap:6px}
+table.indicators td::before,table.budgets td::before,table.transitions td::before{
+content:attr(data-label);color:#57606a;font-size:13px}
 td.num{text-align:left}td.text{min-width:0}
 }
 """
