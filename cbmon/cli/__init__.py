@@ -109,7 +109,10 @@ def main() -> None:
         click.echo("cbmon: an argument holds a NUL character", err=True)
         sys.exit(2)
     try:
-        code = cli.main(standalone_mode=False)
+        # The name is cbmon however Python was started (`python -m cbmon`, a test runner's
+        # `python -m pytest`): click would otherwise take it from the interpreter's command
+        # line, and it also names the shell completion variable, _CBMON_COMPLETE.
+        code = cli.main(prog_name="cbmon", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
