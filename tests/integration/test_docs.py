@@ -56,6 +56,10 @@ NOT_RUN = {
     "dependencies from PyPI; the extra it names is checked against pyproject.toml "
     "(test_install_commands_name_extras_that_exist), and `cbmon demo --duration 2m` runs "
     "from docs/demo.md",
+    'README.md: eval "$(_CBMON_COMPLETE=zsh_source cbmon)"': "zsh's line, for zsh: "
+    "tests/e2e/test_completion.py loads it in a real zsh and checks what it registers",
+    "README.md: _CBMON_COMPLETE=fish_source cbmon | source": "fish's line, for fish: "
+    "tests/e2e/test_completion.py sources it in a real fish and completes with it",
     "demo.md: python3 -m venv .venv && .venv/bin/pip install -e '.[embedded]'": "installs from "
     "PyPI into a new virtualenv; the extra is checked against pyproject.toml",
     "demo.md: curl -s http://127.0.0.1:9863/metrics | grep -E "
