@@ -57,11 +57,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.reaper.extend(self.connection)  # the request is in: time to answer
-        if not self.server.auth.allows(self.headers.get("Authorization")):
+        path = self.path.split("?", 1)[0]
+        if not self.server.auth.allows(self.headers.get("Authorization"), path):
             self._reply(401, b"unauthorized\n", "text/plain; charset=utf-8",
                         {"WWW-Authenticate": 'Basic realm="cbmon"'})  # fmt: skip
             return
-        path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._metrics()
         elif path == "/healthz":
@@ -195,7 +195,7 @@ class MetricsServer(ThreadingHTTPServer):
         self.request_timeout = request_timeout
         self.readiness = readiness
         self.web = web or WebConfig()
-        self.auth = BasicAuth(self.web.basic_auth_users)
+        self.auth = BasicAuth(self.web.basic_auth_users, self.web.basic_auth_excluded_paths)
         self.extra_headers = dict(self.web.http_server_config.headers)
         self.tls = tls
         self.reaper = Reaper(request_timeout)
