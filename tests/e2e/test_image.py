@@ -1,8 +1,10 @@
-"""The container image, built from the Dockerfile by podman and run as docker run's users
-start it, scraped over HTTP.
+"""The container image, built from the Dockerfile by podman and run: as docker run's users
+start it, and as the Deployment of deploy/kubernetes/ starts it (its volumes, user, read-only
+root and probes, with basic auth on), scraped over HTTP.
 
 No registry is reached: the base image is made with debootstrap (scripts/build-image
---local-base).
+--local-base). Containers share this host's network, so the pod listens on a free port of
+127.0.0.1 rather than 9863 on every interface.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo
+import requests
+from psycopg import conninfo, sql
 
 from cbmon import __version__
 from cbmon.db.embedded import EmbeddedPostgres
 from cbmon.reference import schema
 from tests.conftest import require_binary
-from tests.support.processes import wait_for
+from tests.support.kubernetes import fill_secrets, podman_run
+from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +56,32 @@ def image() -> Iterator[str]:
     assert done.returncode == 0, done.stdout + done.stderr
     yield TAG
     podman("rmi", TAG, check=False)
+
+
+@pytest.fixture
+def database(pg_dsn: str) -> Iterator[str]:
+    """A database of its own with the reference tables in ``public``, dropped after."""
+    name = f"cbmon_image_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = conninfo.make_conninfo(pg_dsn, dbname=name)
+    try:
+        schema.apply(dsn, schema="public", role=None)
+        yield dsn
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _socket_mounts(dsn: str) -> list[str]:
+    """A DSN on a Unix socket (the embedded server where no PostgreSQL answers on TCP) reaches
+    the container through the socket, at the same path."""
+    params = conninfo.conninfo_to_dict(dsn)
+    host = str(params.get("host") or "")
+    if not host.startswith("/"):
+        return []
+    socket = f"{host}/.s.PGSQL.{params.get('port') or 5432}"
+    return ["--volume", f"{socket}:{socket}"]
 
 
 @contextmanager
@@ -142,3 +172,48 @@ def test_docker_run_serves_metrics_keeps_state_and_stops_cleanly(
     assert inspected["State"]["ExitCode"] == 0, written
     assert written[-1].endswith("cbmon: stopped")
     assert list(state.glob("alerts-*.json"))  # the alert state is on the volume
+
+
+def _status(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=3).status_code
+    except requests.RequestException:
+        return None
+
+
+def test_the_kubernetes_pod_runs_with_its_volumes_and_probes_pass_under_basic_auth(
+    image: str, database: str, tmp_path: Path
+) -> None:
+    """The Deployment's container as the kubelet would start it: the ConfigMap and the
+    filled-in example Secret as read-only files where it mounts them, the emptyDir for
+    state, its user, fsGroup, read-only root and dropped capabilities. The probes' paths
+    answer without a password; /metrics wants the ServiceMonitor's."""
+    filled = fill_secrets(database)
+    port = free_port()
+    pod = podman_run(image, tmp_path / "volumes", filled, port)
+    base = f"http://127.0.0.1:{port}"
+    name = f"cbmon-pod-{port}"
+    with container(name, [*_socket_mounts(database), *pod.args]):
+        wait_for(lambda: _status(base + pod.probes["readinessProbe"]) == 200, timeout=60)
+        for probe, path in pod.probes.items():
+            assert _status(base + path) == 200, probe
+        assert _status(f"{base}/metrics") == 401
+        assert _status(f"{base}/api/v1/status") == 401
+        credentials = (filled.scrape_user, filled.scrape_password)
+        _insert(database, 7)
+        key = 'cbmon_callback_attempts_total{event_type="order_paid"}'
+
+        def counted() -> bool:
+            reply = requests.get(f"{base}/metrics", auth=credentials, timeout=3)
+            return reply.status_code == 200 and f"{key} 7.0" in reply.text
+
+        wait_for(counted, timeout=30)
+        # Deleting the pod: SIGTERM, then at most terminationGracePeriodSeconds.
+        podman("stop", "--time", str(pod.grace), name)
+        (inspected,) = json.loads(podman("inspect", name))
+        written = logs(name)
+    assert inspected["State"]["ExitCode"] == 0, written
+    records = [json.loads(line) for line in written]  # CBMON_LOG_FORMAT=json
+    assert records[-1]["msg"] == "stopped"
+    assert filled.scrape_password not in "\n".join(written)
+    assert list((tmp_path / "volumes" / "state").glob("alerts-*.json"))

@@ -70,7 +70,15 @@ NOT_RUN = {
     ),
     "deploy.md: # /etc/systemd/system/cbmon.service": "a systemd unit: installing it needs root "
     "and a running systemd",
-    "deploy.md: containers:": "a fragment of a Kubernetes Deployment: parsed as YAML here only",
+    "deploy.md: docker build -t cbmon:0.1.0 .": "needs a Docker engine; tests/e2e/test_image.py "
+    "builds the same Dockerfile with podman (scripts/build-image --local-base)",
+    "deploy.md: docker run -d --name cbmon -p 9863:9863 -v cbmon-state:/var/lib/cbmon -e "
+    "CBMON_DSN=postgresql://cbmon@db:5432/app -e CBMON_LOG_FORMAT=json cbmon:0.1.0": "needs a "
+    "Docker engine; tests/e2e/test_image.py runs the image with podman, a state volume and every "
+    "default, and scrapes it",
+    "deploy.md: # overlays/production/kustomization.yaml; then: kubectl apply -k "
+    "overlays/production": "a Kustomize overlay of the user's: needs kustomize and a cluster; "
+    "tests/integration/test_kubernetes.py checks the base it builds on",
     "mechanism.md: callback_router (": "the shape of a table, not a statement",
     "mechanism.md: callback_limits (bucket_id text PRIMARY KEY, tokens integer, last_refill "
     "timestamptz,": "the shape of a table, not a statement",
