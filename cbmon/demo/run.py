@@ -35,7 +35,7 @@ from psycopg import sql
 from cbmon import present
 from cbmon.config import Config, load_config, parse_listen
 from cbmon.db.connect import connect, describe, first_line
-from cbmon.db.embedded import DataDirInUse, EmbeddedPostgres, default_data_dir
+from cbmon.db.embedded import BACKENDS, DataDirInUse, EmbeddedPostgres, default_data_dir
 from cbmon.delivery import signing
 from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
@@ -157,8 +157,10 @@ def quiet_logs() -> Iterator[None]:
     if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
         yield
         return
-    # pgserver also logs when the interpreter exits (its atexit hook): it stays quiet for good
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # The embedded server's package also logs when the interpreter exits (its atexit hook):
+    # it stays quiet for good
+    for package in BACKENDS:
+        logging.getLogger(package).setLevel(logging.WARNING)
     saved = {name: logging.getLogger(name).level for name in _CHATTY}
     for name, level in _CHATTY.items():
         logging.getLogger(name).setLevel(level)

@@ -63,9 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.reaper.extend(self.connection)  # the request is in: time to answer
-        if not self._authorized():
-            return
         path = self.path.split("?", 1)[0]
+        if not self._authorized(path):
+            return
         if path == "/metrics":
             self._metrics()
         elif path == "/healthz":
@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.server.reaper.extend(self.connection)
-        if not self._authorized() or not self._drop_body():
+        if not self._authorized(self.path.split("?", 1)[0]) or not self._drop_body():
             return
         if self.path.split("?", 1)[0] != RELOAD_PATH:
             self._text(405, "Only GET or HEAD requests allowed", {"Allow": "GET, HEAD"})
@@ -96,9 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_POST
 
-    def _authorized(self) -> bool:
-        """True, or answered 401."""
-        if self.server.auth.allows(self.headers.get("Authorization")):
+    def _authorized(self, path: str) -> bool:
+        """True, or answered 401 (paths the web configuration leaves open need nothing)."""
+        if self.server.auth.allows(self.headers.get("Authorization"), path):
             return True
         self._text(401, "unauthorized", {"WWW-Authenticate": 'Basic realm="cbmon"'})
         return False
@@ -239,7 +239,7 @@ class MetricsServer(ThreadingHTTPServer):
         self.request_timeout = request_timeout
         self.readiness = readiness
         self.web = web or WebConfig()
-        self.auth = BasicAuth(self.web.basic_auth_users)
+        self.auth = BasicAuth(self.web.basic_auth_users, self.web.basic_auth_excluded_paths)
         self.extra_headers = dict(self.web.http_server_config.headers)
         self.tls = tls
         self.reaper = Reaper(request_timeout)

@@ -2,10 +2,13 @@
 authentication for ``/metrics`` and every other endpoint, in the file format node_exporter,
 Prometheus and Alertmanager read, so the file a user already runs works here as it is.
 
-Unknown keys are refused, as exporter-toolkit refuses them. Relative paths are read from the
-file's own directory. Passwords are bcrypt hashes (``htpasswd -nBC 10 "" | tr -d ':\\n'``);
-a hash is checked once per distinct credential and the result cached, since bcrypt is slow on
-purpose.
+Unknown keys are refused, as exporter-toolkit refuses them. One key is cbmon's own:
+``basic_auth_excluded_paths`` lists paths served without credentials (``[/healthz, /readyz]``
+for a kubelet's or a load balancer's probes, which cannot send a password), under the name
+exporter-toolkit's maintainers proposed for it; exporter-toolkit itself would refuse it.
+Relative paths are read from the file's own directory. Passwords are bcrypt hashes
+(``htpasswd -nBC 10 "" | tr -d ':\\n'``); a hash is checked once per distinct credential and
+the result cached, since bcrypt is slow on purpose.
 """
 
 from __future__ import annotations
@@ -97,12 +100,15 @@ class HTTPServerConfig(_Strict):
 
 
 Bcrypt = Annotated[str, Field(pattern=r"^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$")]
+# A path as a request names it: no query, no fragment, no spaces.
+UrlPath = Annotated[str, Field(pattern=r"^/[^?#\s]*$")]
 
 
 class WebConfig(_Strict):
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = HTTPServerConfig()
     basic_auth_users: dict[str, Bcrypt] = Field(default_factory=dict)
+    basic_auth_excluded_paths: tuple[UrlPath, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -128,6 +134,8 @@ def load(path: Path) -> WebConfig:
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         if where.startswith("basic_auth_users."):
             message = "must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':\\n')"
+        elif where.startswith("basic_auth_excluded_paths."):
+            message = "must be a path such as /healthz (no query, no spaces)"
         raise ConfigError(f"--web.config.file {path}: {where}: {message}") from None
     if config.tls:
         context(config, path.parent)  # a missing or wrong certificate is found now
@@ -166,10 +174,12 @@ def context(config: WebConfig, base: Path) -> ssl.SSLContext | None:
 
 
 class BasicAuth:
-    """Checks ``Authorization: Basic`` headers against bcrypt hashes, caching what passed."""
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, caching what passed;
+    the ``excluded`` paths need none."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], excluded: tuple[str, ...] = ()) -> None:
         self.users = {name: hashed.encode() for name, hashed in users.items()}
+        self.excluded = frozenset(excluded)
         self._passed: set[bytes] = set()
         self._lock = threading.Lock()
         self._dummy: bytes | None = None  # checked for unknown users: timing hides who exists
@@ -178,10 +188,10 @@ class BasicAuth:
     def enabled(self) -> bool:
         return bool(self.users)
 
-    def allows(self, header: str | None) -> bool:
+    def allows(self, header: str | None, path: str | None = None) -> bool:
         import bcrypt
 
-        if not self.users:
+        if not self.users or path in self.excluded:
             return True
         if not header or not header.startswith("Basic "):
             return False

@@ -56,6 +56,10 @@ NOT_RUN = {
     "dependencies from PyPI; the extra it names is checked against pyproject.toml "
     "(test_install_commands_name_extras_that_exist), and `cbmon demo --duration 2m` runs "
     "from docs/demo.md",
+    'README.md: eval "$(_CBMON_COMPLETE=zsh_source cbmon)"': "zsh's line, for zsh: "
+    "tests/e2e/test_completion.py loads it in a real zsh and checks what it registers",
+    "README.md: _CBMON_COMPLETE=fish_source cbmon | source": "fish's line, for fish: "
+    "tests/e2e/test_completion.py sources it in a real fish and completes with it",
     "demo.md: python3 -m venv .venv && .venv/bin/pip install -e '.[embedded]'": "installs from "
     "PyPI into a new virtualenv; the extra is checked against pyproject.toml",
     "demo.md: curl -s http://127.0.0.1:9863/metrics | grep -E "
@@ -66,7 +70,15 @@ NOT_RUN = {
     ),
     "deploy.md: # /etc/systemd/system/cbmon.service": "a systemd unit: installing it needs root "
     "and a running systemd",
-    "deploy.md: containers:": "a fragment of a Kubernetes Deployment: parsed as YAML here only",
+    "deploy.md: docker build -t cbmon:0.1.0 .": "needs a Docker engine; tests/e2e/test_image.py "
+    "builds the same Dockerfile with podman (scripts/build-image --local-base)",
+    "deploy.md: docker run -d --name cbmon -p 9863:9863 -v cbmon-state:/var/lib/cbmon -e "
+    "CBMON_DSN=postgresql://cbmon@db:5432/app -e CBMON_LOG_FORMAT=json cbmon:0.1.0": "needs a "
+    "Docker engine; tests/e2e/test_image.py runs the image with podman, a state volume and every "
+    "default, and scrapes it",
+    "deploy.md: # overlays/production/kustomization.yaml; then: kubectl apply -k "
+    "overlays/production": "a Kustomize overlay of the user's: needs kustomize and a cluster; "
+    "tests/integration/test_kubernetes.py checks the base it builds on",
     "mechanism.md: callback_router (": "the shape of a table, not a statement",
     "mechanism.md: callback_limits (bucket_id text PRIMARY KEY, tokens integer, last_refill "
     "timestamptz,": "the shape of a table, not a statement",

@@ -4,13 +4,17 @@ what it refuses is one line naming the key."""
 from __future__ import annotations
 
 import base64
+import http.client
 import subprocess
 from pathlib import Path
 
 import bcrypt
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cbmon.errors import ConfigError
+from cbmon.web.exposition import Exposition
+from cbmon.web.server import MetricsServer
 from cbmon.web.webconfig import BasicAuth, load
 from tests.conftest import require_binary
 
@@ -34,6 +38,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ("http_server_config: {headers: {X-Custom: x}}\n", "can not be configured"),
         ("http_server_config: {headers: {X-Frame-Options: allow}}\n", "expected one of"),
         ("tls_server_config: {cert_file: nowhere.crt, key_file: nowhere.key}\n", "No such file"),
+        ("basic_auth_excluded_paths: [healthz]\n", "basic_auth_excluded_paths.0: must be a path"),
+        ("basic_auth_excluded_paths: ['/readyz?x=1']\n", "must be a path such as /healthz"),
+        ("basic_auth_excluded_paths: /healthz\n", "basic_auth_excluded_paths"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -74,3 +81,35 @@ def test_basic_auth_lets_in_only_the_right_password() -> None:
     assert not auth.allows("Bearer abc")
     assert not auth.allows("Basic !!!not-base64")
     assert BasicAuth({}).allows(None)  # no users configured: open
+
+
+def test_excluded_paths_answer_without_credentials_and_nothing_else_does(tmp_path: Path) -> None:
+    """What a kubelet's probe meets with basic auth on: the health endpoints answer it, with
+    or without a query; /metrics and any other path still want the password."""
+    web = load(
+        write(
+            tmp_path,
+            f"basic_auth_users: {{prometheus: '{HASH}'}}\n"
+            "basic_auth_excluded_paths: [/healthz, /readyz]\n",
+        )
+    )
+    registry = CollectorRegistry()
+    server = MetricsServer(
+        ("127.0.0.1", 0), Exposition(registry, CollectorRegistry()), lambda: (True, "ready"), web
+    )
+    server.start()
+
+    def status(path: str, headers: dict[str, str] | None = None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        assert [status(p) for p in ("/healthz", "/readyz", "/healthz?probe=1")] == [200] * 3
+        assert [status(p) for p in ("/metrics", "/", "/api/v1/status", "/healthz/")] == [401] * 4
+        assert status("/metrics", {"Authorization": basic("prometheus", "s3cret")}) == 200
+    finally:
+        server.stop()
