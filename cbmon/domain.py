@@ -14,6 +14,11 @@ from collections.abc import Iterable, Mapping
 # limit's thresholds, so Prometheus can tell exactly how many callbacks crossed them.
 BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 _NO_BUCKETS = (0,) * len(BUCKETS)
+# Attempts a finished callback used: 1 (first try) to 4 (3 retries), more above.
+TRIES: tuple[int, ...] = (1, 2, 3, 4)
+# Seconds a callback waited in the queue, and took from queued to delivered, retries included:
+# the design limit (0.2 s) and the marks an on-call engineer thinks in.
+WAIT_BUCKETS: tuple[float, ...] = (0.05, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class Level(enum.IntEnum):
@@ -27,6 +32,77 @@ class Level(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+def _sum(a: tuple[int, ...], b: tuple[int, ...], sign: int = 1) -> tuple[int, ...]:
+    return tuple(x + sign * y for x, y in zip(a, b, strict=True))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Callbacks:
+    """What happened to callbacks (queue rows), read from their attempts: a callback is
+    delivered at its first successful attempt and dead when its last allowed attempt fails.
+
+    ``tries`` counts finished callbacks (delivered or dead) by the attempts they used,
+    cumulative at each bound of :data:`TRIES`; ``waits`` the first attempts by how long their
+    callback had waited in the queue, and ``ends`` the deliveries by how long they took from
+    queued to delivered, cumulative at each bound of :data:`WAIT_BUCKETS`.
+    """
+
+    delivered: int = 0
+    dead: int = 0
+    duplicates: int = 0  # successful attempts of a callback already delivered
+    tries: tuple[int, ...] = (0,) * len(TRIES)
+    tries_sum: int = 0
+    waited: int = 0  # first attempts whose queue row was found
+    wait_sum: float = 0.0
+    waits: tuple[int, ...] = (0,) * len(WAIT_BUCKETS)
+    ended: int = 0  # deliveries whose queue row was found
+    end_sum: float = 0.0
+    ends: tuple[int, ...] = (0,) * len(WAIT_BUCKETS)
+
+    def __add__(self, other: Callbacks) -> Callbacks:
+        return Callbacks(
+            self.delivered + other.delivered,
+            self.dead + other.dead,
+            self.duplicates + other.duplicates,
+            _sum(self.tries, other.tries),
+            self.tries_sum + other.tries_sum,
+            self.waited + other.waited,
+            self.wait_sum + other.wait_sum,
+            _sum(self.waits, other.waits),
+            self.ended + other.ended,
+            self.end_sum + other.end_sum,
+            _sum(self.ends, other.ends),
+        )
+
+    def __sub__(self, other: Callbacks) -> Callbacks:
+        return Callbacks(
+            self.delivered - other.delivered,
+            self.dead - other.dead,
+            self.duplicates - other.duplicates,
+            _sum(self.tries, other.tries, -1),
+            self.tries_sum - other.tries_sum,
+            self.waited - other.waited,
+            self.wait_sum - other.wait_sum if self.waited > other.waited else 0.0,
+            _sum(self.waits, other.waits, -1),
+            self.ended - other.ended,
+            self.end_sum - other.end_sum if self.ended > other.ended else 0.0,
+            _sum(self.ends, other.ends, -1),
+        )
+
+    @property
+    def finished(self) -> int:
+        return self.delivered + self.dead
+
+    @property
+    def success_rate(self) -> float | None:
+        """Delivered callbacks over finished ones, 0..1; None when none finished."""
+        return None if self.finished == 0 else self.delivered / self.finished
+
+    def end_quantile(self, q: float) -> float | None:
+        """The q-quantile of queued-to-delivered times, from the buckets."""
+        return quantile(q, WAIT_BUCKETS, self.ends, self.ended)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +123,7 @@ class Figures:
     invalid: int = 0
     slow: int = 0  # observed durations above thresholds.slow_callback
     errors: int = 0  # rows of the error table
+    callbacks: Callbacks = Callbacks()
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(
@@ -58,6 +135,7 @@ class Figures:
             self.invalid + other.invalid,
             self.slow + other.slow,
             self.errors + other.errors,
+            self.callbacks + other.callbacks,
         )
 
     def __sub__(self, other: Figures) -> Figures:
@@ -71,6 +149,7 @@ class Figures:
             self.invalid - other.invalid,
             self.slow - other.slow,
             self.errors - other.errors,
+            self.callbacks - other.callbacks,
         )
 
     @property
@@ -127,11 +206,52 @@ def quantile(
     return bound
 
 
+QUEUE_STATES = ("due", "retry_scheduled", "in_flight", "stuck", "dead")
+FAILURE_CLASSES = ("4xx", "5xx", "timeout", "other")
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """What the tables let cbmon read of the callback lifecycle, found at start."""
+
+    outcomes: bool = False  # delivered, dead, duplicates, tries
+    queue_times: bool = False  # queue wait, end to end
+    targets: bool = False  # per target attempts and failures
+    states: bool = False  # the queue's rows by state
+    dead_state: bool = False  # dead rows in the queue
+    notes: tuple[str, ...] = ()  # what is off, and why, in one line each
+
+    @property
+    def names(self) -> dict[str, bool]:
+        return {
+            "outcomes": self.outcomes,
+            "queue_times": self.queue_times,
+            "targets": self.targets,
+            "queue_states": self.states,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetCounts:
+    """Attempts to one target and its failures by class."""
+
+    attempts: int = 0
+    failures: tuple[int, ...] = (0,) * len(FAILURE_CLASSES)  # as FAILURE_CLASSES
+
+    def __add__(self, other: TargetCounts) -> TargetCounts:
+        return TargetCounts(
+            self.attempts + other.attempts,
+            tuple(a + b for a, b in zip(self.failures, other.failures, strict=True)),
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueState:
     backlog: int
     oldest_created: float | None  # unix seconds of the oldest waiting row, by the db's clock
     db_now: float  # the database's clock at the poll, unix seconds
+    # Rows by state (QUEUE_STATES), where the queue's lease and outcome columns are mapped.
+    states: Mapping[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +324,10 @@ class PollResult:
     # The server the poll read from (known once connected).
     database: DatabaseInfo | None = None
     topology: Topology | None = None
+    # On the first poll only: what the tables let cbmon read of the callback lifecycle.
+    features: Features | None = None
+    # Attempts and failures by class, per receiver (None: no target column).
+    targets: Mapping[str | None, TargetCounts] = dataclasses.field(default_factory=dict)
     # Histories replaced under the reader, and gap ids given up without a fence, per table.
     resets: tuple[Reset, ...] = ()
     expired_gaps: Mapping[str, int] = dataclasses.field(default_factory=dict)

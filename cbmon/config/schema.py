@@ -172,6 +172,13 @@ class LogsTable(_Model):
     created_at: Name = "created_at"
     success_statuses: tuple[str, ...] = Field(("COMPLETED",), min_length=1)
     execution_time_unit: Literal["ms", "s"] = "ms"
+    # The callback lifecycle: which queue row an attempt is for, and its number (1 first);
+    # the HTTP status and the receiver. null (or a column the table lacks) switches off what
+    # needs it (docs/configuration.md#callbacks).
+    queue_id: Name | None = "queue_id"
+    attempt: Name | None = "attempt"
+    http_status: Name | None = "http_status"
+    target: Name | None = "target"
 
 
 class ErrorsTable(_Model):
@@ -194,6 +201,11 @@ class QueueTable(_Model):
     event_type: Name = "event_type"
     created_at: Name = "created_at"
     processed_at: Name = "processed_at"
+    # States of waiting rows: a lease (in flight, stuck past it), a retry's due time, and the
+    # final outcome ('delivered' or 'dead'). null (or absent) leaves the states out.
+    locked_until: Name | None = "locked_until"
+    next_attempt_at: Name | None = "next_attempt_at"
+    outcome: Name | None = "outcome"
 
 
 class Tables(_Model):
@@ -247,6 +259,34 @@ class BacklogThreshold(_Model):
         return self
 
 
+class ShareThreshold(_Model):
+    """Lower is better, as a share: ok below ``normal``, critical above ``alert``."""
+
+    normal: Ratio = 0.05
+    alert: Ratio = 0.20
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShareThreshold:
+        if self.normal > self.alert:
+            raise ValueError(f"normal ({self.normal:g}) must not be above alert ({self.alert:g})")
+        return self
+
+
+class EndToEndThreshold(LatencyThreshold):
+    """Queued to delivered, retries included (p95): ok below ``normal``, critical above."""
+
+    normal: Seconds = 1.0
+    alert: Seconds = 5.0
+
+
+class DeadLettersThreshold(_Model):
+    """Dead letters in the window: a warning from ``normal`` on, critical above ``alert``
+    (none by default: every dead letter is a warning)."""
+
+    normal: Annotated[int, Field(ge=1, strict=True)] = 1
+    alert: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+
 class Thresholds(_Model):
     """The operators' baseline. Between ``normal`` and ``alert`` lies the warning band."""
 
@@ -254,6 +294,23 @@ class Thresholds(_Model):
     avg_latency: LatencyThreshold = LatencyThreshold()
     backlog: BacklogThreshold = BacklogThreshold()
     slow_callback: Seconds = 0.200
+    # Callbacks, not attempts (docs/alerting.md#callbacks).
+    callback_success_rate: SuccessRateThreshold = SuccessRateThreshold()
+    dead_letters: DeadLettersThreshold = DeadLettersThreshold()
+    end_to_end_p95: EndToEndThreshold = EndToEndThreshold()
+    slow_share: ShareThreshold = ShareThreshold()
+
+
+class EventRetries(_Model):
+    max_retries: Annotated[int, Field(ge=0, le=100, strict=True)]
+
+
+class Callbacks(_Model):
+    """How callbacks end: after ``max_retries`` retries a failed callback is dead (a dead
+    letter); ``event_types`` sets other numbers for single event types."""
+
+    max_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 3
+    event_types: dict[str, EventRetries] = {}
 
 
 class Slo(_Model):
@@ -380,6 +437,7 @@ class FileConfig(_Model):
     reader: Reader = Reader()
     tables: Tables = Tables()
     thresholds: Thresholds = Thresholds()
+    callbacks: Callbacks = Callbacks()
     slo: Slo = Slo()
     objectives: Objectives = Objectives()
     alerting: Alerting = Alerting()
@@ -421,6 +479,17 @@ class Config(_Model):
                 float(t.backlog.normal), float(t.backlog.alert)
             ),
             objectives.TRAFFIC.slo: objectives.Limits(file.slo.traffic_absent_after),
+            objectives.CALLBACK_SUCCESS_RATE.slo: objectives.Limits(
+                t.callback_success_rate.normal, t.callback_success_rate.alert
+            ),
+            objectives.DEAD_LETTERS.slo: objectives.Limits(
+                float(t.dead_letters.normal),
+                None if t.dead_letters.alert is None else float(t.dead_letters.alert),
+            ),
+            objectives.END_TO_END_P95.slo: objectives.Limits(
+                t.end_to_end_p95.normal, t.end_to_end_p95.alert
+            ),
+            objectives.SLOW_SHARE.slo: objectives.Limits(t.slow_share.normal, t.slow_share.alert),
         }
         return objectives.Baseline(
             limits=limits,

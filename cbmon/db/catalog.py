@@ -129,3 +129,11 @@ def fingerprint(column: sql.Composable, type_name: str | None) -> sql.Composable
         else sql.SQL("{}::text").format(column)
     )
     return sql.SQL("coalesce(hashtext({}), 0)").format(value)
+
+
+def leads_an_index(cur: psycopg.Cursor[Any], table: str, column: str) -> bool:
+    """Whether an index of ``table`` starts with ``column``: what finding a row by it needs."""
+    found = cur.execute(
+        sqlfiles.template("queries/leading_index.sql"), {"table": table, "column": column}
+    ).fetchone()
+    return found is not None

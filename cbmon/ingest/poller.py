@@ -22,13 +22,31 @@ from psycopg.rows import dict_row
 from cbmon.config import Config, ErrorsTable, LogsTable, QueueTable, Reader
 from cbmon.db import catalog, sqlfiles, topology
 from cbmon.db.connect import link_of, local_settings, server_of
-from cbmon.domain import BUCKETS, Assumption, Figures, PollResult, QueueState, Slot, Topology
+from cbmon.domain import (
+    BUCKETS,
+    QUEUE_STATES,
+    Assumption,
+    Features,
+    Figures,
+    PollResult,
+    QueueState,
+    Slot,
+    TargetCounts,
+    Topology,
+)
+from cbmon.ingest import lifecycle
 from cbmon.ingest.fence import FenceKeeper
 from cbmon.ingest.periods import HOUR, MINUTE, SHORT
 from cbmon.ingest.reader import ReadResult, Source, TailReader
 from cbmon.slo import budget
 
 log = logging.getLogger(__name__)
+
+# The rows a history read takes: created within the window, none dated ahead past the skew.
+_WITHIN = (
+    "{created_at} > now() - %(window)s * interval '1 second' "
+    "AND {created_at} <= now() + %(skew)s * interval '1 second'"
+)
 
 
 def _table(schema: str, table: str) -> sql.Identifier:
@@ -89,12 +107,53 @@ def _errors_source(errors: ErrorsTable) -> Source:
     )
 
 
-def _queue_query(queue: QueueTable) -> sql.Composed:
+def _queue_query(queue: QueueTable, found: Features | None = None) -> sql.Composed:
+    """The queue at the poll's moment: backlog and oldest, and the rows by state where the
+    lease and retry columns exist (NULLs where they do not)."""
+    nothing = sql.SQL("NULL::bigint")
+    states: dict[str, sql.Composable] = dict.fromkeys(QUEUE_STATES, nothing)
+    if found is not None and found.states:
+        assert queue.locked_until is not None
+        assert queue.next_attempt_at is not None
+        lease, retry = sql.Identifier(queue.locked_until), sql.Identifier(queue.next_attempt_at)
+        states["in_flight"] = sql.SQL("count(CASE WHEN {} > now() THEN 1 END)").format(lease)
+        # Leased, and the lease ran out without the row being settled: its worker went away.
+        states["stuck"] = sql.SQL("count(CASE WHEN {} <= now() THEN 1 END)").format(lease)
+        states["retry_scheduled"] = sql.SQL(
+            "count(CASE WHEN {} IS NULL AND {} > now() THEN 1 END)"
+        ).format(lease, retry)
+        states["due"] = sql.SQL(
+            "count(CASE WHEN {} IS NULL AND ({} IS NULL OR {} <= now()) THEN 1 END)"
+        ).format(lease, retry, retry)
+    table = _table(queue.table_schema, queue.table)
+    if found is not None and found.dead_state:
+        assert queue.outcome is not None
+        states["dead"] = sql.SQL("(SELECT count(*) FROM {} WHERE {} = 'dead')").format(
+            table, sql.Identifier(queue.outcome)
+        )
     return sqlfiles.template("queries/queue_state.sql").format(
-        table=_table(queue.table_schema, queue.table),
+        table=table,
         created_at=sql.Identifier(queue.created_at),
         processed_at=sql.Identifier(queue.processed_at),
+        states=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
+            for name, expression in states.items()
+        ),
     )
+
+
+def lifecycle_source(source: Source, config: Config, found: Features) -> Source:
+    """The logs' source reading the callback lifecycle too, as far as the tables allow."""
+    logs = config.tables.logs
+    select = {**source.select, **lifecycle.aggregates(config, found)}
+    target: sql.Composable = sql.SQL("NULL::text")
+    if found.targets:
+        assert logs.target is not None
+        target = sql.SQL("{}::text").format(sql.Identifier(logs.target))
+        select.update(lifecycle.target_aggregates(config))
+    frame = lifecycle.Frame(config, source.table, logs.id, found, len(logs.success_statuses))
+    params = {**source.params, **frame.params()}
+    return dataclasses.replace(source, select=select, params=params, target=target, frame=frame)
 
 
 def _figures(row: Mapping[str, Any], scale: float) -> Figures:
@@ -108,6 +167,7 @@ def _figures(row: Mapping[str, Any], scale: float) -> Figures:
         buckets=tuple(int(row[f"le_{index}"] or 0) for index in range(len(BUCKETS))),
         invalid=int(row["present"] or 0) - observed,
         slow=int(row["slow"] or 0),
+        callbacks=lifecycle.callbacks(row),
     )
 
 
@@ -141,6 +201,7 @@ class Poller:
         self._period = budget.longest_period(config.baseline)  # the budgets' history
         self._skew = config.file.slo.clock_skew
         self._inspected = False
+        self.features = Features()  # found at the first poll
         self._created_at = (
             sql.Identifier(config.tables.logs.created_at),
             sql.Identifier(config.tables.errors.created_at),
@@ -183,7 +244,8 @@ class Poller:
             with conn.transaction(), conn.cursor() as cur:
                 local_settings(cur)  # behind a pooler in transaction mode
                 database = server_of(conn).info  # known after connect(); detected otherwise
-                assumptions = () if self._inspected else self._inspect(conn, cur)
+                first = not self._inspected
+                assumptions = self._inspect(conn, cur) if first else ()
                 backfill: tuple[Slot, ...] = ()
                 ahead: dict[str, int] = {}
                 periods: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
@@ -204,13 +266,21 @@ class Poller:
             raise
         self._history = history
         self.fences.observe(in_recovery)
-        figures = {row["key"]: _figures(row, self._scale) for row in logs.rows}
+        figures: dict[str | None, Figures] = {}
+        targets: dict[str | None, TargetCounts] = {}
+        for row in logs.rows:  # one row per event type and target
+            figures[row["key"]] = figures.get(row["key"], Figures()) + _figures(row, self._scale)
+            if self.features.targets:
+                tried = lifecycle.target_counts(row)
+                targets[row["target"]] = targets.get(row["target"], TargetCounts()) + tried
         for row in errors.rows:
             counted = figures.get(row["key"], Figures())
             figures[row["key"]] = counted + Figures(errors=int(row["rows_read"]))
         assert self.fences.mode is not None
         return PollResult(
             figures=figures,
+            targets=targets,
+            features=self.features if first else None,
             queue=queue,
             lag_rows={"logs": logs.lag_rows, "errors": errors.lag_rows},
             open_gaps={"logs": logs.open_gaps, "errors": errors.open_gaps},
@@ -254,6 +324,8 @@ class Poller:
         logs_table = catalog.regclass_text(self.logs.source.table, conn)
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
+        self.features = self._lifecycle(cur, conn)
+        self.logs.source = lifecycle_source(self.logs.source, self._config, self.features)
         times = (tables.logs.created_at, tables.errors.created_at)
         for reader, created_at in zip((self.logs, self.errors), times, strict=True):
             table = catalog.regclass_text(reader.source.table, conn)
@@ -267,6 +339,29 @@ class Poller:
             found += catalog.id_assumptions(cur, reader.source.name, table, column, server)
         self._inspected = True
         return tuple(found)
+
+    def _lifecycle(self, cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any]) -> Features:
+        """Which lifecycle columns the tables have, and whether the log's queue_id is indexed."""
+        tables = self._config.tables
+        logs, queue = tables.logs, tables.queue
+        columns: dict[str, str | None] = {}
+        for table, names in (
+            (logs, (logs.queue_id, logs.attempt, logs.http_status, logs.target, logs.created_at)),
+            (queue, (queue.locked_until, queue.next_attempt_at, queue.outcome, queue.created_at)),
+        ):
+            relation = catalog.regclass_text(_table(table.table_schema, table.table), conn)
+            for name in names:
+                if name is not None:
+                    columns[f"{table.table_schema}.{table.table}.{name}"] = catalog.column_type(
+                        cur, relation, name
+                    )
+        logs_relation = catalog.regclass_text(self.logs.source.table, conn)
+        indexed = logs.queue_id is not None and catalog.leads_an_index(
+            cur, logs_relation, logs.queue_id
+        )
+        found = lifecycle.features(self._config, columns, indexed)
+        self._queue_query = _queue_query(queue, found)
+        return found
 
     def _backfill_periods(
         self, cur: psycopg.Cursor[Any]
@@ -300,7 +395,10 @@ class Poller:
         found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
         for source, created_at in sources:
-            query = source.formatted("queries/backfill.sql", created_at=created_at)
+            within = sql.SQL(_WITHIN).format(created_at=created_at)
+            query = source.formatted(
+                "queries/backfill.sql", within, counted=False, created_at=created_at
+            )
             params = dict(source.params, slot=slot, window=window, skew=self._skew)
             with cur.connection.cursor(row_factory=dict_row) as named:
                 for row in named.execute(query, params):
@@ -316,11 +414,13 @@ class Poller:
         """The queue, and whether the server is a standby, at the poll's moment."""
         row = cur.execute(self._queue_query).fetchone()
         assert row is not None
-        backlog, oldest, db_now, in_recovery = row
+        backlog, oldest, db_now, in_recovery, *by_state = row
+        states = dict(zip(QUEUE_STATES, by_state, strict=True))
         state = QueueState(
             backlog=int(backlog),
             oldest_created=None if oldest is None else float(oldest),
             db_now=float(db_now),
+            states={k: int(v) for k, v in states.items() if v is not None} or None,
         )
         return state, bool(in_recovery)
 

@@ -47,7 +47,9 @@ from psycopg.rows import dict_row
 
 from cbmon.db import sqlfiles
 from cbmon.domain import Reset
+from cbmon.ingest import lifecycle
 from cbmon.ingest.history import Identity, Ledger
+from cbmon.ingest.lifecycle import Frame
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +123,33 @@ class Source:
     params: dict[str, Any]
     # A number telling one row from another that took the same id (see history.py).
     fingerprint: sql.Composable = dataclasses.field(default_factory=lambda: sql.SQL("0"))
+    # The rows a read aggregates, with the callback lifecycle's columns (lifecycle.py).
+    frame: Frame | None = None
+    # A second grouping key: the receiver (NULL when the table has none).
+    target: sql.Composable = dataclasses.field(default_factory=lambda: sql.SQL("NULL::text"))
 
-    def formatted(self, template: str, **extra: sql.Composable) -> sql.Composed:
-        """``cbmon/sql/<template>`` with this source's key, aggregates and table filled in."""
+    def formatted(
+        self, template: str, where: sql.Composable, *, counted: bool = True, **extra: sql.Composable
+    ) -> sql.Composed:
+        """``cbmon/sql/<template>`` over the rows ``where`` selects, with this source's key,
+        aggregates and table filled in. ``counted``: a live read, where the rows counted before
+        are those outside it up to ``%(counted_upto)s`` (a history read counts lower ids)."""
         aggregates = [
             sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
             for name, expression in self.select.items()
         ]
+        if self.frame is None:
+            rows: sql.Composable = sql.SQL("{} WHERE {}").format(self.table, where)
+        else:
+            before = lifecycle.counted_before(where, self.frame.id_name) if counted else None
+            rows = self.frame.rows(where, before)
         return sqlfiles.template(template).format(
             key=self.group_by,
+            target=self.target,
             id=self.id_column,
             aggregates=sql.SQL(", ").join(aggregates) if aggregates else sql.SQL("0 AS nothing"),
             table=self.table,
+            rows=rows,
             **extra,
         )
 
@@ -189,6 +206,7 @@ class TailReader:
         # After a reset: ids of the range being read again that hold rows already counted.
         self.excluded: array[int] = array("q")
         self._clock = clock
+        self._counted_upto = 0
 
     def save(self) -> _State:
         """The reader's state, for :meth:`restore` when a poll's transaction fails."""
@@ -237,6 +255,7 @@ class TailReader:
         if head.head == after and not self.gaps:
             return ReadResult([], 0, 0, 0, resets)  # the common idle poll: one statement
         upto = min(head.head, after + self.batch_size)
+        self._counted_upto = upto  # what this read will have counted, for the lifecycle
         excluded = [i for i in self.excluded if after < i <= upto]
         rows, in_range = self._aggregate_range(cur, after, upto, excluded)
         checked = self.gaps[:MAX_GAP_RANGES_PER_POLL]
@@ -452,9 +471,10 @@ class TailReader:
     ) -> list[Row]:
         """``key``, ``rows_read`` and the source's aggregates, per key, over what ``where``
         selects."""
-        query = self.source.formatted("queries/aggregate_new_rows.sql", where=where)
+        query = self.source.formatted("queries/aggregate_new_rows.sql", where)
+        bound = {**self.source.params, **params, "counted_upto": self._counted_upto}
         with cur.connection.cursor(row_factory=dict_row) as named:
-            return named.execute(query, {**self.source.params, **params}).fetchall()
+            return named.execute(query, bound).fetchall()
 
     def _find_gaps(
         self, cur: psycopg.Cursor[Any], after: int, upto: int, missing: int | None = None
@@ -562,17 +582,18 @@ def _joined(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 
 
 def _merge_rows(first: list[Row], second: list[Row]) -> list[Row]:
-    """Add two lists of rows key by key (NULL sums stay NULL)."""
+    """Add two lists of rows group by group (key and target; NULL sums stay NULL)."""
     if not second:
         return first
-    merged: dict[Any, Row] = {row["key"]: row for row in first}
+    merged: dict[Any, Row] = {(row["key"], row.get("target")): row for row in first}
     for row in second:
-        old = merged.get(row["key"])
+        group = (row["key"], row.get("target"))
+        old = merged.get(group)
         if old is None:
-            merged[row["key"]] = row
+            merged[group] = row
         else:
-            merged[row["key"]] = {
-                name: value if name == "key" else _add(old[name], value)
+            merged[group] = {
+                name: value if name in ("key", "target") else _add(old[name], value)
                 for name, value in row.items()
             }
     return list(merged.values())

@@ -13,7 +13,16 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from cbmon.clock import Clock, SystemClock
-from cbmon.domain import Assumption, DatabaseInfo, Figures, PollResult, Slot, Topology
+from cbmon.domain import (
+    Assumption,
+    DatabaseInfo,
+    Features,
+    Figures,
+    PollResult,
+    Slot,
+    TargetCounts,
+    Topology,
+)
 from cbmon.ingest.labels import EventTypeLabels
 
 POLL_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -56,6 +65,9 @@ class View:
     topology: Topology | None = None
     resets: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     expired_gaps: dict[str, int] = dataclasses.field(default_factory=dict)
+    features: Features | None = None  # what the tables let cbmon read of the lifecycle
+    targets: dict[str, TargetCounts] = dataclasses.field(default_factory=dict)
+    queue_states: dict[str, int] | None = None
 
 
 class Store:
@@ -90,6 +102,11 @@ class Store:
         self._topology: Topology | None = None
         self._resets: dict[tuple[str, str], int] = {}  # (table, reason): resets seen
         self._expired: dict[str, int] = {}  # table: gap ids given up without a fence
+        self._features: Features | None = None
+        # Receivers, labelled under the same cap as event types.
+        self.target_labels = EventTypeLabels(max_event_types, max_event_type_length)
+        self._targets: dict[str, TargetCounts] = {}
+        self._queue_states: dict[str, int] | None = None
 
     def label(self, result: PollResult) -> LabeledPoll:
         """The poll's figures (and history) keyed by label value, event types folded."""
@@ -138,6 +155,12 @@ class Store:
                 self._database = result.database
             if result.topology is not None:
                 self._topology = result.topology
+            if result.features is not None:
+                self._features = result.features
+            self._queue_states = None if result.queue.states is None else dict(result.queue.states)
+            for raw, tried in result.targets.items():
+                label = self.target_labels.label(raw)
+                self._targets[label] = self._targets.get(label, TargetCounts()) + tried
             for reset in result.resets:
                 key = (reset.table, reset.reason)
                 self._resets[key] = self._resets.get(key, 0) + 1
@@ -202,4 +225,7 @@ class Store:
                 topology=self._topology,
                 resets=dict(self._resets),
                 expired_gaps=dict(self._expired),
+                features=self._features,
+                targets=dict(self._targets),
+                queue_states=None if self._queue_states is None else dict(self._queue_states),
             )

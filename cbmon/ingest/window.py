@@ -14,16 +14,19 @@ import bisect
 import threading
 from collections.abc import Iterator, Mapping
 
-from cbmon.domain import BUCKETS, Figures
+from cbmon.domain import BUCKETS, TRIES, WAIT_BUCKETS, Callbacks, Figures
 
-_COUNTS = 6 + len(BUCKETS)  # the counts of one Figures, flat
+_CALLBACK_COUNTS = 6 + len(TRIES) + 2 * len(WAIT_BUCKETS)
+_COUNTS = 6 + len(BUCKETS) + _CALLBACK_COUNTS  # the counts of one Figures, flat
+_SUMS = 3  # durations, queue waits, ends
 _MAX_PACKED = 2**32 - 1  # what an unsigned 32-bit slot holds; larger counts stay unpacked
 
 
 class _Slice:
     """One slice's figures per event type. The newest slice takes additions as Figures; once a
-    newer one opens, it is packed into two flat arrays, 4 bytes per count and 8 for the sum of
-    durations: a fifth of the memory of the objects (500 event types x 120 slices)."""
+    newer one opens, it is packed into two flat arrays, 4 bytes per count and 8 for each sum
+    (durations, queue waits, ends): a fifth of the memory of the objects (500 event types x
+    120 slices)."""
 
     __slots__ = ("counts", "labels", "open", "sums")
 
@@ -48,7 +51,8 @@ class _Slice:
         self.labels = tuple(self.open)
         for row in counts:
             self.counts.extend(row)
-        self.sums.extend(counted.sum_seconds for counted in self.open.values())
+        for counted in self.open.values():
+            self.sums.extend(_sums(counted))
         self.open = None
 
     def items(self) -> Iterator[tuple[str, Figures]]:
@@ -57,16 +61,36 @@ class _Slice:
             return
         for index, label in enumerate(self.labels):
             row = self.counts[index * _COUNTS : (index + 1) * _COUNTS]
-            yield label, _figures(row, self.sums[index])
+            yield label, _figures(row, self.sums[index * _SUMS : (index + 1) * _SUMS])
 
 
 def _counts(c: Figures) -> tuple[int, ...]:
-    return (c.attempts, c.failures, c.observed, c.invalid, c.slow, c.errors, *c.buckets)
+    b = c.callbacks
+    return (
+        c.attempts, c.failures, c.observed, c.invalid, c.slow, c.errors, *c.buckets,
+        b.delivered, b.dead, b.duplicates, b.tries_sum, b.waited, b.ended,
+        *b.tries, *b.waits, *b.ends,
+    )  # fmt: skip
 
 
-def _figures(row: array.array[int], sum_seconds: float) -> Figures:
+def _sums(c: Figures) -> tuple[float, float, float]:
+    return c.sum_seconds, c.callbacks.wait_sum, c.callbacks.end_sum
+
+
+def _figures(row: array.array[int], sums: array.array[float]) -> Figures:
     attempts, failures, observed, invalid, slow, errors = row[:6]
-    return Figures(attempts, failures, observed, sum_seconds, tuple(row[6:]), invalid, slow, errors)
+    at = 6 + len(BUCKETS)
+    buckets = tuple(row[6:at])
+    delivered, dead, duplicates, tries_sum, waited, ended = row[at : at + 6]
+    at += 6
+    tries = tuple(row[at : at + len(TRIES)])
+    at += len(TRIES)
+    waits = tuple(row[at : at + len(WAIT_BUCKETS)])
+    ends = tuple(row[at + len(WAIT_BUCKETS) : at + 2 * len(WAIT_BUCKETS)])
+    callbacks = Callbacks(
+        delivered, dead, duplicates, tries, tries_sum, waited, sums[1], waits, ended, sums[2], ends
+    )
+    return Figures(attempts, failures, observed, sums[0], buckets, invalid, slow, errors, callbacks)
 
 
 class Window:

@@ -6,22 +6,26 @@ What the source article's Python worker means to do, made safe to run as several
   every ``poll_interval`` anyway, so a lost notification or a database without the trigger
   only delays work; where the server has no LISTEN (openGauss, GaussDB: SQLSTATE 0A000) it
   says so once and only polls;
-* claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them (``next_attempt_at`` moved
-  past the longest the batch can take), so each claim is delivered by exactly one worker and
-  no transaction stays open during HTTP calls;
+* claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them (``locked_until`` past the
+  longest the batch can take), so each claim is delivered by one worker and no transaction
+  stays open during HTTP calls; a lease that runs out (its worker died mid-delivery) lets
+  another worker claim the row again, which may deliver it twice (cbmon counts duplicates);
 * POSTs a Standard Webhooks signed body with a timeout; ``webhook-id`` is ``msg_<queue id>``,
   the same on every retry, so receivers can drop duplicates;
-* records every attempt in ``callback_logs``, every failure in ``callback_errors``, and either
-  marks the row processed (success, or retries exhausted) or schedules the retry.
+* records every attempt in ``callback_logs`` (with the receiver's origin as ``target``), every
+  failure in ``callback_errors``, and either settles the row (``outcome`` delivered, or dead
+  when its retries ran out, then notified on ``callback_failed``) or schedules the retry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -147,6 +151,7 @@ class Outcome:
     http_status: int | None
     error: str | None
     retry_after: float | None = None
+    target: str | None = None  # the receiver, as origin(): no path, no credentials
 
     @property
     def ok(self) -> bool:
@@ -167,6 +172,20 @@ class WorkerStats:
 def message_id(queue_id: int) -> str:
     """The webhook-id of a queue row: the receiver's idempotency key across retries."""
     return f"msg_{queue_id}"
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a receiver's URL: what per-target figures name, never a
+    path, query or credential (which often carry a token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def build_body(claim: Claim) -> str:
@@ -364,6 +383,9 @@ class Worker:
         url = route.target_url or self.options.default_url
         if not url:
             return Outcome(FAILED, None, None, f"no receiver URL for {claim.event_type}")
+        return dataclasses.replace(self._post(claim, url), target=origin(url))
+
+    def _post(self, claim: Claim, url: str) -> Outcome:
         attempt = post_signed(
             url,
             build_body(claim).encode("utf-8"),
@@ -396,6 +418,7 @@ class Worker:
                     claim.queue_id,
                     claim.attempt,
                     outcome.http_status,
+                    outcome.target,
                 ),
             )
             if not outcome.ok:
@@ -404,7 +427,10 @@ class Worker:
                     (claim.event_type, outcome.error, claim.queue_id, claim.attempt),
                 )
             if done:
-                settled = conn.execute(self._sql.finish, key).rowcount
+                # Out of retries, a failure is a dead letter, kept with its outcome; still
+                # notified below, as the article's flow asks.
+                result = "delivered" if outcome.ok else "dead"
+                settled = conn.execute(self._sql.finish, {**key, "outcome": result}).rowcount
             else:
                 delay = route.policy.delay(
                     claim.attempt,

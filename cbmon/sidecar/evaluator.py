@@ -39,6 +39,7 @@ class Evaluator:
         self._thresholds = budget.thresholds_of(baseline)
         self.periods = Periods(longest, self._thresholds) if longest > 0 else None
         self._budgets: list[Budget] = []
+        self._callbacks = False  # the tables have the lifecycle: callbacks are judged too
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
@@ -65,6 +66,8 @@ class Evaluator:
                 self._saw_attempts(min(now, end + offset))
         self.window.add(now, labeled.figures)
         self._count_periods(result, labeled)
+        if result.features is not None:
+            self._callbacks = result.features.outcomes
         if any(counted.attempts for counted in labeled.figures.values()):
             self._saw_attempts(now)
         elif self._last_attempt is None:
@@ -97,7 +100,7 @@ class Evaluator:
     def evaluate(self, backlog: int, now: float, wall: float | None = None) -> list[Notification]:
         overall, per_type = self.window.totals(now)
         baseline = self.baseline
-        indicators = evaluate(overall, per_type, backlog, baseline)
+        indicators = evaluate(overall, per_type, backlog, baseline, callbacks=self._callbacks)
         if baseline.traffic_absent_after > 0:
             idle = now - (now if self._last_attempt is None else self._last_attempt)
             indicators.append(traffic(max(0.0, idle), baseline))

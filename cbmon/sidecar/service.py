@@ -352,6 +352,9 @@ class Service:
         if result.database is not None and self._announced_server != result.database:
             self._announced_server = result.database
             log.info("polling %s %s", result.database.flavor, result.database.version)
+        if result.features is not None:
+            for note in result.features.notes:  # what the tables do not let cbmon read
+                log.info("%s", note)
         for reset in result.resets:
             log.warning("%s (reset of the %s table: %s)", reset.detail, reset.table, reset.reason)
         for table, count in result.ahead_rows.items():

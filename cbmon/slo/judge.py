@@ -24,6 +24,9 @@ from cbmon.slo.objectives import (
     AVG_LATENCY,
     BACKLOG,
     BY_SLO,
+    CALLBACK_SUCCESS_RATE,
+    DEAD_LETTERS,
+    END_TO_END_P95,
     OBJECTIVES,
     OVERALL,
     P95_LATENCY,
@@ -109,13 +112,19 @@ def evaluate(
     backlog: int,
     baseline: Baseline,
     p95: Mapping[str, float | None] | None = None,
+    *,
+    callbacks: bool = False,
+    end_p95: Mapping[str, float | None] | None = None,
 ) -> list[Indicator]:
     """Every indicator, overall and per event type, and the backlog.
 
     ``p95``: exact 95th percentiles in seconds per event type (OVERALL included), when the
-    caller read them from the database; otherwise they are estimated from the buckets.
+    caller read them from the database; otherwise they are estimated from the buckets (the
+    same for ``end_p95``, the queued-to-delivered times). ``callbacks``: the tables have the
+    lifecycle columns, so callbacks (not only attempts) are judged.
     """
     indicators: list[Indicator] = []
+    enough = max(baseline.min_events, 1)
     for event_type, figures in [(OVERALL, overall), *sorted(per_type.items())]:
         quantile = figures.quantile(0.95) if p95 is None else p95.get(event_type)
         verdicts = judge(figures, baseline)
@@ -134,10 +143,12 @@ def evaluate(
                 verdicts.avg_latency,
                 figures.observed,
             ),
-            # Shown, not judged: the baseline has no rule for them.
+            # Shown, not judged: the baseline has no rule for it.
             _shown(P95_LATENCY.slo, event_type, quantile, figures.observed),
-            _shown(SLOW_SHARE.slo, event_type, figures.slow_share, figures.observed),
+            _judged(SLOW_SHARE.slo, event_type, figures.slow_share, figures.observed, baseline),
         ]
+        if callbacks:  # after the attempts' indicators: success_rate comes first, as ever
+            indicators += _callbacks(event_type, figures, baseline, enough, end_p95)
     state = judge_slo(BACKLOG.slo, float(backlog), baseline)
     indicators.append(Indicator(BACKLOG.slo, OVERALL, float(backlog), state, backlog))
     return indicators
@@ -147,6 +158,45 @@ def traffic(age: float, baseline: Baseline) -> Indicator:
     """The time since the last attempt, overall: no attempt for ``slo.traffic_absent_after``
     or more is a warning (callbacks may have stopped); 0s leaves it unjudged."""
     return Indicator(TRAFFIC, OVERALL, age, judge_slo(TRAFFIC, age, baseline), 0)
+
+
+def _callbacks(
+    event_type: str,
+    figures: Figures,
+    baseline: Baseline,
+    enough: int,
+    end_p95: Mapping[str, float | None] | None,
+) -> list[Indicator]:
+    """The callbacks' indicators: delivered over finished, dead letters (any is at least a
+    warning, whatever their number), and the queued-to-delivered p95."""
+    c = figures.callbacks
+    rate = c.success_rate
+    end = c.end_quantile(0.95) if end_p95 is None else end_p95.get(event_type)
+    return [
+        _judged(CALLBACK_SUCCESS_RATE.slo, event_type, rate, c.finished, baseline, enough),
+        Indicator(
+            DEAD_LETTERS.slo,
+            event_type,
+            float(c.dead),
+            judge_slo(DEAD_LETTERS.slo, float(c.dead), baseline),
+            c.finished,
+        ),
+        _judged(END_TO_END_P95.slo, event_type, end, c.ended, baseline, enough),
+    ]
+
+
+def _judged(
+    slo: str,
+    event_type: str,
+    value: float | None,
+    events: int,
+    baseline: Baseline,
+    enough: int | None = None,
+) -> Indicator:
+    """Judged once it rests on ``enough`` events (``min_events`` unless told)."""
+    enough = max(baseline.min_events, 1) if enough is None else enough
+    state = judge_slo(slo, value, baseline) if events >= enough else Level.UNKNOWN
+    return Indicator(slo, event_type, value, state, events)
 
 
 def _shown(slo: str, event_type: str, value: float | None, events: int) -> Indicator:

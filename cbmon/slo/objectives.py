@@ -27,7 +27,8 @@ class Objective:
 
     ``better`` is None for an indicator shown but not judged. The wording templates take
     ``{value}``, ``{normal}``, ``{alert}`` (formatted in the indicator's unit), ``{scope}``
-    ("all event types" or "event type pay"), ``{span}`` (the window) and ``{events}``.
+    ("all event types" or "event type pay"), ``{span}`` (the window), ``{events}`` and
+    ``{slow}`` (the design limit of one callback, thresholds.slow_callback).
     """
 
     slo: str  # the ``slo`` label of every series, alert and API field
@@ -101,8 +102,83 @@ SLOW_SHARE = Objective(
     slo="slow_share",
     label="slow share",
     unit="ratio",
-    better=None,
+    better="lower",
+    normal=0.05,
+    alert=0.20,
+    alertname="CallbackSlowShareHigh",
     samples="attempts with a duration",
+    measured="Callback attempts slower than {slow}: {value} for {scope}",
+    explained=(
+        "Over the last {span}, {value} of {events} callback attempts for {scope} took longer "
+        "than a single callback should (the design limit, thresholds.slow_callback). Healthy "
+        "is below {normal}; above {alert} is critical."
+    ),
+    advice=(
+        "Look at which receivers are slow (cbmon report --since 1h) and at the p95 latency; a "
+        "slow receiver holds a worker and grows the queue."
+    ),
+)
+CALLBACK_SUCCESS_RATE = Objective(
+    slo="callback_success_rate",
+    label="delivered",
+    unit="ratio",
+    better="higher",
+    normal=0.995,
+    alert=0.99,
+    alertname="CallbackDeliveryRateLow",
+    samples="finished callbacks",
+    source="the attempt log's outcomes",
+    measured="Callbacks delivered {value} for {scope}",
+    explained=(
+        "Over the last {span}, {events} callbacks for {scope} finished and {value} of them "
+        "were delivered (retries included); the rest ran out of retries. Healthy is above "
+        "{normal}; below {alert} is critical."
+    ),
+    advice=(
+        "Look at the dead letters (the queue rows whose outcome is dead), the receivers that "
+        "fail and the newest rows of the error table (cbmon report --since 1h)."
+    ),
+)
+DEAD_LETTERS = Objective(
+    slo="dead_letters",
+    label="dead letters",
+    unit="items",
+    better="lower",
+    normal=1,
+    alert=None,
+    alertname="CallbackDeadLetters",
+    samples="finished callbacks",
+    source="the attempt log's outcomes",
+    measured="{value} callbacks ran out of retries for {scope}",
+    explained=(
+        "In the last {span}, {value} callbacks for {scope} failed their last allowed attempt "
+        "and will not be tried again: their receivers never got them."
+    ),
+    advice=(
+        "Find them in the queue (outcome dead) and the error table, fix the receiver, and "
+        "queue them again; cbmon report --since 1h shows which event types lose callbacks."
+    ),
+)
+END_TO_END_P95 = Objective(
+    slo="end_to_end_p95",
+    label="end to end p95",
+    unit="seconds",
+    better="lower",
+    normal=1.0,
+    alert=5.0,
+    alertname="CallbackEndToEndSlow",
+    samples="delivered callbacks",
+    source="the attempt log joined to the queue",
+    measured="Callbacks took {value} from queued to delivered (p95) for {scope}",
+    explained=(
+        "Over the last {span}, 95 % of the {events} callbacks delivered for {scope} took at "
+        "most {value} from being queued to being delivered, retries included. Healthy is "
+        "below {normal}; above {alert} is critical."
+    ),
+    advice=(
+        "Check the queue (cbmon_queue_items by state: due, waiting for a retry, in flight, "
+        "stuck), the workers, and the receivers that need retries."
+    ),
 )
 BACKLOG = Objective(
     slo="backlog",
@@ -150,7 +226,12 @@ OBJECTIVES: tuple[Objective, ...] = (
     SLOW_SHARE,
     BACKLOG,
     TRAFFIC,
+    CALLBACK_SUCCESS_RATE,
+    DEAD_LETTERS,
+    END_TO_END_P95,
 )
+# Judged from the callback lifecycle columns, when the tables have them.
+LIFECYCLE: tuple[Objective, ...] = (CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95)
 BY_SLO: Mapping[str, Objective] = {objective.slo: objective for objective in OBJECTIVES}
 JUDGED: tuple[Objective, ...] = tuple(o for o in OBJECTIVES if o.judged)
 ALERT_NAMES: Mapping[str, str] = {o.slo: o.alertname for o in JUDGED if o.alertname}

@@ -91,6 +91,7 @@ def describe(indicator: Indicator, level: Level, baseline: Baseline) -> tuple[st
         "scope": scope(indicator.event_type),
         "span": format_duration(baseline.window),
         "events": indicator.events,
+        "slow": present.millis(baseline.slow_callback),
     }
     phrase = objective.measured.format(**fields)
     description = f"{objective.explained.format(**fields)} {objective.advice}"

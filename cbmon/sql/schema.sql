@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS callback_logs (
     created_at     timestamptz NOT NULL DEFAULT now(),
     queue_id       bigint,                    -- the queue row this attempt delivered, if any
     attempt        integer,                   -- 1 for the first try, up to 1 + retries
-    http_status    integer
+    http_status    integer,
+    target         text                       -- the receiver: scheme://host[:port], no path
 );
 
 -- One row per recorded failure.
@@ -34,9 +35,32 @@ CREATE TABLE IF NOT EXISTS callback_queue (
     created_at   timestamptz NOT NULL DEFAULT now(),
     processed_at timestamptz,
     attempts     integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz,
-    last_error   text
+    next_attempt_at timestamptz,               -- a retry is due from then on
+    last_error   text,
+    locked_until timestamptz,                  -- a worker's lease: in flight until then
+    outcome      text                          -- 'delivered' or 'dead' once settled
 );
+-- Tables made by an earlier version get the lifecycle's columns (cbmon reads callbacks, not
+-- only attempts, from them; every one is nullable, so writers need no change).
+DO $$
+DECLARE
+    wanted text[][] := ARRAY[
+        ARRAY['callback_logs', 'target', 'text'],
+        ARRAY['callback_queue', 'locked_until', 'timestamptz'],
+        ARRAY['callback_queue', 'outcome', 'text']];
+    i integer;
+BEGIN
+    FOR i IN 1 .. array_length(wanted, 1) LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema() AND table_name = wanted[i][1]
+                         AND column_name = wanted[i][2]) THEN
+            EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', wanted[i][1], wanted[i][2],
+                           wanted[i][3]);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Reports and the SLO window read the log and the errors by time. Backlog size and the oldest
 -- waiting item come from the small partial index alone, whatever the size of the queue.
 DO $$
@@ -53,6 +77,16 @@ BEGIN
                    WHERE n.nspname = current_schema() AND c.relname = 'callback_queue_waiting_idx') THEN
         CREATE INDEX callback_queue_waiting_idx ON callback_queue (created_at)
             WHERE processed_at IS NULL;
+    END IF;
+    -- A callback's attempts by its queue row: telling a delivery from a duplicate, one probe.
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = 'callback_logs_queue_id_idx') THEN
+        CREATE INDEX callback_logs_queue_id_idx ON callback_logs (queue_id);
+    END IF;
+    -- Dead letters kept for inspection, counted from their own small index.
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = 'callback_queue_dead_idx') THEN
+        CREATE INDEX callback_queue_dead_idx ON callback_queue (id) WHERE outcome = 'dead';
     END IF;
 END
 $$;

@@ -111,7 +111,9 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
         "queue": {
             "backlog": snapshot.backlog,
             "oldest_age_seconds": snapshot.oldest_age_seconds,
+            "states": snapshot.queue_states,
         },
+        "lifecycle_notes": list(snapshot.lifecycle_notes),
         "database": {
             "up": database.up,
             "last_poll": _when(database.last_poll or None),  # null before the first

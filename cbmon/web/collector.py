@@ -19,7 +19,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cbmon import __version__
-from cbmon.domain import BUCKETS, Figures
+from cbmon.domain import (
+    BUCKETS,
+    FAILURE_CLASSES,
+    QUEUE_STATES,
+    TRIES,
+    WAIT_BUCKETS,
+    Callbacks,
+    Figures,
+)
 from cbmon.ingest.store import POLL_BUCKETS, Store, View
 from cbmon.sidecar.evaluator import Evaluator
 from cbmon.sidecar.reload import ReloadStatus
@@ -57,6 +65,7 @@ class CallbackCollector(Collector):
         view = self._store.view()
         yield from self._callbacks(view)
         yield from self._queue(view)
+        yield from self._lifecycle(view)
         yield from self._health(view)
 
     def _callbacks(self, view: View) -> Iterator[Metric]:
@@ -107,6 +116,37 @@ class CallbackCollector(Collector):
             "Queue rows waiting to be processed (processed_at IS NULL) at the last poll.",
             value=view.backlog,
         )
+        if view.queue_states is not None:
+            items = GaugeMetricFamily(
+                "cbmon_queue_items",
+                "Queue rows by state at the last poll: due, retry_scheduled (waiting for a "
+                "retry), in_flight (leased), stuck (leased past the lease), dead (out of retries).",
+                labels=["state"],
+            )
+            for state in QUEUE_STATES:
+                if state in view.queue_states:
+                    items.add_metric([state], view.queue_states[state])
+            yield items
+
+    @staticmethod
+    def _lifecycle(view: View) -> Iterator[Metric]:
+        """Callbacks, not only attempts; present where the tables have the columns."""
+        found = view.features
+        if found is None:
+            return
+        enabled = GaugeMetricFamily(
+            "cbmon_lifecycle_enabled",
+            "1 where the tables let cbmon read that part of the callback lifecycle (outcomes, "
+            "queue_times, targets, queue_states); the log says why one is 0.",
+            labels=["feature"],
+        )
+        for name, on in found.names.items():
+            enabled.add_metric([name], int(on))
+        yield enabled
+        if found.outcomes:
+            yield from _outcomes(view)
+        if found.targets:
+            yield from _targets(view)
 
     @staticmethod
     def _health(view: View) -> Iterator[Metric]:
@@ -223,6 +263,84 @@ class CallbackCollector(Collector):
             "ending in ~ and 8 hex digits of a hash of the whole name.",
             value=view.truncated_total,
         )
+
+
+def _outcomes(view: View) -> Iterator[Metric]:
+    figures = sorted(view.figures.items())
+
+    def counter(name: str, doc: str, value: Callable[[Callbacks], float]) -> Metric:
+        family = CounterMetricFamily(name, doc, labels=["event_type"])
+        for label, totals in figures:
+            family.add_metric([label], value(totals.callbacks))
+        return family
+
+    yield counter(
+        "cbmon_callbacks_delivered",
+        "Callbacks delivered: their first successful attempt, retries included.",
+        lambda c: c.delivered,
+    )
+    yield counter(
+        "cbmon_callbacks_dead",
+        "Callbacks whose last allowed attempt (1 + max_retries) failed: dead letters.",
+        lambda c: c.dead,
+    )
+    yield counter(
+        "cbmon_callback_duplicate_deliveries",
+        "Successful attempts of a callback already delivered (a lease ran out, a worker "
+        "restarted).",
+        lambda c: c.duplicates,
+    )
+    tries = HistogramMetricFamily(
+        "cbmon_callback_tries",
+        "Attempts each finished (delivered or dead) callback used.",
+        labels=["event_type"],
+    )
+    waits = HistogramMetricFamily(
+        "cbmon_callback_queue_wait_seconds",
+        "Time from a callback being queued to its first attempt.",
+        labels=["event_type"],
+    )
+    ends = HistogramMetricFamily(
+        "cbmon_callback_end_to_end_seconds",
+        "Time from a callback being queued to its delivery, retries included.",
+        labels=["event_type"],
+    )
+    for label, totals in figures:
+        c = totals.callbacks
+        tries.add_metric(
+            [label],
+            buckets=[(_le(b), float(n)) for b, n in zip(TRIES, c.tries, strict=True)]
+            + [("+Inf", float(c.finished))],
+            sum_value=c.tries_sum,
+        )
+        waits.add_metric(
+            [label], buckets=_bucket_pairs(WAIT_BUCKETS, c.waits, c.waited), sum_value=c.wait_sum
+        )
+        ends.add_metric(
+            [label], buckets=_bucket_pairs(WAIT_BUCKETS, c.ends, c.ended), sum_value=c.end_sum
+        )
+    yield tries
+    yield waits
+    yield ends
+
+
+def _targets(view: View) -> Iterator[Metric]:
+    attempts = CounterMetricFamily(
+        "cbmon_target_attempts",
+        "Callback attempts per receiver (scheme://host:port).",
+        labels=["target"],
+    )
+    failures = CounterMetricFamily(
+        "cbmon_target_failures",
+        "Failed attempts per receiver and class: 4xx, 5xx, timeout, other.",
+        labels=["target", "class"],
+    )
+    for target, counted in sorted(view.targets.items()):
+        attempts.add_metric([target], counted.attempts)
+        for name, count in zip(FAILURE_CLASSES, counted.failures, strict=True):
+            failures.add_metric([target, name], count)
+    yield attempts
+    yield failures
 
 
 class QueueAgeCollector(Collector):

@@ -119,6 +119,8 @@ class Snapshot:
     database: DatabaseStatus
     leader: LeaderStatus
     budgets: tuple[BudgetStatus, ...] = ()
+    queue_states: dict[str, int] | None = None  # where the queue has lease and retry columns
+    lifecycle_notes: tuple[str, ...] = ()  # what the tables do not let cbmon read, and why
     version: str = __version__
 
     @property
@@ -221,6 +223,8 @@ def build(
             resets=sum(view.resets.values()),
         ),
         leader=leader,
+        queue_states=view.queue_states,
+        lifecycle_notes=() if view.features is None else view.features.notes,
         budgets=tuple(
             BudgetStatus(
                 slo=b.slo,

@@ -32,15 +32,9 @@ MAX_ROWS = 50  # event types in the table, besides those in a warning or worse
 NOSCRIPT_REFRESH = 10  # seconds between full reloads without scripts
 NO_TRAFFIC = "no traffic"
 
-_NAMES = {
-    "success_rate": "success rate",
-    "avg_latency": "avg latency",
-    "p95_latency": "p95 latency",
-    "slow_share": "slow share",
-    "backlog": "backlog",
-    TRAFFIC: "last attempt",
-}
-_COLUMNS = ("success_rate", "avg_latency", "p95_latency")  # the table's, per event type
+# The table's columns per event type; the callbacks' where the tables have the lifecycle.
+_COLUMNS = ("success_rate", "avg_latency", "p95_latency")
+_CALLBACK_COLUMNS = ("callback_success_rate", "end_to_end_p95")
 _WAKE = {
     "notify": "polled at once when rows are committed (LISTEN)",
     "no_trigger": "listening, but a watched table has no cbmon_wake trigger",
@@ -151,7 +145,7 @@ def sparkline(values: Sequence[float | None], normal: float | None, alert: float
 
 # -- the sections ----------------------------------------------------------------------------
 def _cell(item: IndicatorStatus | None, slo: str) -> str:
-    label = esc(_NAMES[slo])
+    label = esc(BY_SLO[slo].label)
     if item is None:
         return f'<td data-label="{label}">{present.MISSING}</td>'
     word = _word(item)
@@ -167,17 +161,24 @@ def _cell(item: IndicatorStatus | None, slo: str) -> str:
     )
 
 
+def _columns(snapshot: Snapshot) -> tuple[str, ...]:
+    if snapshot.indicator("callback_success_rate", OVERALL) is None:
+        return _COLUMNS
+    return _COLUMNS + _CALLBACK_COLUMNS
+
+
 def _indicators(snapshot: Snapshot) -> str:
+    columns = _columns(snapshot)
     heads = []
-    for slo in _COLUMNS:
+    for slo in columns:
         first = snapshot.indicator(slo, OVERALL)
         note = "" if first is None else limits(slo, first.normal, first.alert)
-        heads.append(f"<th>{esc(_NAMES[slo])}<small>{note or 'not judged'}</small></th>")
+        heads.append(f"<th>{esc(BY_SLO[slo].label)}<small>{note or 'not judged'}</small></th>")
     rows = []
     scopes = [t for t in snapshot.event_types() if snapshot.indicator("success_rate", t)]
     for event_type in _first(snapshot, scopes):
-        shown = [snapshot.indicator(slo, event_type) for slo in _COLUMNS]
-        cells = "".join(_cell(item, slo) for item, slo in zip(shown, _COLUMNS, strict=True))
+        shown = [snapshot.indicator(slo, event_type) for slo in columns]
+        cells = "".join(_cell(item, slo) for item, slo in zip(shown, columns, strict=True))
         attempts = shown[0].events if shown[0] is not None else 0
         rows.append(
             f'<tr data-event-type="{esc(event_type)}" class="{_state_class(_worst(shown))}">'
@@ -213,7 +214,8 @@ def _first(snapshot: Snapshot, scopes: list[str]) -> list[str]:
     """Overall first, then every event type in a warning or worse, then the others by name,
     as many as :data:`MAX_ROWS` allows: a page of five hundred healthy rows helps nobody, and
     the JSON API lists them all."""
-    worst = {t: _worst(snapshot.indicator(slo, t) for slo in _COLUMNS) for t in scopes}
+    columns = _columns(snapshot)
+    worst = {t: _worst(snapshot.indicator(slo, t) for slo in columns) for t in scopes}
 
     def order(event_type: str) -> tuple[bool, int, str]:
         level = worst[event_type]
@@ -271,7 +273,7 @@ def _single(item: IndicatorStatus | None, slo: str, extra: str = "") -> str:
     note = limits(slo, item.normal, item.alert)
     return (
         f'<div class="kv {_state_class(item.state)}" data-slo="{esc(slo)}">'
-        f"<dt>{esc(_NAMES[slo])}</dt><dd>"
+        f"<dt>{esc(BY_SLO[slo].label)}</dt><dd>"
         f'<span class="value">{esc(_value(item, item.value))}</span>{state}'
         f"{sparkline(item.trend, item.normal, item.alert)}"
         f"{f'<small>{note}</small>' if note else ''}{extra}</dd></div>"
@@ -327,9 +329,19 @@ def _queue(snapshot: Snapshot) -> str:
         if snapshot.backlog
         else "<small>nothing waiting</small>"
     )
-    backlog = _single(snapshot.indicator("backlog", OVERALL), "backlog", oldest)
+    states = ""
+    if snapshot.queue_states is not None:
+        words = {"retry_scheduled": "waiting for a retry", "in_flight": "in flight"}
+        shown = ", ".join(
+            f"{count} {words.get(state, state)}" for state, count in snapshot.queue_states.items()
+        )
+        states = f"<small>{esc(shown)}</small>"
+    backlog = _single(snapshot.indicator("backlog", OVERALL), "backlog", oldest + states)
+    dead = _single(snapshot.indicator("dead_letters", OVERALL), "dead_letters")
     traffic = _single(snapshot.indicator(TRAFFIC, OVERALL), TRAFFIC)
-    return f'<section id="queue"><h2>Queue and traffic</h2><dl>{backlog}{traffic}</dl></section>'
+    return (
+        f'<section id="queue"><h2>Queue and traffic</h2><dl>{backlog}{dead}{traffic}</dl></section>'
+    )
 
 
 def _senders(snapshot: Snapshot) -> str:
@@ -388,6 +400,8 @@ def _system(snapshot: Snapshot) -> str:
         )
     if database.resets:
         rows.insert(2, ("resets", esc(f"{database.resets} table histories replaced (see log)")))
+    if snapshot.lifecycle_notes:
+        rows.append(("callbacks", "<br>".join(esc(note) for note in snapshot.lifecycle_notes)))
     items = "".join(f'<div class="kv"><dt>{name}</dt><dd>{text}</dd></div>' for name, text in rows)
     return f'<section id="system"><h2>cbmon</h2><dl>{items}</dl></section>'
 

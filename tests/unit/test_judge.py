@@ -97,9 +97,26 @@ def test_latency_is_judged_on_observed_durations_not_on_attempts() -> None:
     assert verdicts.worst is Level.CRITICAL
 
 
-def test_extras_are_shown_but_never_judged() -> None:
+def test_p95_is_shown_and_the_slow_share_judged_by_the_design_limit() -> None:
     got = evaluate(figures(1000, 0, 0.3), {}, 0, baseline(min_events=20))
-    extras = {i.slo: i for i in got if i.slo in ("p95_latency", "slow_share")}
-    assert extras["p95_latency"].value == pytest.approx(0.295)  # 95 % into (0.2, 0.3]
-    assert extras["slow_share"].value == 1.0
-    assert {i.state for i in extras.values()} == {Level.UNKNOWN}
+    shown = {i.slo: i for i in got if i.slo in ("p95_latency", "slow_share")}
+    assert shown["p95_latency"].value == pytest.approx(0.295)  # 95 % into (0.2, 0.3]
+    assert shown["p95_latency"].state is Level.UNKNOWN  # the baseline has no rule for it
+    assert shown["slow_share"].value == 1.0  # every attempt above 200 ms: above 20 %
+    assert shown["slow_share"].state is Level.CRITICAL
+    few = evaluate(figures(10, 0, 0.3), {}, 0, baseline(min_events=20))
+    assert next(i for i in few if i.slo == "slow_share").state is Level.UNKNOWN
+
+
+def test_callbacks_are_judged_on_finished_callbacks_and_any_dead_letter_warns() -> None:
+    from cbmon.domain import Callbacks, Figures
+
+    callbacks = Callbacks(delivered=99, dead=1, ended=99, ends=(99,) * 10)
+    counted = Figures(attempts=120, failures=21, callbacks=callbacks)
+    got = {i.slo: i for i in evaluate(counted, {}, 0, baseline(min_events=20), callbacks=True)}
+    assert got["callback_success_rate"].value == pytest.approx(0.99)
+    assert got["callback_success_rate"].state is Level.WARNING  # exactly 99 %: not critical
+    assert got["dead_letters"].state is Level.WARNING
+    assert got["end_to_end_p95"].state is Level.OK  # every one within 50 ms
+    none = evaluate(counted, {}, 0, baseline(min_events=20))
+    assert not {i.slo for i in none} & {"callback_success_rate", "dead_letters"}

@@ -17,6 +17,7 @@ from psycopg import sql
 import cbmon
 from cbmon.config import load_config
 from cbmon.db import catalog, dialect, roles, sqlfiles
+from cbmon.domain import Features
 from cbmon.ingest import poller as poller_module
 from cbmon.ingest.reader import Gap
 from cbmon.reference import mechanism, schema, worker
@@ -88,15 +89,25 @@ def sql_files() -> list[str]:
 
 def composed() -> Iterator[tuple[str, str | sql.Composable]]:
     """The statements cbmon composes, from its own objects for a sample configuration."""
-    config = load_config(environ={})
+    config = load_config(
+        overrides={"callbacks": {"event_types": {"pay": {"max_retries": 5}}}}, environ={}
+    )
     polls = poller_module.Poller(config, backfill=300)
+    # Every lifecycle column found: the statements as they run on the reference schema.
+    every = Features(True, True, True, True, True)
+    polls.logs.source = poller_module.lifecycle_source(polls.logs.source, config, every)
     yield "poller.queue", polls._queue_query.as_string(None)
+    yield "poller.queue", poller_module._queue_query(config.tables.queue, every).as_string(None)
     for reader in (polls.logs, polls.errors):
         source = reader.source
         where, _ = reader._ranges([Gap(1, 2), Gap(5, 9)])
-        yield "reader.aggregate", source.formatted("queries/aggregate_new_rows.sql", where=where)
+        yield "reader.aggregate", source.formatted("queries/aggregate_new_rows.sql", where)
         created = sql.Identifier("created_at")
-        yield "reader.backfill", source.formatted("queries/backfill.sql", created_at=created)
+        within = sql.SQL(poller_module._WITHIN).format(created_at=created)
+        yield (
+            "reader.backfill",
+            source.formatted("queries/backfill.sql", within, counted=False, created_at=created),
+        )
         yield (
             "reader.present",
             sqlfiles.template("queries/present_ranges.sql").format(

@@ -8,7 +8,5 @@ SELECT {key} AS key,
              extract(epoch FROM now())) AS slot_end,
        count(*) AS rows_read,
        {aggregates}
-FROM {table}
-WHERE {created_at} > now() - %(window)s * interval '1 second'
-  AND {created_at} <= now() + %(skew)s * interval '1 second'
+FROM {rows}
 GROUP BY 1, 2
