@@ -14,7 +14,10 @@ Measures, on a log table of ``--rows`` rows (built once in schema ``cbmon_bench`
   6. the database's CPU at 1000 rows/s, each its own transaction, on a private embedded
      PostgreSQL: without the trigger, with it and nobody listening, with cbmon listening.
 
-``--only breach,cost`` runs only those (names: polls, serve, breach, cost).
+  7. consuming a burst of attempts with their callbacks (outcomes, queue wait, targets)
+     against PostgreSQL's own aggregate of the same figures (``lifecycle``).
+
+``--only breach,cost`` runs only those (names: polls, lifecycle, serve, breach, cost).
 """
 
 from __future__ import annotations
@@ -193,6 +196,81 @@ def bench_polls(dsn: str, new: int) -> None:
                 f"  PostgreSQL's own GROUP BY over the same ids, {name}: {seconds:.3f}s "
                 f"(median); cbmon's time / its time = {ours / seconds:.2f}"
             )
+
+
+LIFECYCLE_SAME = """
+    SELECT l.event_type, count(*),
+           count(*) FILTER (WHERE l.status = 'COMPLETED' AND NOT EXISTS (
+               SELECT 1 FROM callback_logs o WHERE o.queue_id = l.queue_id AND o.id < l.id
+                 AND o.status = 'COMPLETED')),
+           count(*) FILTER (WHERE l.status <> 'COMPLETED' AND l.attempt >= 4),
+           avg(extract(epoch FROM l.created_at - q.created_at)) FILTER (WHERE l.attempt = 1)
+    FROM callback_logs l LEFT JOIN callback_queue q ON q.id = l.queue_id
+    WHERE l.id > %s AND l.id <= %s GROUP BY l.event_type
+"""
+
+
+def bench_lifecycle(dsn: str, new: int) -> None:
+    """A burst of attempts with their callbacks (a tenth retried once): cbmon's read of the
+    lifecycle against PostgreSQL's own aggregate of the same figures."""
+    config = load_config(
+        overrides={"tables": {t: {"schema": SCHEMA} for t in ("logs", "errors", "queue")}},
+        dsn=dsn,
+        environ={},
+    )
+    poller = Poller(config)
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn) as reading:
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(SCHEMA)))
+        conn.execute("SET statement_timeout = 0")
+        poller.poll(reading)
+        low = poller.logs.high_water
+        assert low is not None
+        callbacks = new * 10 // 11
+        conn.execute(
+            "INSERT INTO callback_queue (event_type, created_at, processed_at) "
+            "SELECT 'event_' || (g %% 200), now() - interval '1 minute', now() "
+            "FROM generate_series(1, %s) g",
+            [callbacks],
+        )
+        first = conn.execute("SELECT max(id) FROM callback_queue").fetchone()
+        assert first is not None
+        top = int(first[0])
+        conn.execute(
+            """
+            INSERT INTO callback_logs (event_type, status, execution_time, queue_id, attempt,
+                                       http_status, target)
+            SELECT 'event_' || (q %% 200), s, 40, q, a, CASE WHEN s = 'COMPLETED' THEN 200
+                   ELSE 503 END, 'https://r' || (q %% 5) || '.test'
+            FROM (SELECT %(top)s - g AS q, 1 AS a,
+                         CASE WHEN g %% 10 = 0 THEN 'FAILED' ELSE 'COMPLETED' END AS s
+                  FROM generate_series(0, %(n)s - 1) g
+                  UNION ALL
+                  SELECT %(top)s - g, 2, 'COMPLETED' FROM generate_series(0, %(n)s - 1) g
+                  WHERE g %% 10 = 0) AS attempts
+            ORDER BY q, a
+            """,
+            {"top": top, "n": callbacks},
+        )
+        row = conn.execute("SELECT max(id) FROM callback_logs").fetchone()
+        assert row is not None
+        high = int(row[0])
+        conn.execute(LIFECYCLE_SAME, [low, high]).fetchall()  # hint bits
+        theirs = statistics.median(timed(conn, LIFECYCLE_SAME, low, high) for _ in range(3))
+        started = time.perf_counter()
+        while poller.logs.high_water is None or poller.logs.high_water < high:
+            poller.poll(reading)
+        ours = time.perf_counter() - started
+        idle = []
+        for _ in range(100):
+            begun = time.perf_counter()
+            poller.poll(reading)
+            idle.append((time.perf_counter() - begun) * 1000)
+        print(
+            f"lifecycle: a burst of {high - low:,} attempts of {callbacks:,} callbacks: cbmon "
+            f"{ours:.3f}s, PostgreSQL's own aggregate of the same figures {theirs:.3f}s "
+            f"(cbmon / it = {ours / theirs:.2f}); idle poll after it: median "
+            f"{statistics.median(idle):.2f} ms"
+        )
 
 
 def timed(conn: psycopg.Connection[Any], query: str, low: int, high: int) -> float:
@@ -671,13 +749,15 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--new", type=int, default=1_000_000)
-    parser.add_argument("--only", default="polls,serve,breach,cost")
+    parser.add_argument("--only", default="polls,lifecycle,serve,breach,cost")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    if only & {"polls", "serve"}:
+    if only & {"polls", "lifecycle", "serve"}:
         build(args.dsn, args.rows)
     if "polls" in only:
         bench_polls(args.dsn, args.new)
+    if "lifecycle" in only:
+        bench_lifecycle(args.dsn, args.new)
     if "serve" in only:
         bench_serve(args.dsn)
     if "breach" in only:

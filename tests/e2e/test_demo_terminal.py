@@ -27,9 +27,13 @@ WIDTH, HEIGHT = 80, 24
 CLOCK = re.compile(r"^\d+:\d\d/\d+:\d\d  scenario ")  # the panel's first line
 ALERT = re.compile(
     r"^\[\d+:\d\d\] alert (FIRING|RESOLVED|ESCALATED|EASED) Callback\w+ "
-    r"\((warning|critical)( -> (warning|critical))?\)( \[\w+\])?: Callback "
-    r"(success rate [\d.]+%|average latency [\d.]+ ms) for (all event types|event type \w+) "
-    r"\((was (warning|critical): )?(below|above|at or below|at or above) [\d.]+( ms|%)\)$"
+    r"\((warning|critical)( -> (warning|critical))?\)( \[\w+\])?: "
+    r"(Callback success rate [\d.]+%|Callback average latency [\d.]+ ms"
+    r"|Callback attempts slower than \d+ ms: [\d.]+%|Callbacks delivered [\d.]+%"
+    r"|\d+ callbacks ran out of retries"
+    r"|Callbacks took [\d.]+ m?s from queued to delivered \(p95\)) "
+    r"for (all event types|event type \w+) "
+    r"\((was (warning|critical): )?(below|above|at or below|at or above) [\d.]+( ms| s|%)?\)$"
 )
 
 
