@@ -31,6 +31,22 @@ def describe(dsn: str) -> str:
     return f"{user}{host}{port}/{params.get('dbname', '')}"
 
 
+def database_label(dsn: str) -> str:
+    """A DSN as the ``database`` label of what cbmon exports and sends: ``host:port/dbname``,
+    without the user or the password (libpq's defaults for what the DSN leaves out)."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
+        return "unknown"
+    host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+    host = host.split(",")[0]  # a multi-host DSN: named by its first host
+    port = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")[0]
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or ""
+    if host.startswith("/"):
+        host = "localhost"  # a socket directory says nothing a reader needs
+    return f"{host}:{port}/{dbname}"
+
+
 def connect(
     dsn: str,
     *,

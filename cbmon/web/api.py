@@ -57,8 +57,9 @@ def _indicator(item: IndicatorStatus) -> dict[str, Any]:
     }
 
 
-def _alert(item: FiringStatus) -> dict[str, Any]:
+def _alert(item: FiringStatus, database: str) -> dict[str, Any]:
     return {
+        "database": database,
         "alertname": item.alertname,
         "slo": item.slo,
         "event_type": _scope(item.event_type),
@@ -90,7 +91,7 @@ def alerts(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "version": VERSION,
         "generated_at": _when(snapshot.generated_at),
-        "alerts": [_alert(item) for item in snapshot.firing],
+        "alerts": [_alert(item, snapshot.database.name) for item in snapshot.firing],
         "transitions": [_transition(item) for item in snapshot.transitions],
     }
 
@@ -115,6 +116,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
         },
         "lifecycle_notes": list(snapshot.lifecycle_notes),
         "database": {
+            "name": database.name,
             "up": database.up,
             "last_poll": _when(database.last_poll or None),  # null before the first
             "polls_total": database.polls_total,

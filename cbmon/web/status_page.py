@@ -550,7 +550,8 @@ def render(snapshot: Snapshot) -> str:
     if not snapshot.database.up:
         state, word = Level.CRITICAL, "DATABASE DOWN"
     firing = len(snapshot.firing)
-    title = f"cbmon {snapshot.cluster}: {word}" + (f", {firing} firing" if firing else "")
+    name = snapshot.database.name
+    title = f"cbmon {name}: {word}" + (f", {firing} firing" if firing else "")
     links = " · ".join(
         f'<a href="{path}">{path}</a>'
         for path in ("/metrics", "/api/v1/status", "/api/v1/alerts", "/healthz", "/readyz")
@@ -563,7 +564,8 @@ def render(snapshot: Snapshot) -> str:
         f"<style>{_style()}</style></head><body><main>"
         '<p id="stale">cbmon does not answer: what you see may be out of date.</p>'
         f'<div id="live" data-state="{esc(state.label)}">'
-        f'<header class="top"><h1>cbmon <small>cluster {esc(snapshot.cluster)}</small></h1>'
+        f'<header class="top"><h1>cbmon <small>database {esc(name)} · cluster '
+        f"{esc(snapshot.cluster)}</small></h1>"
         f'<span class="verdict {_state_class(state)}">{esc(word)}</span>'
         f'<p class="meta">updated {esc(_when(snapshot.generated_at))} · window '
         f"{esc(format_duration(snapshot.window))} · cbmon {esc(snapshot.version)}</p></header>"
