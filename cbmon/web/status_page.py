@@ -540,15 +540,20 @@ _SCRIPT = """
 """
 
 
-def render(snapshot: Snapshot) -> str:
-    """The whole page."""
+def verdict(snapshot: Snapshot) -> tuple[Level, str]:
+    """The page's verdict: the worst state and its word; a database down is critical."""
+    if not snapshot.database.up:
+        return Level.CRITICAL, "DATABASE DOWN"
     state = snapshot.state
-    word = present.level_word(state).upper()
     overall = snapshot.indicator("success_rate", OVERALL)
     if state <= Level.OK and (overall is None or overall.no_data):
-        state, word = Level.UNKNOWN, NO_TRAFFIC.upper()  # nothing wrong, and nothing to judge
-    if not snapshot.database.up:
-        state, word = Level.CRITICAL, "DATABASE DOWN"
+        return Level.UNKNOWN, NO_TRAFFIC.upper()  # nothing wrong, and nothing to judge
+    return state, present.level_word(state).upper()
+
+
+def render(snapshot: Snapshot) -> str:
+    """The whole page."""
+    state, word = verdict(snapshot)
     firing = len(snapshot.firing)
     name = snapshot.database.name
     title = f"cbmon {name}: {word}" + (f", {firing} firing" if firing else "")
