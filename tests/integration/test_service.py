@@ -133,7 +133,9 @@ def test_exposition_passes_promtool(pg: PgSchema) -> None:
         )
         catch_up(service)
         body = requests.get(url(service, "/metrics"), timeout=5).content
-    assert b'cbmon_callback_attempts_total{event_type="b"} 1.0' in body
+        database = service.database
+    sample = f'cbmon_callback_attempts_total{{database="{database}",event_type="b"}} 1.0'
+    assert sample.encode() in body
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""
