@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -26,6 +27,8 @@ from cbmon.web.pages import FleetPages
 from cbmon.web.server import MetricsServer
 
 log = logging.getLogger(__name__)
+
+STOP_WAIT = 2.0  # seconds, for every poll thread together
 
 
 def _target(load: Callable[[], Config], name: str) -> Callable[[], Config]:
@@ -116,8 +119,13 @@ class Fleet:
             self._threads.append(thread)
             thread.start()
         self.stop_event.wait()
+        # A poll in flight is cut short by stop(); a connection attempt to a database that
+        # hangs is not, and is left behind (its thread is a daemon) rather than waited for.
+        deadline = time.monotonic() + STOP_WAIT
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.info("%s: still waiting on its database; not waited for", thread.name)
 
     @staticmethod
     def _poll(service: Service) -> None:
