@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,16 @@ def black_hole() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         yield listener.getsockname()[1]
+
+
+def until(metrics: str, holds: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+    """The first scrape, database labels kept, of which ``holds`` is true."""
+
+    def check() -> dict[str, float] | None:
+        samples = scrape(metrics, database=True)
+        return samples if holds(samples) else None
+
+    return wait_for(check)
 
 
 def _tables(pg: PgSchema) -> dict[str, dict[str, str]]:
@@ -59,16 +69,13 @@ def test_each_database_is_polled_on_its_own_and_named_everywhere(
                 return samples.get(f'cbmon_polls_total{{database="{name}"}}', 0.0)
 
             # The hung database holds its poll for 30 s; the others poll every 200 ms.
-            first = wait_for(
-                lambda: (s := scrape(metrics, database=True)) and polls(s, "billing") >= 2 and s
-            )
-            later = wait_for(
-                lambda: (
-                    (s := scrape(metrics, database=True))
-                    and polls(s, "orders") >= polls(first, "orders") + 5
+            first = until(metrics, lambda s: polls(s, "billing") >= 2)
+            later = until(
+                metrics,
+                lambda s: (
+                    polls(s, "orders") >= polls(first, "orders") + 5
                     and polls(s, "billing") >= polls(first, "billing") + 5
-                    and s
-                )
+                ),
             )
             assert later['cbmon_database_up{database="orders"}'] == 1
             assert later['cbmon_database_up{database="billing"}'] == 1
@@ -79,13 +86,11 @@ def test_each_database_is_polled_on_its_own_and_named_everywhere(
                 "INSERT INTO callback_logs (event_type, status, execution_time) "
                 "VALUES ('pay', 'COMPLETED', 10)"
             )
-            wait_for(
-                lambda: (
-                    scrape(metrics, database=True).get(
-                        'cbmon_callback_attempts_total{database="orders",event_type="pay"}'
-                    )
-                    == 1
-                )
+            until(
+                metrics,
+                lambda s: (
+                    s.get('cbmon_callback_attempts_total{database="orders",event_type="pay"}') == 1
+                ),
             )
             assert 'cbmon_callback_attempts_total{database="billing",event_type="pay"}' not in later
 
