@@ -20,6 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from cbmon.config import Config, parse_listen
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.sidecar import scope
 from cbmon.sidecar.service import Service
 from cbmon.web import status, webconfig
 from cbmon.web.exposition import Exposition, by_database
@@ -129,6 +130,7 @@ class Fleet:
 
     @staticmethod
     def _poll(service: Service) -> None:
+        scope.enter(service.database)
         try:
             service.run()
         except CbmonError as exc:
