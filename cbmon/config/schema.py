@@ -549,6 +549,12 @@ class Config(_Model):
         )
 
     def require_dsn(self) -> str:
+        if not self.dsn and self.fleet:
+            names = ", ".join(target.database for target in self.fleet)
+            raise ConfigError(
+                f"the configuration lists several databases ({names}): pass --dsn for one, "
+                "or ask the running serve with --from-url http://HOST:PORT/databases/NAME/"
+            )
         if not self.dsn:
             raise ConfigError(
                 f"no database given: pass --dsn, set {DSN_ENV}, or set database.dsn_file"

@@ -309,3 +309,11 @@ def test_the_database_label_is_host_port_and_dbname_without_secrets(dsn: str, la
 def test_database_name_is_the_label_when_set() -> None:
     config = load_config(overrides={"database": {"name": "orders-eu"}}, dsn="dbname=x", environ={})
     assert config.database == "orders-eu"
+
+
+def test_a_one_shot_command_on_a_fleet_asks_which_database(tmp_path: Path) -> None:
+    path = _fleet_file(
+        tmp_path, "targets:\n  - {name: a, dsn: 'dbname=a'}\n  - {name: b, dsn: 'dbname=b'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"several databases \(a, b\): pass --dsn for one"):
+        load_config(path, environ={}).require_dsn()
