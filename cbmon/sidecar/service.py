@@ -111,12 +111,15 @@ class Service:
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
+        # A named database (each of a fleet) has its own lock and state file even where two
+        # names watch the same tables; an unnamed one keeps those it always had.
+        named = () if config.file.database.name is None else (config.file.database.name,)
         # The lock lives on the primary; through database.primary_dsn when the DSN reaches a
         # standby or a pooler in transaction mode (where it would exclude nobody).
         self.leadership = Leadership(
             config.primary_dsn or self.dsn,
             secret=secret,
-            watched=(logs.table_schema, logs.table),
+            watched=(logs.table_schema, logs.table, *named),
             cluster=alerting.cluster,
             # A leader that stops proving it is alive loses the lock within this.
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
@@ -136,7 +139,9 @@ class Service:
             resend_interval=alerting.resend_interval,
             clock=self.clock,
         )
-        identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
+        identity = "|".join(
+            (describe(self.dsn), f"{logs.table_schema}.{logs.table}", config.file.listen, *named)
+        )
         self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
         # This database's own metrics, without the database label: the exposition adds it.
         self.polled, self.live = CollectorRegistry(), CollectorRegistry()
