@@ -87,7 +87,11 @@ class Fleet:
 
     def start(self) -> MetricsServer:
         for service in self.services:
-            service.start_pipeline()
+            scope.enter(service.database)  # what it says on starting is about it
+            try:
+                service.start_pipeline()
+            finally:
+                scope.enter(None)
         host, port = parse_listen(self.config.file.listen)
         web, tls = None, None
         path = self.config.file.web_config_file

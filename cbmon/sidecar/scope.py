@@ -10,8 +10,8 @@ import threading
 _local = threading.local()
 
 
-def enter(database: str) -> None:
-    """From now on, this thread's log lines are about ``database``."""
+def enter(database: str | None) -> None:
+    """From now on, this thread's log lines are about ``database`` (None: about none)."""
     _local.database = database
 
 
