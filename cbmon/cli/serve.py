@@ -132,6 +132,8 @@ def serve(
     if loaded.fleet:
         service = Fleet(loaded, reload_from=load, lifecycle=enable_lifecycle)
         polling = ", ".join(s.database for s in service.services)
+        if loaded.dsn:
+            log.warning("--dsn and CBMON_DSN are not used: the configuration lists targets")
     else:
         service = Service(loaded, reload_from=load, lifecycle=enable_lifecycle)
         polling = describe(service.dsn)

@@ -4,6 +4,7 @@ real PostgreSQL and one database that never answers, one HTTP server on 127.0.0.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import yaml
 
 from cbmon.config import load_config
 from cbmon.sidecar.fleet import Fleet
-from tests.conftest import PgSchema, reference_schema
+from tests.conftest import PgSchema, reference_schema, require_binary
 from tests.support.processes import scrape, wait_for
 from tests.support.receiver import Request, receiver
 
@@ -95,6 +96,16 @@ def test_each_database_is_polled_on_its_own_and_named_everywhere(
                 ),
             )
             assert 'cbmon_callback_attempts_total{database="billing",event_type="pay"}' not in later
+
+            # One family per name, every database's samples in it: Prometheus' own lint agrees.
+            body = requests.get(metrics, timeout=5).content
+            lint = subprocess.run(
+                [require_binary("promtool"), "check", "metrics"],
+                input=body,
+                capture_output=True,
+                check=False,
+            )
+            assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b"")
 
             status = requests.get(server.url + "/api/v1/status", timeout=5).json()
             names = [d["database"]["name"] for d in status["databases"]]
