@@ -40,6 +40,7 @@ from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.ingest.mechanism import MechanismProbe, Settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
 from cbmon.ingest.wake import CHANNEL, Listener, Pacer
@@ -56,6 +57,7 @@ from cbmon.web.collector import (
     ReloadCollector,
 )
 from cbmon.web.exposition import Exposition
+from cbmon.web.mechanism import MechanismCollector
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
@@ -105,6 +107,11 @@ class Service:
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(config, clock=self.clock)
+        self.mechanism = (
+            MechanismProbe(Settings.of(config), self.clock.monotonic)
+            if config.file.mechanism.enabled
+            else None
+        )
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
@@ -137,6 +144,8 @@ class Service:
         polled, live = CollectorRegistry(), CollectorRegistry()
         polled.register(CallbackCollector(self.store))
         polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        if self.mechanism is not None:
+            polled.register(MechanismCollector(self.mechanism))
         live.register(QueueAgeCollector(self.store))
         live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         self.reloads = ReloadStatus(self.clock.wall())
@@ -365,6 +374,8 @@ class Service:
                     count,
                     table,
                 )
+        if self.mechanism is not None:
+            self._probe_mechanism()
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
         tracker = self.evaluator.tracker
@@ -378,6 +389,21 @@ class Service:
             self._save()
         self.exposition.refresh()
         return result
+
+    def _probe_mechanism(self) -> None:
+        """The mechanism's sources, every mechanism.interval, on the poll's connection; a
+        failure is said and waits for the next interval, never failing the poll."""
+        assert self.mechanism is not None
+        assert self._conn is not None
+        db = self.config.file.database
+        try:
+            with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
+                state = self.mechanism.maybe_probe(self._conn)
+        except psycopg.Error as exc:
+            log.warning("mechanism probe failed: %s", first_line(exc))
+            return
+        if state is not None:
+            self.evaluator.mechanism = state
 
     def _save(self) -> None:
         if not self._started:
