@@ -58,6 +58,7 @@ from cbmon.web.collector import (
 )
 from cbmon.web.exposition import Exposition
 from cbmon.web.mechanism import MechanismCollector
+from cbmon.web.mechanism import summary as mechanism_summary
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
@@ -303,6 +304,9 @@ class Service:
             ),
             wake="off" if self.listener is None else self.listener.mode,
             budgets=self.evaluator.budgets(),
+            mechanism=mechanism_summary(
+                self.evaluator.mechanism, self.config.file.mechanism.missed_runs
+            ),
         )
 
     def _start_server(self) -> MetricsServer:

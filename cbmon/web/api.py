@@ -114,6 +114,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "states": snapshot.queue_states,
         },
         "lifecycle_notes": list(snapshot.lifecycle_notes),
+        "mechanism": snapshot.mechanism,
         "database": {
             "up": database.up,
             "last_poll": _when(database.last_poll or None),  # null before the first

@@ -4,14 +4,16 @@ its own; ``cbmon_mechanism_source_state`` says which."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cbmon.domain import Mechanism
 from cbmon.ingest.mechanism import SOURCES, MechanismProbe
-from cbmon.slo.mechanism import ROUTE_PROBLEM_NAMES
+from cbmon.slo.mechanism import ROUTE_PROBLEM_NAMES, failing_jobs
 
 STATES = ("ok", "absent", "unreadable")
 
@@ -126,3 +128,48 @@ def _jobs(state: Mechanism) -> Iterator[Metric]:
     yield runs
     yield last
     yield enabled
+
+
+def summary(state: Mechanism | None, missed_runs: int) -> dict[str, Any] | None:
+    """The last probe as ``/api/v1/status`` shows it under ``mechanism`` (and the status page
+    reads it): every source's state, and what each indicator names."""
+    if state is None:
+        return None
+    failing = failing_jobs(state.jobs or (), state.at, missed_runs)
+    return {
+        "probed_at": _iso(state.at),
+        "sources": [
+            {"source": s.name, "state": s.state, "detail": s.detail or None} for s in state.sources
+        ],
+        "notify_queue_usage": state.notify_usage,
+        "listeners": dict(state.listeners),
+        "jobs": None
+        if state.jobs is None
+        else [
+            {
+                "job": job.name,
+                "enabled": job.enabled,
+                "interval_seconds": job.interval,
+                "succeeded": job.succeeded,
+                "failed": job.failed,
+                "last_success": None if job.last_success is None else _iso(job.last_success),
+                "failing": failing.get(job.name),
+            }
+            for job in state.jobs
+        ],
+        "buckets": None
+        if state.buckets is None
+        else [
+            {"bucket": b.name, "tokens": b.tokens, "capacity": b.capacity, "dropped": b.dropped}
+            for b in state.buckets
+        ],
+        "dropped_in_window": state.dropped_in_window,
+        "route_problems": None
+        if state.route_problems is None
+        else {problem: list(names) for problem, names in state.route_problems.items()},
+        "track_functions": state.track_functions,
+    }
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat().replace("+00:00", "Z")
