@@ -23,7 +23,7 @@ from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.slo import budget, wording
 from cbmon.slo.judge import OVERALL, TRAFFIC
-from cbmon.slo.objectives import BY_SLO, Limits
+from cbmon.slo.objectives import BY_SLO, MECHANISM, Limits
 from cbmon.slo.tracker import Transition
 from cbmon.web.status import FiringStatus, IndicatorStatus, Snapshot
 
@@ -372,12 +372,7 @@ def _mechanism(snapshot: Snapshot) -> str:
             slo,
             f"<small>{esc(named[slo])}</small>" if named.get(slo) else "",
         )
-        for slo in (
-            "notify_queue_usage",
-            "scheduler_jobs_failing",
-            "rate_limited",
-            "route_problems",
-        )
+        for slo in (objective.slo for objective in MECHANISM)
     )
     off = "; ".join(
         f"{s['source']} {s['state']}" + (f" ({s['detail']})" if s["detail"] else "")
