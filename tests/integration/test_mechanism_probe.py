@@ -162,7 +162,8 @@ def test_a_listener_that_stops_reading_fills_the_queue(quiet_pg: PgSchema) -> No
         listener.execute("SELECT 1")  # idle in transaction: it reads no notification
         for _ in range(4):
             pg.conn.execute(
-                "SELECT pg_notify('orders_ch', repeat('x', 7000) || g) FROM generate_series(1, 500) g"
+                "SELECT pg_notify('orders_ch', repeat('x', 7000) || g)"
+                " FROM generate_series(1, 500) g"
             )
         with connect(pg.dsn) as conn:
             probe._next = None
