@@ -13,7 +13,7 @@ import collections
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -51,18 +51,21 @@ def schedule_interval(schedule: str) -> float | None:
         days = float(gauss.group(1)) / float(gauss.group(2) or 1)
         return days * 86400.0 if days > 0 else None
     fields = text.split()
-    if len(fields) != 5:
+    if len(fields) != 5 or any("," in f or "-" in f for f in fields[:3]):
         return None
-    # The first field that is not '*' sets the period: every minute, hour, day, or a step.
-    for field, unit in zip(fields[:3], (60.0, 3600.0, 86400.0), strict=True):
+    if fields[4] != "*":
+        return 7 * 86400.0
+    # The most significant field constrained sets the period: a fixed day of the month is
+    # monthly, a fixed hour daily, a fixed minute hourly; a step divides its unit's parent.
+    for field, unit, parent in (
+        (fields[2], 86400.0, 30 * 86400.0),
+        (fields[1], 3600.0, 86400.0),
+        (fields[0], 60.0, 3600.0),
+    ):
         if field == "*":
             continue
         step = re.fullmatch(r"\*/(\d+)", field)
-        if step:
-            return unit * int(step.group(1))
-        if "," in field or "-" in field:
-            return None
-        return unit * (60 if unit == 60.0 else 24 if unit == 3600.0 else 30)
+        return unit * int(step.group(1)) if step else parent
     return 60.0
 
 
@@ -369,7 +372,7 @@ class MechanismProbe:
 
 
 def route_problems(
-    routes: list[Mapping[str, Any]], routed: list[str], settings: Settings
+    routes: Sequence[Mapping[str, Any]], routed: Sequence[str], settings: Settings
 ) -> dict[str, tuple[str, ...]]:
     """Event types by problem: routed by a trigger but with no route, a disabled route, a
     handler function that does not exist, more retries than callbacks.max_retries."""

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from psycopg import sql
 
 from cbmon.db.connect import connect
-from cbmon.domain import Job, Level
+from cbmon.domain import Job, Level, Mechanism, SourceState
 from cbmon.ingest.mechanism import MechanismProbe, Settings
 from cbmon.reference import mechanism
 from cbmon.sidecar.service import Service
@@ -68,6 +68,12 @@ def probe(pg: PgSchema, found: MechanismProbe | None = None) -> tuple[MechanismP
     found = found or MechanismProbe(Settings.of(pg.config()), time.monotonic)
     with connect(pg.dsn) as conn:
         return found, found.probe(conn)
+
+
+def scheduler(state: Mechanism) -> SourceState:
+    found = state.source("scheduler")
+    assert found is not None
+    return found
 
 
 def jobs(state: Any) -> dict[str, Job]:
@@ -132,11 +138,11 @@ def test_a_role_is_told_the_grants_then_that_it_sees_only_its_own_jobs(cron: PgS
     finally:
         pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
         pg.conn.execute(sql.SQL("DROP ROLE {}").format(ident))
-    source = refused.source("scheduler")
+    source = scheduler(refused)
     assert source.state == "unreadable"
     assert grant in source.detail
     assert refused.jobs is None
-    source = state.source("scheduler")
+    source = scheduler(state)
     assert source.state == "ok"
     assert f"ALTER ROLE {role} BYPASSRLS" in source.detail
     assert state.jobs == ()  # row-level security: what the role could see, nothing guessed
