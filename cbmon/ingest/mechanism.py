@@ -164,7 +164,10 @@ class MechanismProbe:
             return value
 
         usage = f"GRANT USAGE ON SCHEMA {schema} TO {role}"
-        if found["notify_queue"]:
+        if not server_of(conn).postgresql:
+            # openGauss lists the function in thread-pool mode too, where NOTIFY is refused
+            sources.append(SourceState("notify_queue", "absent", "openGauss has no NOTIFY queue"))
+        elif found["notify_queue"]:
             values["notify_usage"] = attempt("notify_queue", lambda: self._notify(cur))
         else:
             sources.append(SourceState("notify_queue", "absent", "the server has no NOTIFY queue"))
@@ -226,15 +229,13 @@ class MechanismProbe:
         role, at = found["role"], float(found["at"])
         scheduler = server_of(conn).scheduler
         if scheduler == "cron" and found["pg_cron"]:
-            if not found["all_rows"]:
-                log.debug("pg_cron shows %s only its own jobs", role)
             grant = (
                 f"GRANT USAGE ON SCHEMA cron TO {role}; GRANT SELECT ON cron.job, "
                 f"cron.job_run_details TO {role}; ALTER ROLE {role} BYPASSRLS (to see every "
                 "user's jobs)"
             )
             jobs: tuple[Job, ...] | None = attempt("scheduler", lambda: self._cron(cur, at), grant)
-            if jobs is not None and not found["all_rows"]:
+            if jobs is not None and not self._all_rows(cur):
                 sources[-1] = SourceState(
                     "scheduler",
                     "ok",
@@ -247,6 +248,14 @@ class MechanismProbe:
         missing = "no pg_cron in this database" if scheduler == "cron" else "no PG_JOB catalog"
         sources.append(SourceState("scheduler", "absent", missing))
         return None
+
+    @staticmethod
+    def _all_rows(cur: psycopg.Cursor[Any]) -> bool:
+        """Whether row-level security lets this role see every user's pg_cron jobs."""
+        row = cur.execute(
+            "SELECT rolsuper OR rolbypassrls AS all_rows FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        return bool(row and row["all_rows"])
 
     def _cron(self, cur: psycopg.Cursor[Any], at: float) -> tuple[Job, ...]:
         runs = self._runs

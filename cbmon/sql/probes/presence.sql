@@ -3,8 +3,8 @@
 SELECT
     EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'pg_notification_queue_usage') AS notify_queue,
     EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') AS pg_cron,
-    EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'pg_catalog' AND c.relname = 'pg_job') AS pg_job,
+    EXISTS (SELECT 1 FROM pg_class WHERE relname = 'pg_job' AND pg_table_is_visible(oid))
+        AS pg_job,
     EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %(schema)s AND c.relname = 'callback_router') AS router,
     EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -13,5 +13,4 @@ SELECT
         AND has_schema_privilege(%(schema)s, 'USAGE') AS schema_usage,
     current_setting('track_functions') AS track_functions,
     current_user AS role,
-    (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) AS all_rows,
     extract(epoch FROM now())::float8 AS at
