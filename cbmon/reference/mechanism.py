@@ -118,12 +118,15 @@ def apply(
     signatures: bool = True,
     using: Driver = "psycopg",
     wake: bool = False,
+    reader: str | None = None,
 ) -> Installed:
     """Create the base tables and the mechanism in ``schema``, in one transaction.
 
     Applying twice is harmless: tables are kept, functions and triggers replaced, router rows
     the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks;
-    ``wake`` adds the triggers that wake ``cbmon serve`` (see ``cbmon schema apply --wake``).
+    ``wake`` adds the triggers that wake ``cbmon serve`` (see ``cbmon schema apply --wake``);
+    ``reader`` (cbmon's role, made by ``schema apply``) is granted reading what its mechanism
+    probes read.
     The same files serve PostgreSQL and openGauss; only the executor role's attributes and the
     search_path the functions capture differ (:mod:`cbmon.db.dialect`).
     """
@@ -148,6 +151,9 @@ def apply(
             for statement in statements(schema, executor_role, server, crypto):
                 conn.execute(statement)
             job = _schedule(conn, schema, server)
+            if reader is not None:
+                for grant in roles.mechanism_grants(conn, reader, server, schema):
+                    conn.execute(grant)
     except psycopg.Error as exc:
         raise DatabaseError(f"mechanism apply failed: {first_line(exc)}") from None
     finally:

@@ -94,7 +94,7 @@ def test_a_role_that_may_not_read_pg_job_is_told_the_grant(pg: PgSchema, gauss: 
     role = f"cbmon_g_{secrets.token_hex(4)}"
     ident = sql.Identifier(role)
     pg.conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
-    shadow = conninfo.conninfo_to_dict(gauss)["options"].split("=")[1].split(",")[0]
+    shadow = str(conninfo.conninfo_to_dict(gauss)["options"]).split("=")[1].split(",")[0]
     pg.conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(shadow), ident))
     try:
         probe = MechanismProbe(Settings.of(pg.config()), time.monotonic)

@@ -23,6 +23,7 @@ from cbmon.slo import mechanism as judged
 from cbmon.web import api
 from cbmon.web.mechanism import MechanismCollector
 from tests.conftest import PgSchema
+from tests.support import cli
 
 
 class Ticks:
@@ -227,7 +228,13 @@ def test_a_role_that_may_not_read_the_router_gets_the_grant_once(
     mech: PgSchema, read_only_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     pg = mech
-    role = psycopg.conninfo.conninfo_to_dict(read_only_dsn)["user"]
+    role = str(psycopg.conninfo.conninfo_to_dict(read_only_dsn)["user"])
+    # A role made before the mechanism was (schema apply grants it what exists).
+    pg.conn.execute(
+        sql.SQL("REVOKE SELECT ON callback_router, callback_limits FROM {}").format(
+            sql.Identifier(role)
+        )
+    )
     probe, ticks = probe_of(pg)
     caplog.set_level(logging.INFO, "cbmon.ingest.mechanism")
     with connect(read_only_dsn) as conn:
@@ -249,6 +256,31 @@ def test_a_role_that_may_not_read_the_router_gets_the_grant_once(
     notify = state.source("notify_queue")
     assert notify is not None
     assert notify.state == "ok"  # pg_notification_queue_usage() is everyone's
+
+
+def test_apply_grants_the_reader_what_the_probes_read_and_audit_names_what_is_missing(
+    pg: PgSchema, read_only_dsn: str
+) -> None:
+    role = str(psycopg.conninfo.conninfo_to_dict(read_only_dsn)["user"])
+    executor = f"cbmon_exec_{secrets.token_hex(4)}"
+    mechanism.apply(pg.dsn, schema=pg.name, executor_role=executor)
+    try:
+        before = cli.cbmon("schema", "audit", "--dsn", pg.dsn, "--role", role)
+        mechanism.apply(pg.dsn, schema=pg.name, executor_role=executor, reader=role)
+        after = cli.cbmon("schema", "audit", "--dsn", pg.dsn, "--role", role)
+        probe, _ = probe_of(pg)
+        with connect(read_only_dsn) as conn:
+            state = probe.probe(conn)
+    finally:
+        ident = sql.Identifier(executor)
+        pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+        pg.conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+    for table in ("callback_router", "callback_limits"):
+        assert f'GRANT SELECT ON "{pg.name}"."{table}" TO "{role}";' in before.stdout
+        assert f'"{pg.name}"."{table}"' not in after.stdout
+    assert before.code == after.code  # reading more changes nothing about writing
+    assert {s.name: s.state for s in state.sources}["router"] == "ok"
+    assert state.route_problems is not None
 
 
 def test_serve_fires_the_drop_alert_at_the_first_probe(mech: PgSchema) -> None:
