@@ -103,21 +103,22 @@ def families(state: Mechanism) -> Iterator[Metric]:
 
 
 def _jobs(state: Mechanism) -> Iterator[Metric]:
+    """The label is job_name: Prometheus keeps ``job`` for the scrape job's name."""
     assert state.jobs is not None
     runs = CounterMetricFamily(
         "cbmon_scheduler_job_runs",
         "Finished runs of each scheduler job by result (cron.job_run_details).",
-        labels=["job", "result"],
+        labels=["job_name", "result"],
     )
     last = GaugeMetricFamily(
         "cbmon_scheduler_job_last_success_timestamp_seconds",
         "When each scheduler job last succeeded, in unix seconds.",
-        labels=["job"],
+        labels=["job_name"],
     )
     enabled = GaugeMetricFamily(
         "cbmon_scheduler_job_enabled",
         "1 while the scheduler job is enabled (cron.job.active; PG_JOB's job_status not d).",
-        labels=["job"],
+        labels=["job_name"],
     )
     for job in state.jobs:
         runs.add_metric([job.name, "succeeded"], float(job.succeeded))

@@ -197,13 +197,13 @@ def test_a_failing_job_is_counted_judged_and_gone_once_unscheduled(cron: PgSchem
     registry.register(MechanismCollector(found))
     sample = registry.get_sample_value
     assert sample(
-        "cbmon_scheduler_job_runs_total", {"job": "cbmon_failing", "result": "failed"}
+        "cbmon_scheduler_job_runs_total", {"job_name": "cbmon_failing", "result": "failed"}
     ) == (by_name["cbmon_failing"].failed)
     assert (
-        sample("cbmon_scheduler_job_last_success_timestamp_seconds", {"job": reference})
+        sample("cbmon_scheduler_job_last_success_timestamp_seconds", {"job_name": reference})
         == (last[0])
     )
-    assert sample("cbmon_scheduler_job_enabled", {"job": "cbmon_failing"}) == 1
+    assert sample("cbmon_scheduler_job_enabled", {"job_name": "cbmon_failing"}) == 1
     # No success for 3 of its intervals (from its first run): critical, not a moment before.
     failing = by_name["cbmon_failing"]
     assert failing.since is not None
@@ -221,4 +221,4 @@ def test_a_failing_job_is_counted_judged_and_gone_once_unscheduled(cron: PgSchem
     pg.conn.execute("SELECT cron.unschedule('cbmon_failing')")
     _, gone = probe(pg, found)
     assert "cbmon_failing" not in jobs(gone)
-    assert sample("cbmon_scheduler_job_enabled", {"job": "cbmon_failing"}) is None
+    assert sample("cbmon_scheduler_job_enabled", {"job_name": "cbmon_failing"}) is None

@@ -156,10 +156,15 @@ def test_every_family_is_exported_from_memory() -> None:
     value = registry.get_sample_value
     assert value("cbmon_notify_queue_usage_ratio") == 0.25
     assert value("cbmon_listener_up", {"channel": "callback_queue"}) == 0
-    assert value("cbmon_scheduler_job_runs_total", {"job": "drain", "result": "succeeded"}) == 4
-    assert value("cbmon_scheduler_job_runs_total", {"job": "drain", "result": "failed"}) == 2
-    assert value("cbmon_scheduler_job_last_success_timestamp_seconds", {"job": "drain"}) == AT - 30
-    assert value("cbmon_scheduler_job_enabled", {"job": "drain"}) == 1
+    assert (
+        value("cbmon_scheduler_job_runs_total", {"job_name": "drain", "result": "succeeded"}) == 4
+    )
+    assert value("cbmon_scheduler_job_runs_total", {"job_name": "drain", "result": "failed"}) == 2
+    assert (
+        value("cbmon_scheduler_job_last_success_timestamp_seconds", {"job_name": "drain"})
+        == AT - 30
+    )
+    assert value("cbmon_scheduler_job_enabled", {"job_name": "drain"}) == 1
     assert value("cbmon_rate_limit_tokens", {"bucket": "default"}) == 2
     assert value("cbmon_rate_limited_total", {"bucket": "default"}) == 7
     assert value("cbmon_route_problems", {"problem": "missing_handler"}) == 2
