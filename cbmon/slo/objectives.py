@@ -256,7 +256,7 @@ SCHEDULER_JOBS = Objective(
     alertname="CallbackSchedulerJobFailing",
     samples="scheduler jobs",
     source="cron.job and cron.job_run_details (PG_JOB on openGauss)",
-    measured="{value} scheduler jobs disabled or without a success",
+    measured="Scheduler jobs disabled or without a success: {value}",
     explained=(
         "{value} scheduled jobs of the callback mechanism are disabled or have not succeeded "
         "for several of their intervals (mechanism.missed_runs): the queue is not drained."
@@ -277,7 +277,7 @@ RATE_LIMITED = Objective(
     alertname="CallbackRateLimited",
     samples="buckets",
     source="callback_limits",
-    measured="{value} callbacks dropped by the rate limiter",
+    measured="Callbacks dropped by the rate limiter: {value}",
     explained=(
         "In the last {span}, the token bucket dropped {value} callbacks ('Rate limit "
         "exceeded'). They were never queued, so no success rate counts them."
@@ -298,7 +298,7 @@ ROUTE_PROBLEMS = Objective(
     alertname="CallbackRouteProblem",
     samples="routes",
     source="callback_router",
-    measured="{value} event types with a routing problem",
+    measured="Event types with a routing problem: {value}",
     explained=(
         "{value} event types have no route, a disabled route, a handler function that does "
         "not exist or more retries than the policy allows: their callbacks are lost or "

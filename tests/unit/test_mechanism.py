@@ -120,7 +120,7 @@ def test_mechanism_alerts_fire_at_once_whatever_slo_for_says() -> None:
     assert [(a.alertname, a.severity, a.status) for n in notes for a in n.alerts] == [
         ("CallbackRateLimited", "warning", "firing")
     ]
-    assert "3 callbacks dropped by the rate limiter" in notes[0].alerts[0].summary
+    assert "Callbacks dropped by the rate limiter: 3" in notes[0].alerts[0].summary
 
 
 def test_route_problems_by_kind() -> None:
