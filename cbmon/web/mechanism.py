@@ -120,7 +120,14 @@ def _jobs(state: Mechanism) -> Iterator[Metric]:
         "1 while the scheduler job is enabled (cron.job.active; PG_JOB's job_status not d).",
         labels=["job_name"],
     )
+    interval = GaugeMetricFamily(
+        "cbmon_scheduler_job_interval_seconds",
+        "Seconds between the scheduler job's runs, from its schedule (when it says).",
+        labels=["job_name"],
+    )
     for job in state.jobs:
+        if job.interval is not None:
+            interval.add_metric([job.name], job.interval)
         runs.add_metric([job.name, "succeeded"], float(job.succeeded))
         runs.add_metric([job.name, "failed"], float(job.failed))
         if job.last_success is not None:
@@ -129,6 +136,7 @@ def _jobs(state: Mechanism) -> Iterator[Metric]:
     yield runs
     yield last
     yield enabled
+    yield interval
 
 
 def summary(state: Mechanism | None, missed_runs: int) -> dict[str, Any] | None:

@@ -165,6 +165,7 @@ def test_every_family_is_exported_from_memory() -> None:
         == AT - 30
     )
     assert value("cbmon_scheduler_job_enabled", {"job_name": "drain"}) == 1
+    assert value("cbmon_scheduler_job_interval_seconds", {"job_name": "drain"}) == 60
     assert value("cbmon_rate_limit_tokens", {"bucket": "default"}) == 2
     assert value("cbmon_rate_limited_total", {"bucket": "default"}) == 7
     assert value("cbmon_route_problems", {"problem": "missing_handler"}) == 2
