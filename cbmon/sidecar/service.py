@@ -517,6 +517,8 @@ class Service:
         if config.file.alerting.webhooks != self.config.file.alerting.webhooks:
             self._said = None  # who sends the webhooks is said again at the next check
         self.config = config
+        if self.mechanism is not None:
+            self.mechanism.settings = Settings.of(config)
         self.evaluator.reconfigure(config)
         self.dispatcher.reconfigure(config, self.evaluator.current)
         alerting = config.file.alerting

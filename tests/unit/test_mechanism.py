@@ -11,10 +11,13 @@ from prometheus_client import CollectorRegistry
 from cbmon.config import load_config
 from cbmon.domain import Bucket, HandlerStats, Job, Level, Mechanism, SourceState
 from cbmon.ingest.mechanism import MechanismProbe, Settings, route_problems, schedule_interval
+from cbmon.sidecar.reload import plan
 from cbmon.slo import mechanism as judged
 from cbmon.slo.objectives import DEFAULT, Limits
 from cbmon.slo.tracker import AlertTracker
+from cbmon.web import status_page
 from cbmon.web.mechanism import MechanismCollector, summary
+from tests.support.status import Pipeline
 
 AT = 1_800_000_000.0
 OK = tuple(
@@ -181,3 +184,41 @@ def test_the_summary_names_failing_jobs() -> None:
     jobs = {j["job"]: j["failing"] for j in summary(found, 3)["jobs"]}  # type: ignore[index]
     assert jobs == {"drain": "no success in 3 of its intervals", "ok": None}
     assert summary(None, 3) is None
+
+
+def test_the_status_page_names_the_failing_job_and_the_broken_routes() -> None:
+    pipeline = Pipeline()
+    probed = state(
+        notify_usage=0.1,
+        jobs=(Job("drain", False, 60.0, since=AT), Job("purge", True, 60.0, since=AT)),
+        buckets=(Bucket("default", 5, 10, 0),),
+        dropped_in_window=0,
+        route_problems={"no_route": ("refund",), "missing_handler": ("chargeback",)},
+    )
+    pipeline.evaluator.mechanism = probed
+    pipeline.poll()
+    snapshot = dataclasses.replace(pipeline.snapshot(), mechanism=summary(probed, 3))
+    page = status_page.render(snapshot)
+    section = page[page.index('<section id="mechanism">') :]
+    section = section[: section.index("</section>")]
+    assert "drain: disabled" in section
+    assert "purge" not in section  # ok, so not named
+    assert "no route: refund" in section
+    assert "handler function missing: chargeback" in section
+    assert 'data-slo="scheduler_jobs_failing"' in section
+    assert snapshot.indicator("scheduler_jobs_failing", "") is not None
+    assert snapshot.state is Level.CRITICAL
+
+
+def test_the_mechanisms_limits_reload_live() -> None:
+    running = load_config(environ={})
+    loaded = load_config(
+        overrides={"mechanism": {"notify_queue_usage": {"normal": "10%", "alert": "20%"}}},
+        environ={},
+    )
+    done = plan(running, loaded)
+    assert done.changed == (
+        "mechanism.notify_queue_usage.alert",
+        "mechanism.notify_queue_usage.normal",
+    )
+    assert done.config.baseline.limit("notify_queue_usage") == Limits(0.1, 0.2)
