@@ -14,6 +14,7 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
+from cbmon import __version__
 from cbmon.config import Config
 from cbmon.delivery.signing import new_secret
 from cbmon.errors import ConfigError
@@ -119,7 +120,7 @@ def test_exact_metrics_and_health(pg: PgSchema) -> None:
     assert metrics[f"cbmon_callback_duration_seconds_sum{{{label}}}"] == pytest.approx(500.5)
     assert metrics["cbmon_queue_backlog"] == 42
     assert metrics["cbmon_database_up"] == 1
-    assert metrics['cbmon_build_info{version="0.1.0"}'] == 1
+    assert metrics[f'cbmon_build_info{{version="{__version__}"}}'] == 1
     assert before <= metrics["cbmon_last_poll_timestamp_seconds"] <= after
 
 
