@@ -81,6 +81,12 @@ class Server:
         return self.postgresql and self.number >= 90600
 
     @property
+    def scheduler(self) -> str:
+        """Where scheduled jobs are listed: pg_cron's ``cron`` schema on PostgreSQL, the
+        ``pg_job`` catalog on openGauss and GaussDB."""
+        return "cron" if self.postgresql else "pg_job"
+
+    @property
     def label(self) -> str:
         names = {"postgresql": "PostgreSQL", "opengauss": "openGauss", "gaussdb": "GaussDB"}
         return f"{names[self.flavor]} {self.version}"

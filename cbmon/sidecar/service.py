@@ -40,6 +40,7 @@ from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.ingest.mechanism import MechanismProbe, Settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
 from cbmon.ingest.wake import CHANNEL, Listener, Pacer
@@ -56,6 +57,8 @@ from cbmon.web.collector import (
     ReloadCollector,
 )
 from cbmon.web.exposition import Exposition, by_database
+from cbmon.web.mechanism import MechanismCollector
+from cbmon.web.mechanism import summary as mechanism_summary
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
@@ -108,6 +111,11 @@ class Service:
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(config, clock=self.clock)
+        self.mechanism = (
+            MechanismProbe(Settings.of(config), self.clock.monotonic)
+            if config.file.mechanism.enabled
+            else None
+        )
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
@@ -147,6 +155,8 @@ class Service:
         self.polled, self.live = CollectorRegistry(), CollectorRegistry()
         self.polled.register(CallbackCollector(self.store))
         self.polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        if self.mechanism is not None:
+            self.polled.register(MechanismCollector(self.mechanism))
         self.live.register(QueueAgeCollector(self.store))
         self.live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         self.reloads = ReloadStatus(self.clock.wall())
@@ -321,6 +331,9 @@ class Service:
             ),
             wake="off" if self.listener is None else self.listener.mode,
             budgets=self.evaluator.budgets(),
+            mechanism=mechanism_summary(
+                self.evaluator.mechanism, self.config.file.mechanism.missed_runs
+            ),
         )
 
     def _start_server(self) -> MetricsServer:
@@ -392,6 +405,8 @@ class Service:
                     count,
                     table,
                 )
+        if self.mechanism is not None:
+            self._probe_mechanism()
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
         tracker = self.evaluator.tracker
@@ -405,6 +420,21 @@ class Service:
             self._save()
         self.exposition.refresh()
         return result
+
+    def _probe_mechanism(self) -> None:
+        """The mechanism's sources, every mechanism.interval, on the poll's connection; a
+        failure is said and waits for the next interval, never failing the poll."""
+        assert self.mechanism is not None
+        assert self._conn is not None
+        db = self.config.file.database
+        try:
+            with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
+                state = self.mechanism.maybe_probe(self._conn)
+        except psycopg.Error as exc:
+            log.warning("mechanism probe failed: %s", first_line(exc))
+            return
+        if state is not None:
+            self.evaluator.mechanism = state
 
     def _save(self) -> None:
         if not self._started:
@@ -514,6 +544,8 @@ class Service:
         if config.file.alerting.webhooks != self.config.file.alerting.webhooks:
             self._said = None  # who sends the webhooks is said again at the next check
         self.config = config
+        if self.mechanism is not None:
+            self.mechanism.settings = Settings.of(config)
         self.evaluator.reconfigure(config)
         self.dispatcher.reconfigure(config, self.evaluator.current)
         alerting = config.file.alerting
