@@ -14,6 +14,7 @@ thread applies it before its next poll (see :mod:`cbmon.sidecar.reload`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -35,7 +36,7 @@ from cbmon.delivery import signing, statefile
 from cbmon.delivery.alertmanager import AlertmanagerSender
 from cbmon.delivery.dispatcher import Dispatcher
 from cbmon.delivery.leader import Leadership
-from cbmon.delivery.post import backoff
+from cbmon.delivery.retry import RECONNECT
 from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
@@ -61,7 +62,6 @@ from cbmon.web.server import MetricsServer
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 30.0
 # A poll is bounded by the statement timeout on the server and by this much more on our side.
 POLL_GRACE = 2.0
 # Errors that mean the configuration names tables or columns the role cannot read.
@@ -425,8 +425,8 @@ class Service:
         self.exposition.refresh()
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
-        cap = min(MAX_BACKOFF, max(1.0, 3 * interval))
-        delay = max(interval, backoff(failures, base=1.0, cap=cap, jitter=0.2))
+        cap = min(RECONNECT.cap, max(1.0, 3 * interval))
+        delay = max(interval, dataclasses.replace(RECONNECT, cap=cap).delay(failures))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
         self._nudge.wait(delay)

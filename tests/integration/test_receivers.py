@@ -12,6 +12,7 @@ import pytest
 from cbmon.delivery.dispatcher import Message, Outbox
 from cbmon.delivery.exchange import MAX_ANSWER, TRUST_HINT
 from cbmon.delivery.post import Attempt, post_signed
+from cbmon.delivery.retry import RetryPolicy
 from tests.conftest import require_binary
 from tests.support.hostile import (
     DRIP_BODY,
@@ -71,7 +72,7 @@ def test_a_200_mb_answer_is_read_up_to_64_kib_and_dropped() -> None:
 
 def test_an_outbox_facing_a_drip_feed_keeps_trying_and_says_why() -> None:
     with hostile(DRIP_STATUS, interval=0.2) as hook:
-        outbox = Outbox(hook.url, None, timeout=0.5, max_retries=1, backoff_base=0.05)
+        outbox = Outbox(hook.url, None, timeout=0.5, retry=RetryPolicy(initial=0.05, max_retries=1))
         outbox.down_retry = 0.05
         outbox.start()
         try:
