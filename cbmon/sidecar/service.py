@@ -82,6 +82,28 @@ def external_url(listen: str) -> str:
 
 
 class Service:
+    """``cbmon serve``: owns every part of a running sidecar and is the only place they are
+    wired together.
+
+    It owns the poll connection, the :class:`~cbmon.ingest.poller.Poller` (readers and
+    fences), the :class:`~cbmon.ingest.store.Store`, the
+    :class:`~cbmon.sidecar.evaluator.Evaluator`, the leader lock, the webhook dispatcher and
+    the Alertmanager sender, the alert state file, the two metric registries (rendered once
+    per poll, and live) and the HTTP server.
+
+    Threads: :meth:`run` is the poll thread, the only one that polls, evaluates, saves the
+    state file and applies a reload, so polls never overlap and the state it feeds changes
+    in one place. The HTTP server answers from memory in threads of its own (one snapshot per
+    request, never the database); each webhook receiver and the Alertmanager sender post from
+    their own threads; the wake listener holds its own connection; a reload is read and
+    checked in the ``reload`` thread and handed to the poll thread to apply.
+
+    Invariants: the constructor starts nothing and opens no connection (:meth:`start` does);
+    a failed poll changes no count (the readers keep their position) and is retried with the
+    reconnect backoff; only the replica holding the leader lock sends webhooks; the state file
+    is read and written only once started.
+    """
+
     def __init__(
         self,
         config: Config,
