@@ -185,6 +185,7 @@ class Service:
                 statement_timeout=db.statement_timeout,
                 connect_timeout=db.connect_timeout,
             )
+        self.reconnect = RECONNECT  # the wait after a failed poll, at most 3 poll intervals
         self.stop_event = threading.Event()
         self._nudge = threading.Event()  # ends a wait after a failed poll: a reload, a stop
         self._conn: psycopg.Connection[Any] | None = None
@@ -447,8 +448,8 @@ class Service:
         self.exposition.refresh()
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
-        cap = min(RECONNECT.cap, max(1.0, 3 * interval))
-        delay = max(interval, dataclasses.replace(RECONNECT, cap=cap).delay(failures))
+        cap = min(self.reconnect.cap, max(1.0, 3 * interval))
+        delay = max(interval, dataclasses.replace(self.reconnect, cap=cap).delay(failures))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
         self._nudge.wait(delay)

@@ -83,9 +83,11 @@ class AlertTracker:
     poll thread changes it (through the :class:`~cbmon.sidecar.evaluator.Evaluator`); the
     collectors and the status page read it from their threads through
     :meth:`firing_counts`, :meth:`active` and :meth:`transitions`, which build new values
-    from the tracks rather than hand them out. Invariants: at most one severity of an indicator fires at a time; every
-    firing alert is resolved by exactly one ``resolved`` notification carrying the same
-    ``startsAt`` (and so the same id); no decision reads the wall clock.
+    from the tracks rather than hand them out.
+
+    Invariants: at most one severity of an indicator fires at a time; every firing alert is
+    ended by one ``resolved`` notification carrying the same ``startsAt`` (and so the same
+    id); no decision reads the wall clock.
     """
 
     TRANSITIONS = 50  # kept for the status page
