@@ -56,6 +56,18 @@ def _no_remembered_secrets() -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _servers_stop_at_once() -> Iterator[None]:
+    """Every cbmon HTTP server the tests start and stop in-process stops within 20 ms, not
+    within half a second: hundreds of tests stop one."""
+    from cbmon.web.server import MetricsServer
+
+    saved = MetricsServer.poll_interval
+    MetricsServer.poll_interval = 0.02
+    yield
+    MetricsServer.poll_interval = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Alert state of every cbmon the tests start lands in a directory of the test run,
     never in /var/lib/cbmon (subprocesses inherit the variable)."""
