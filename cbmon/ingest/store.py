@@ -71,6 +71,24 @@ class View:
 
 
 class Store:
+    """The figures since start, the queue and cbmon's own health, in memory: fed by polls,
+    read by scrapes, the status page and the API.
+
+    It owns the totals per event type label and per receiver, the latest queue figures,
+    the poll histogram, the readers' lag and open gaps, what the first poll learnt of the
+    database (version, topology, assumptions, lifecycle features) and the label caps that
+    fold event types beyond ``max_event_types`` into ``other``.
+
+    Threads: the poll thread alone writes (:meth:`label`, :meth:`apply`,
+    :meth:`poll_failed`); any thread reads through :meth:`view` and the small accessors.
+    One lock covers both, held only for dictionary updates and copies, never for I/O.
+
+    Invariants: totals only grow (a failed poll adds nothing, a reset of the table does not
+    take back what was counted); a :class:`View` is one consistent moment, since figures
+    are immutable and copied under the lock; ages are read on the database's clock, advanced
+    by the monotonic one, so a step of the wall clock does not move them.
+    """
+
     def __init__(
         self,
         max_event_types: int,

@@ -23,6 +23,22 @@ from cbmon.slo.trend import Trend
 
 
 class Evaluator:
+    """The SLO side of ``cbmon serve``: owns the window of recent polls, the error budgets'
+    periods, the trend (sparklines), the latest judged indicators and the
+    :class:`~cbmon.slo.tracker.AlertTracker`.
+
+    Threads: the poll thread feeds it (:meth:`observe`, :meth:`evaluate`) and reconfigures
+    it at a reload; the HTTP threads read the indicators and budgets for the status page and
+    the API, under a lock that guards those two lists (the tracker is read as its own
+    docstring says).
+
+    Invariants: it judges with the one judge (:mod:`cbmon.slo.judge`) that ``check`` and
+    ``report`` use; every span is measured on the monotonic clock, the wall clock only dates
+    what is sent and shown; it returns the notifications due and sends nothing itself (the
+    dispatcher does); a reload changes thresholds, ``for`` and the window without dropping
+    alerts pending or firing.
+    """
+
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         slo = config.file.slo
         self.config = config

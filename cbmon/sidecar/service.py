@@ -14,6 +14,7 @@ thread applies it before its next poll (see :mod:`cbmon.sidecar.reload`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -35,7 +36,7 @@ from cbmon.delivery import signing, statefile
 from cbmon.delivery.alertmanager import AlertmanagerSender
 from cbmon.delivery.dispatcher import Dispatcher
 from cbmon.delivery.leader import Leadership
-from cbmon.delivery.post import backoff
+from cbmon.delivery.retry import RECONNECT
 from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
@@ -64,7 +65,6 @@ from cbmon.web.server import MetricsServer
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 30.0
 # A poll is bounded by the statement timeout on the server and by this much more on our side.
 POLL_GRACE = 2.0
 # Errors that mean the configuration names tables or columns the role cannot read.
@@ -85,6 +85,28 @@ def external_url(listen: str) -> str:
 
 
 class Service:
+    """``cbmon serve``: owns every part of a running sidecar and is the only place they are
+    wired together.
+
+    It owns the poll connection, the :class:`~cbmon.ingest.poller.Poller` (readers and
+    fences), the :class:`~cbmon.ingest.store.Store`, the
+    :class:`~cbmon.sidecar.evaluator.Evaluator`, the leader lock, the webhook dispatcher and
+    the Alertmanager sender, the alert state file, the two metric registries (rendered once
+    per poll, and live) and the HTTP server.
+
+    Threads: :meth:`run` is the poll thread, the only one that polls, evaluates, saves the
+    state file and applies a reload, so polls never overlap and the state it feeds changes
+    in one place. The HTTP server answers from memory in threads of its own (one snapshot per
+    request, never the database); each webhook receiver and the Alertmanager sender post from
+    their own threads; the wake listener holds its own connection; a reload is read and
+    checked in the ``reload`` thread and handed to the poll thread to apply.
+
+    Invariants: the constructor starts nothing and opens no connection (:meth:`start` does);
+    a failed poll changes no count (the readers keep their position) and is retried with the
+    reconnect backoff; only the replica holding the leader lock sends webhooks; the state file
+    is read and written only once started.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -189,6 +211,7 @@ class Service:
                 statement_timeout=db.statement_timeout,
                 connect_timeout=db.connect_timeout,
             )
+        self.reconnect = RECONNECT  # the wait after a failed poll, at most 3 poll intervals
         self.stop_event = threading.Event()
         self._nudge = threading.Event()  # ends a wait after a failed poll: a reload, a stop
         self._conn: psycopg.Connection[Any] | None = None
@@ -482,8 +505,8 @@ class Service:
         self.exposition.refresh()
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
-        cap = min(MAX_BACKOFF, max(1.0, 3 * interval))
-        delay = max(interval, backoff(failures, base=1.0, cap=cap, jitter=0.2))
+        cap = min(self.reconnect.cap, max(1.0, 3 * interval))
+        delay = max(interval, dataclasses.replace(self.reconnect, cap=cap).delay(failures))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         log.warning("poll failed (%s); retrying in %.1fs", text, delay)
         self._nudge.wait(delay)
