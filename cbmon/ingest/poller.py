@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -75,6 +75,10 @@ def _logs_source(logs: LogsTable, config: Config, duration_type: str | None = No
         "slow": sql.SQL(
             "count(CASE WHEN {x} > %(slow)s AND {x} <= %(max_time)s THEN 1 END)"
         ).format(x=x),
+        # One of the invalid durations, shortened, for the log line that says they are there.
+        "invalid_sample": sql.SQL(
+            "min(CASE WHEN {x} IS NOT NULL AND NOT ({valid}) THEN {short} END)"
+        ).format(x=x, valid=valid, short=catalog.short_text(column(logs.execution_time))),
     }
     params: dict[str, Any] = {
         **{f"success_{i}": status for i, status in enumerate(logs.success_statuses)},
@@ -171,6 +175,45 @@ def _figures(row: Mapping[str, Any], scale: float) -> Figures:
     )
 
 
+class InvalidDurations:
+    """Says in the log that durations were found that cannot be counted as such: at the first
+    poll that finds some, then at most once per ``every`` seconds with the count since, so a
+    table full of them is one line every few minutes, not one per poll."""
+
+    def __init__(
+        self, column: str, clock: Callable[[], float] = time.monotonic, every: float = 300.0
+    ) -> None:
+        self.column = column  # schema.table.column
+        self._clock = clock
+        self._every = every
+        self._since: float | None = None  # when the last line was written
+        self._count = 0
+        self._sample: str | None = None
+
+    def found(self, rows: Iterable[Mapping[str, Any]], max_time: float, unit: str) -> None:
+        for row in rows:
+            count = int(row["present"] or 0) - int(row["observed"] or 0)
+            if count <= 0:
+                continue
+            self._count += count
+            self._sample = self._sample or row.get("invalid_sample")
+        now = self._clock()
+        if not self._count or (self._since is not None and now - self._since < self._every):
+            return
+        sample = "" if self._sample is None else f", such as {catalog.shortened(self._sample)}"
+        log.warning(
+            "%d rows of %s hold a duration cbmon cannot use%s: each is counted as an attempt "
+            "with an invalid duration (cbmon_callback_invalid_durations_total), outside the "
+            "latency figures; a valid one is a number from 0 to %g%s",
+            self._count,
+            self.column,
+            sample,
+            max_time,
+            unit,
+        )
+        self._since, self._count, self._sample = now, 0, None
+
+
 class Poller:
     """Owns the readers' state. ``poll`` is called by one thread only, never concurrently."""
 
@@ -208,6 +251,9 @@ class Poller:
         )
         tables = config.tables
         self._scale = 1000.0 if tables.logs.execution_time_unit == "ms" else 1.0
+        logs_column = f"{tables.logs.table_schema}.{tables.logs.table}.{tables.logs.execution_time}"
+        self.invalid = InvalidDurations(logs_column, clock)
+        self._window_rows: list[Mapping[str, Any]] = []  # the backfill's log rows, for it
         self.logs = self._reader(_logs_source(tables.logs, config), reader, clock)
         self.errors = self._reader(_errors_source(tables.errors), reader, clock)
         self._queue_query = _queue_query(tables.queue)
@@ -247,6 +293,7 @@ class Poller:
                 first = not self._inspected
                 assumptions = self._inspect(conn, cur) if first else ()
                 backfill: tuple[Slot, ...] = ()
+                self._window_rows = []
                 ahead: dict[str, int] = {}
                 periods: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
                 if self.logs.high_water is None:
@@ -266,6 +313,10 @@ class Poller:
             raise
         self._history = history
         self.fences.observe(in_recovery)
+        logs_unit = self._config.tables.logs.execution_time_unit
+        max_time = self._config.file.max_execution_time * self._scale
+        self.invalid.found([*self._window_rows, *logs.rows], max_time, logs_unit)
+        self._window_rows = []
         figures: dict[str | None, Figures] = {}
         targets: dict[str | None, TargetCounts] = {}
         for row in logs.rows:  # one row per event type and target
@@ -391,6 +442,7 @@ class Poller:
     ) -> tuple[Slot, ...]:
         """The rows created within ``window`` before now, per time slot (a sixtieth of the
         window unless told) and raw event type."""
+        window_rows = slot is None  # the SLO window's, whose invalid durations are told
         slot = max(1.0, round(window / 60)) if slot is None else slot
         found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
@@ -405,6 +457,8 @@ class Poller:
                     key = (float(row["slot_end"]), row["key"])
                     if source is self.logs.source:
                         figures = _figures(row, self._scale)
+                        if window_rows:
+                            self._window_rows.append(row)
                     else:
                         figures = Figures(errors=int(row["rows_read"]))
                     found[key] = found.get(key, Figures()) + figures

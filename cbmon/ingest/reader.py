@@ -602,4 +602,7 @@ def _merge_rows(first: list[Row], second: list[Row]) -> list[Row]:
 def _add(a: Any, b: Any) -> Any:
     if a is None:
         return b
-    return a if b is None else a + b
+    if b is None:
+        return a
+    # Text is a sample of the group's values (one bad value to show), not an amount.
+    return min(a, b) if isinstance(a, str) else a + b
