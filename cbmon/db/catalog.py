@@ -90,6 +90,16 @@ def id_assumptions(
     return [present, Assumption(name, "sequence_cache_1", True, sequences)]
 
 
+def readable_sequence(cur: psycopg.Cursor[Any], table: str, column: str) -> sql.Identifier | None:
+    """The one sequence ``table.column`` takes its ids from, when this role may read it (how
+    far it has handed ids out); None otherwise."""
+    params = {"table": table, "column": column}
+    found = cur.execute(sqlfiles.template("queries/id_sequence.sql"), params).fetchall()
+    if len(found) != 1 or not found[0][3]:
+        return None
+    return sql.Identifier(str(found[0][1]), str(found[0][2]))
+
+
 def _cache(cur: psycopg.Cursor[Any], row: tuple[Any, ...], server: Server) -> int | None:
     """One sequence's cache size, or None when this role cannot read it."""
     sequence, schema_name, relname, readable = row
