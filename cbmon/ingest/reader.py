@@ -268,7 +268,7 @@ class TailReader:
         rows, in_range = (
             self._aggregate_range(cur, after, upto, excluded) if upto > after else ([], 0)
         )
-        checked, waiting = _due(self.gaps, fence, self.batch_size)
+        checked, waiting, left = _due(self.gaps, fence, self.batch_size)
         self.gap_ids_read = sum(gap.size for gap in checked)
         gap_rows, present = self._read_gaps(cur, checked)
         # With rows excluded the count cannot bound the search: look through the whole range.
@@ -289,7 +289,7 @@ class TailReader:
         return ReadResult(
             rows=_merge_rows(rows, gap_rows),
             new_rows=in_range + sum(high - low + 1 for low, high in present),
-            lag_rows=head.head - upto,
+            lag_rows=head.head - upto + left,
             open_gaps=self.open_gap_ids,
             resets=resets,
             expired_gaps=expired,
@@ -577,25 +577,38 @@ def _unchanged(gap: Gap, fence: Fence | None) -> bool:
     )
 
 
-def _due(gaps: Sequence[Gap], fence: Fence | None, budget: int) -> tuple[list[Gap], list[Gap]]:
+class _Due(NamedTuple):
+    due: list[Gap]  # to read in this poll
+    waiting: list[Gap]  # for a later one
+    # Ids left for the next poll that may have changed (some of their fence ended): work the
+    # caller is told of, so that it polls again at once.
+    left: int
+
+
+def _due(gaps: Sequence[Gap], fence: Fence | None, budget: int) -> _Due:
     """The gaps to read again in this poll, and those that wait: unchanged ones (see
     :func:`_unchanged`) are not read, and at most ``budget`` ids of the others (a large gap is
     split), in at most :data:`MAX_GAP_RANGES_PER_POLL` ranges. Those left wait for the next
     poll, first in line, so a poll's cost stays bounded whatever is open."""
     due: list[Gap] = []
     waiting: list[Gap] = []
-    room = budget
+    room, left = budget, 0
     for gap in gaps:
-        if _unchanged(gap, fence) or room <= 0 or len(due) >= MAX_GAP_RANGES_PER_POLL:
+        if _unchanged(gap, fence):
             waiting.append(gap)
+            continue
+        if room <= 0 or len(due) >= MAX_GAP_RANGES_PER_POLL:
+            waiting.append(gap)
+            left += gap.size if gap.fence is not None else 0
             continue
         if gap.size > room:
             due.append(dataclasses.replace(gap, high=gap.low + room - 1))
             waiting.append(dataclasses.replace(gap, low=gap.low + room))
+            left += waiting[-1].size if gap.fence is not None else 0
         else:
             due.append(gap)
         room -= due[-1].size
-    return due, waiting
+    return _Due(due, waiting, left)
 
 
 def _settle(gaps: Iterable[Gap], fence: Fence | None) -> tuple[list[Gap], int]:

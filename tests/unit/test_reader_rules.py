@@ -32,10 +32,10 @@ def test_a_gap_whose_fence_all_runs_is_not_read_again() -> None:
     assert not _unchanged(gap, Fence.on_primary(first))  # the listing before its last read
     later = Listing(2, frozenset({"3/7", "4/2", "9/9"}))
     assert _unchanged(gap, Fence.on_primary(later))
-    assert _due([gap], Fence.on_primary(later), 100) == ([], [gap])
+    assert _due([gap], Fence.on_primary(later), 100) == ([], [gap], 0)
     one_ended = Listing(3, frozenset({"4/2"}))
     assert not _unchanged(gap, Fence.on_primary(one_ended))
-    assert _due([gap], Fence.on_primary(one_ended), 100) == ([gap], [])
+    assert _due([gap], Fence.on_primary(one_ended), 100) == ([gap], [], 0)
     # Not yet fenced, without a fence to tell (a standby read alone), or an empty fence
     # (dropped when read): always read.
     assert not _unchanged(Gap(10, 10), Fence.on_primary(later))
@@ -45,12 +45,18 @@ def test_a_gap_whose_fence_all_runs_is_not_read_again() -> None:
 
 def test_a_poll_reads_at_most_its_budget_of_gap_ids_and_the_rest_waits() -> None:
     gaps = [Gap(1, 10), Gap(20, 20), Gap(30, 39)]
-    due, waiting = _due(gaps, None, 15)
+    due, waiting, left = _due(gaps, None, 15)
     assert spans(due) == [(1, 10, None), (20, 20, None), (30, 33, None)]
     assert spans(waiting) == [(34, 39, None)]
-    due, waiting = _due(waiting + due, None, 15)  # next poll: what waited comes first
+    assert left == 0  # not fenced yet: nothing tells that it changed
+    due, waiting, _ = _due(waiting + due, None, 15)  # next poll: what waited comes first
     assert spans(due)[0] == (34, 39, None)
     assert sum(gap.size for gap in due) == 15
+    ended = Listing(5, frozenset())
+    fenced = [Gap(1, 10, fence=frozenset({"1/1"}), fenced_at=1, read_at=1), Gap(20, 29)]
+    due, waiting, left = _due(fenced, Fence.on_primary(ended), 4)
+    assert spans(due) == [(1, 4, frozenset({"1/1"}))]
+    assert left == 6  # the rest of the gap whose writer ended: the caller polls again at once
 
 
 def test_an_empty_listing_drops_a_new_gap_at_once() -> None:
