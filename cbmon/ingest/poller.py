@@ -202,11 +202,13 @@ class InvalidDurations:
             return
         sample = "" if self._sample is None else f", such as {catalog.shortened(self._sample)}"
         log.warning(
-            "%d rows of %s hold a duration cbmon cannot use%s: each is counted as an attempt "
+            "%d row%s of %s hold%s a duration cbmon cannot use%s: each is counted as an attempt "
             "with an invalid duration (cbmon_callback_invalid_durations_total), outside the "
             "latency figures; a valid one is a number from 0 to %g%s",
             self._count,
+            "" if self._count == 1 else "s",
             self.column,
+            "s" if self._count == 1 else "",
             sample,
             max_time,
             unit,

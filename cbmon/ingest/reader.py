@@ -534,6 +534,11 @@ class TailReader:
         downwards eightfold only until that many are found: it reads a few thousand ids of the
         index, not the whole range, unless a gap lies deep in it.
         """
+        now = self._clock()
+        if missing is not None and missing == upto - after:
+            # No row of the range is visible (ids a transaction still open holds, say): it is
+            # one gap, and walking its index entries again would tell nothing more.
+            return [Gap(after + 1, upto, found_at=now)] if upto > after else []
         query = sqlfiles.template("queries/find_gaps.sql").format(
             id=self.source.id_column, table=self.source.table
         )
@@ -546,7 +551,6 @@ class TailReader:
                 found.append((int(low), int(high)))
                 remaining -= int(high) - int(low) + 1
             top, span = bottom, span * 8
-        now = self._clock()
         return [Gap(low, high, found_at=now) for low, high in _joined(sorted(found))]
 
 

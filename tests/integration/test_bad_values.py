@@ -105,7 +105,7 @@ def test_values_that_are_no_duration_are_invalid_and_counting_goes_on(
     assert state.view().database_up
     (line,) = warnings_of(caplog)  # once, for the poll that found them
     assert f"{pg.name}.callback_logs.execution_time" in line
-    assert f"{invalid} rows" in line
+    assert f"{invalid} rows of" in line
     assert len(line) < 400
     assert not re.search(r"[0-9]{30}", line)
 
