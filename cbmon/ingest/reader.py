@@ -566,18 +566,17 @@ def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
 
 def _unchanged(gap: Gap, fence: Fence | None) -> bool:
     """Whether ``gap`` cannot have changed since it was last read: every transaction of its
-    fence was still running at a listing made after that read, which this poll's snapshot sees
-    the end of. Rows they hold became visible only if they ended after it; the next listing
-    tells, and the gap is read then. Nothing else can fill it."""
-    settled = None if fence is None else fence.settled
+    fence was still running at a listing made after that read's snapshot, so none had
+    committed by then. One that commits after the listing is missing from the next one, and
+    the gap is read then; nothing else can fill it. (On a standby the listing need not be
+    replayed yet: a transaction still running on the primary cannot be visible anywhere.)"""
+    current = None if fence is None else fence.current
     return (
-        settled is not None
-        and bool(gap.fence)
-        and gap.read_at >= 0
-        and settled.number > gap.read_at
-        and settled.number >= gap.fenced_at
+        current is not None
         and gap.fence is not None
-        and gap.fence <= settled.running
+        and bool(gap.fence)
+        and 0 <= gap.read_at < current.number
+        and gap.fence <= current.running
     )
 
 

@@ -73,7 +73,9 @@ def test_on_a_standby_only_a_listing_the_standby_replayed_past_settles() -> None
     # past that listing: nothing settles it yet.
     waiting = Fence(current=Listing(2, frozenset()), settled=None)
     assert spans(_settle(fenced, waiting)[0]) == spans(fenced)
-    assert not _unchanged(fenced[0], waiting)
+    assert not _unchanged(fenced[0], waiting)  # its writer ended: read it until replayed
+    # Still running on the primary: nothing of it can be visible on the standby either.
+    assert _unchanged(fenced[0], Fence(current=Listing(2, frozenset({"3/7"})), settled=None))
     # A listing older than the fence cannot settle it, whatever it lacks.
     older = Fence(current=Listing(3, frozenset()), settled=Listing(0, frozenset()))
     assert spans(_settle(fenced, older)[0]) == spans(fenced)
