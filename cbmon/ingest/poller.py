@@ -391,7 +391,8 @@ class Poller:
             table = catalog.regclass_text(reader.source.table, conn)
             checked = catalog.id_assumptions(cur, reader.source.name, table, column, server)
             found += checked
-            if any(a.check == "sequence_cache_1" and a.ok for a in checked):
+            one_at_a_time = any(a.check == "sequence_cache_1" and a.ok for a in checked)
+            if one_at_a_time and server.tells_ids_handed_out:
                 # Ids handed out one at a time: how far they went bounds what an idle poll
                 # looks at, whatever transactions still open hold above the rows read.
                 sequence = catalog.readable_sequence(cur, table, column)
