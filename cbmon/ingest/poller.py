@@ -204,7 +204,7 @@ class InvalidDurations:
         log.warning(
             "%d row%s of %s hold%s a duration cbmon cannot use%s: each is counted as an attempt "
             "with an invalid duration (cbmon_callback_invalid_durations_total), outside the "
-            "latency figures; a valid one is a number from 0 to %g%s",
+            "latency figures; a valid one is a number from 0 to %.10g%s",
             self._count,
             "" if self._count == 1 else "s",
             self.column,
