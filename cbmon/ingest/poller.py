@@ -146,7 +146,9 @@ def _queue_query(queue: QueueTable, found: Features | None = None) -> sql.Compos
     )
 
 
-def lifecycle_source(source: Source, config: Config, found: Features) -> Source:
+def lifecycle_source(
+    source: Source, config: Config, found: Features, http_status_type: str | None = "integer"
+) -> Source:
     """The logs' source reading the callback lifecycle too, as far as the tables allow."""
     logs = config.tables.logs
     select = {**source.select, **lifecycle.aggregates(config, found)}
@@ -154,7 +156,7 @@ def lifecycle_source(source: Source, config: Config, found: Features) -> Source:
     if found.targets:
         assert logs.target is not None
         target = sql.SQL("{}::text").format(sql.Identifier(logs.target))
-        select.update(lifecycle.target_aggregates(config))
+        select.update(lifecycle.target_aggregates(config, http_status_type))
     frame = lifecycle.Frame(config, source.table, logs.id, found, len(logs.success_statuses))
     params = {**source.params, **frame.params()}
     return dataclasses.replace(source, select=select, params=params, target=target, frame=frame)
@@ -247,6 +249,7 @@ class Poller:
         self._skew = config.file.slo.clock_skew
         self._inspected = False
         self.features = Features()  # found at the first poll
+        self._column_types: dict[str, str | None] = {}  # schema.table.column: its type
         self._created_at = (
             sql.Identifier(config.tables.logs.created_at),
             sql.Identifier(config.tables.errors.created_at),
@@ -378,7 +381,13 @@ class Poller:
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
         self.features = self._lifecycle(cur, conn)
-        self.logs.source = lifecycle_source(self.logs.source, self._config, self.features)
+        logs = tables.logs
+        http_status_type = self._column_types.get(
+            f"{logs.table_schema}.{logs.table}.{logs.http_status}"
+        )
+        self.logs.source = lifecycle_source(
+            self.logs.source, self._config, self.features, http_status_type
+        )
         times = (tables.logs.created_at, tables.errors.created_at)
         for reader, created_at in zip((self.logs, self.errors), times, strict=True):
             table = catalog.regclass_text(reader.source.table, conn)
@@ -419,6 +428,7 @@ class Poller:
         indexed = logs.queue_id is not None and catalog.leads_an_index(
             cur, logs_relation, logs.queue_id
         )
+        self._column_types = columns
         found = lifecycle.features(self._config, columns, indexed)
         self._queue_query = _queue_query(queue, found)
         return found

@@ -208,3 +208,28 @@ def test_each_error_class_has_its_reason(pg: PgSchema) -> None:
     with pytest.raises(psycopg.OperationalError) as refused:
         psycopg.connect("postgresql://root@127.0.0.1:1/test", connect_timeout=2)
     assert poll_error_reason(refused.value) == "connection"
+
+
+def test_status_codes_and_attempt_numbers_held_as_text_fail_no_poll(pg: PgSchema) -> None:
+    """An HTTP status held as text is read where it is a code and is no code elsewhere; an
+    attempt number held as text turns the callback outcomes off, with the reason, instead of
+    failing every poll."""
+    pg.conn.execute("DROP VIEW callback_metrics")
+    pg.conn.execute("ALTER TABLE callback_logs ALTER http_status TYPE text")
+    pg.conn.execute("ALTER TABLE callback_logs ALTER attempt TYPE text")
+    poller, state = Poller(pg.config()), Store(500)
+    with pg.connect() as conn:
+        poll_into(poller, state, conn)
+        for status, code in (("FAILED", "404"), ("FAILED", " 503 "), ("FAILED", "n/a")):
+            pg.conn.execute(
+                "INSERT INTO callback_logs (event_type, status, execution_time, queue_id, "
+                "attempt, http_status, target) VALUES ('v', %s, 10, 1, 'first', %s, 'https://t')",
+                [status, code],
+            )
+        poll_into(poller, state, conn)
+    assert not poller.features.outcomes
+    assert any("attempt is text, not a number" in note for note in poller.features.notes)
+    target = state.view().targets["https://t"]
+    assert target.attempts == 3
+    assert target.failures == (1, 1, 0, 1)  # 4xx, 5xx, timeout, other
+    assert state.view().figures["v"].failures == 3
