@@ -177,6 +177,10 @@ def _figures(row: Mapping[str, Any], scale: float) -> Figures:
     )
 
 
+# First polls whose history read may outrun the statement timeout before it is left out.
+HISTORY_TRIES = 3
+
+
 class InvalidDurations:
     """Says in the log that durations were found that cannot be counted as such: at the first
     poll that finds some, then at most once per ``every`` seconds with the count since, so a
@@ -249,6 +253,7 @@ class Poller:
         self._skew = config.file.slo.clock_skew
         self._inspected = False
         self.features = Features()  # found at the first poll
+        self._history_timeouts = 0
         self._column_types: dict[str, str | None] = {}  # schema.table.column: its type
         self._created_at = (
             sql.Identifier(config.tables.logs.created_at),
@@ -280,6 +285,7 @@ class Poller:
         rows again: nothing is lost and nothing is counted twice.
         """
         saved = (self.logs.save(), self.errors.save())
+        reading_history = False
         # What is read before the poll's transaction runs in transactions of its own,
         # committed before the poll's snapshot is taken.
         conn.autocommit = True
@@ -301,11 +307,13 @@ class Poller:
                 self._window_rows = []
                 ahead: dict[str, int] = {}
                 periods: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
-                if self.logs.high_water is None:
+                reading_history = self.logs.high_water is None
+                if reading_history:
                     periods = self._backfill_periods(cur)
-                if self._backfill and self.logs.high_water is None:
+                if self._backfill and reading_history:
                     backfill = self._backfill_window(cur, self._backfill)
                     ahead = self.rows_ahead(cur)
+                reading_history = False
                 logs = self.logs.read(cur, fence, new_server=new_server)
                 errors = self.errors.read(cur, fence, new_server=new_server)
                 queue, in_recovery = self._queue(cur)
@@ -313,6 +321,10 @@ class Poller:
             self.logs.restore(saved[0])
             self.errors.restore(saved[1])
             if isinstance(exc, psycopg.errors.QueryCanceled):
+                if reading_history:
+                    self._history_timeouts += 1
+                    if self._history_timeouts >= HISTORY_TRIES:
+                        self._without_history()
                 self.logs.shrink_batch()
                 self.errors.shrink_batch()
             raise
@@ -432,6 +444,17 @@ class Poller:
         found = lifecycle.features(self._config, columns, indexed)
         self._queue_query = _queue_query(queue, found)
         return found
+
+    def _without_history(self) -> None:
+        """The history read at start outran the statement timeout in each of the first polls
+        (a table far larger than the window, millions of rows inserted and not committed on
+        its index): start without it rather than fail every first poll, and say so once."""
+        log.warning(
+            "the history of the SLO window and of the error budgets could not be read within "
+            "database.statement_timeout; they fill from now on (a restart reads it again)"
+        )
+        self._backfill = None
+        self._period = 0
 
     def _backfill_periods(
         self, cur: psycopg.Cursor[Any]

@@ -10,11 +10,13 @@ sit on the fences."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import psycopg
+import pytest
 
-from cbmon.ingest.poller import Poller
+from cbmon.ingest.poller import HISTORY_TRIES, Poller
 from cbmon.ingest.store import Store
 from tests.conftest import PgSchema
 from tests.support.counting import assert_matches, max_id, poll_into, truth
@@ -109,3 +111,31 @@ def test_rolled_back_rows_are_given_up_and_cost_nothing_after(quiet_pg: PgSchema
         assert idle_cost(pg, poller, state, conn) <= 10
     assert_matches(state, truth(pg, start))
     assert "bulk" not in state.view().figures
+
+
+def test_a_history_that_outruns_the_statement_timeout_is_left_out_once(
+    quiet_pg: PgSchema, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading the window's history at start can outrun the statement timeout (millions of
+    rows on the created_at index that no snapshot sees, a lock held on): after a few first
+    polls that fail so, one line says it, and the next poll counts without that history
+    instead of failing too."""
+    pg = quiet_pg
+    pg.conn.execute(ONE)
+    poller, state = Poller(pg.config(), backfill=300.0), Store(500)
+    with pg.connect() as conn, pg.connect(autocommit=False) as locker:
+        conn.execute("SET statement_timeout = '200ms'")
+        locker.execute("LOCK TABLE callback_logs IN ACCESS EXCLUSIVE MODE")
+        with caplog.at_level(logging.WARNING, logger="cbmon.ingest.poller"):
+            for tries in range(1, HISTORY_TRIES + 1):
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    poller.poll(conn)
+                assert len(caplog.records) == (1 if tries == HISTORY_TRIES else 0)
+        locker.rollback()
+        first = poller.poll(conn)
+        assert first.history == ()
+        pg.conn.execute(ONE)
+        poll_into(poller, state, conn)
+    assert state.view().figures["one"].attempts == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "statement_timeout" in line
