@@ -208,6 +208,9 @@ def quantile(
 
 QUEUE_STATES = ("due", "retry_scheduled", "in_flight", "stuck", "dead")
 FAILURE_CLASSES = ("4xx", "5xx", "timeout", "other")
+# Why a poll failed (cbmon_poll_errors_total{reason}); only "connection" means the database
+# did not answer. docs/metrics.md says what each covers.
+POLL_ERROR_REASONS = ("connection", "timeout", "permission", "schema", "data", "query")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,13 @@ class Server:
         return self.postgresql and self.number >= 100000
 
     @property
+    def tells_ids_handed_out(self) -> bool:
+        """Whether reading a sequence on a primary shows the last id its ``nextval`` handed
+        out, which bounds what an idle poll looks at (:mod:`cbmon.ingest.reader`). Known of
+        PostgreSQL; on openGauss and GaussDB the newest id is found as before, from the rows."""
+        return self.postgresql
+
+    @property
     def honours_function_search_path(self) -> bool:
         """openGauss accepts ``SET search_path`` on a function but ignores it (its CREATE
         FUNCTION reference says so), and refuses ``pg_temp`` placed last in a search_path."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.domain import (
+    POLL_ERROR_REASONS,
     Assumption,
     DatabaseInfo,
     Features,
@@ -51,6 +52,7 @@ class View:
     last_poll_timestamp: float
     polls_total: int
     poll_errors_total: int
+    poll_errors: dict[str, int]  # by reason, every reason present
     poll_buckets: tuple[int, ...]
     poll_count: int
     poll_sum: float
@@ -108,7 +110,7 @@ class Store:
         self._last_poll = 0.0  # wall time, exported
         self._last_poll_at: float | None = None  # monotonic, for how long ago
         self._polls = 0
-        self._poll_errors = 0
+        self._poll_errors = dict.fromkeys(POLL_ERROR_REASONS, 0)
         self._poll_buckets = [0] * len(POLL_BUCKETS)
         self._poll_count = 0
         self._poll_sum = 0.0
@@ -185,11 +187,13 @@ class Store:
             for table, ids in result.expired_gaps.items():
                 self._expired[table] = self._expired.get(table, 0) + ids
 
-    def poll_failed(self) -> None:
+    def poll_failed(self, reason: str = "connection") -> None:
+        """A poll failed for ``reason`` (:data:`~cbmon.domain.POLL_ERROR_REASONS`); the
+        database is down only when it did not answer."""
         with self._lock:
-            self._database_up = False
+            self._database_up = reason != "connection"
             self._polls += 1
-            self._poll_errors += 1
+            self._poll_errors[reason] = self._poll_errors.get(reason, 0) + 1
 
     @property
     def database_up(self) -> bool:
@@ -228,7 +232,8 @@ class Store:
                 database_up=self._database_up,
                 last_poll_timestamp=self._last_poll,
                 polls_total=self._polls,
-                poll_errors_total=self._poll_errors,
+                poll_errors_total=sum(self._poll_errors.values()),
+                poll_errors=dict(self._poll_errors),
                 poll_buckets=tuple(self._poll_buckets),
                 poll_count=self._poll_count,
                 poll_sum=self._poll_sum,

@@ -31,7 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from cbmon import secrets
 from cbmon.clock import SystemClock
 from cbmon.config import Config, parse_listen, secrets_of
-from cbmon.db.connect import Deadline, connect, describe, first_line, sever
+from cbmon.db.connect import Deadline, connect, describe, first_line, poll_error_reason, sever
 from cbmon.delivery import signing, statefile
 from cbmon.delivery.alertmanager import AlertmanagerSender
 from cbmon.delivery.dispatcher import Dispatcher
@@ -501,14 +501,15 @@ class Service:
     def _poll_failed(self, exc: BaseException, failures: int, interval: float) -> int:
         """Record a failed poll, drop the connection and wait with backoff; returns failures."""
         failures += 1
-        self.store.poll_failed()
+        reason = poll_error_reason(exc)
+        self.store.poll_failed(reason)
         self.exposition.refresh()
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
         cap = min(self.reconnect.cap, max(1.0, 3 * interval))
         delay = max(interval, dataclasses.replace(self.reconnect, cap=cap).delay(failures))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
-        log.warning("poll failed (%s); retrying in %.1fs", text, delay)
+        log.warning("poll failed (%s: %s); retrying in %.1fs", reason, text, delay)
         self._nudge.wait(delay)
         self._nudge.clear()
         return failures

@@ -97,6 +97,9 @@ NOT_RUN = {
     "checks what each attempt ends with",
     "performance.md: .venv/bin/python bench/bench_serve.py --only breach,cost": "a benchmark of "
     "alert reaction and database cost under load, run by hand",
+    "performance.md: .venv/bin/python bench/bench_serve.py --only invisible": "a benchmark that "
+    "inserts five million rows in an open transaction, run by hand; "
+    "tests/integration/test_invisible_rows.py checks what an idle poll reads meanwhile",
     "demo.md: curl -s http://127.0.0.1:9863/api/v1/alerts": "needs a demo running; "
     "tests/e2e/test_status_page.py and tests/integration/test_status_api.py read the same API",
     "api.md: curl -s http://cbmon:9863/api/v1/status | jq '.alerts[] | {alertname, event_type, "

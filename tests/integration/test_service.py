@@ -153,7 +153,8 @@ def test_database_down_at_start_then_up(pg: PgSchema) -> None:
             with running(service):
                 metrics_url = url(service, "/metrics")
                 metrics = wait_for_scrape(
-                    metrics_url, lambda m: m.get("cbmon_poll_errors_total", 0) >= 1
+                    metrics_url,
+                    lambda m: m.get('cbmon_poll_errors_total{reason="connection"}', 0) >= 1,
                 )
                 assert metrics["cbmon_database_up"] == 0
                 ready = requests.get(url(service, "/readyz"), timeout=5)
