@@ -142,6 +142,8 @@ def rule(burn: Burn) -> Rule:
         "long_window": long,
         "short_window": short,
     }
+    if burn.event_type is not None:  # its own objective: the series' label, and a distinct rule
+        labels["event_type"] = burn.event_type
     return Rule(
         alert=ALERT_NAMES[burn.slo],
         expr=expr,

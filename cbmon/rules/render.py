@@ -8,6 +8,7 @@ group, and the keys of a rule in the order Prometheus documents them.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import yaml
@@ -84,7 +85,13 @@ def dump(data: Any) -> str:
 
 
 def comment(text: str, indent: str = "") -> str:
-    return "".join(f"{indent}# {line}".rstrip() + "\n" for line in text.splitlines())
+    """``text`` as YAML comment lines, each paragraph wrapped anew."""
+    lines: list[str] = []
+    for paragraph in text.split("\n\n"):
+        if lines:
+            lines.append("")
+        lines += textwrap.wrap(" ".join(paragraph.split()), WIDTH - len(indent) - 2)
+    return "".join(f"{indent}# {line}".rstrip() + "\n" for line in lines)
 
 
 def groups_text(groups: tuple[Group, ...], indent: str = "") -> str:
