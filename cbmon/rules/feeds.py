@@ -37,7 +37,7 @@ class Feed:
         return Fraction(0) if higher_is_better else WORST
 
 
-def _decimal_step(value: Fraction) -> Fraction:
+def decimal_step(value: Fraction) -> Fraction:
     """One unit of the next decimal place after ``value``'s last: 0.995 -> 0.0001."""
     places = 0
     while (value * 10**places).denominator != 1 and places < 12:
@@ -182,25 +182,25 @@ def _finished(t: Totals) -> int:
 
 FEEDS: Mapping[str, Feed] = {
     "success_rate": Feed(
-        _decimal_step,
+        decimal_step,
         _ratio_totals("cbmon_callback_attempts_total", "cbmon_callback_failures_total", True),
         _success_value,
         _count("cbmon_callback_attempts_total"),
     ),
     "avg_latency": Feed(
-        _decimal_step, _mean_totals, _mean_value, _count("cbmon_callback_duration_seconds_count")
+        decimal_step, _mean_totals, _mean_value, _count("cbmon_callback_duration_seconds_count")
     ),
     "slow_share": Feed(
-        _decimal_step, _slow_totals, _slow_value, _count("cbmon_callback_duration_seconds_count")
+        decimal_step, _slow_totals, _slow_value, _count("cbmon_callback_duration_seconds_count")
     ),
-    "callback_success_rate": Feed(_decimal_step, _delivery_totals, _delivery_value, _finished),
+    "callback_success_rate": Feed(decimal_step, _delivery_totals, _delivery_value, _finished),
     "dead_letters": Feed(
         _whole,
         _dead_totals,
         lambda t, _: float(t[("cbmon_callbacks_dead_total", "")]),
         None,
     ),
-    "end_to_end_p95": Feed(_decimal_step, _e2e_totals, _e2e_value, _count(f"{E2E}_count")),
+    "end_to_end_p95": Feed(decimal_step, _e2e_totals, _e2e_value, _count(f"{E2E}_count")),
     "backlog": Feed(
         _whole,
         _backlog_totals,

@@ -20,10 +20,10 @@ from typing import Any
 from cbmon.domain import Level
 from cbmon.rules import baseline as baseline_rules
 from cbmon.rules import burn, render, selfwatch
-from cbmon.rules.feeds import FEEDS, Feed, Totals
+from cbmon.rules.feeds import FEEDS, Feed, Totals, decimal_step
 from cbmon.rules.generate import recorded
 from cbmon.rules.model import RuleFile
-from cbmon.rules.promql import duration, exact
+from cbmon.rules.promql import duration, exact, number
 from cbmon.rules.wording import Filled, baseline_text, humanize_percentage
 from cbmon.slo import wording
 from cbmon.slo.judge import judge_value
@@ -276,13 +276,15 @@ def _burn_files(
 
 
 def _burn_case(found: burn.Burn, baseline: Baseline, interval: float) -> dict[str, Any]:
-    """Job ``burning``: bad at ``high`` from the start until ``long + for``, none after: pending
-    at ``for``, firing at ``long + for``, recovered once its short window is clear. Job
-    ``short-only``: bad at ``short_high`` for only the last short window, which keeps the long
-    window below the threshold. What fires at each time, of every pair of the objective, is
-    worked out from the counters as Prometheus evaluates the rules."""
+    """Job ``burning``: bad at ``high`` from the start until ``long + for``, then at half the
+    threshold: pending at ``for``, firing at ``long + for``, recovered once its short window
+    is below. Job ``short-only``: bad at ``short_high`` for only the last short window, which
+    keeps the long window below the threshold. Jobs ``at-threshold`` and ``above-threshold``:
+    bad at exactly the threshold (never fires: the rule says above) and one step above it.
+    What fires at each time, of every pair of the objective, is worked out from the counters
+    as Prometheus evaluates the rules."""
     pair = found.pair
-    threshold = found.threshold
+    threshold = printed(found)
     event_type = found.event_type or _free_event_type(baseline)
     long_steps, short_steps = round(pair.long / interval), round(pair.short / interval)
     for_steps = round(pair.for_ / interval)
@@ -290,14 +292,28 @@ def _burn_case(found: burn.Burn, baseline: Baseline, interval: float) -> dict[st
     ceiling = min(Fraction(1), threshold * long_steps / short_steps)
     short_high = (threshold + ceiling) / 2
     assert threshold < short_high < ceiling  # the short window alone is above it
-    n = math.lcm(high.denominator, short_high.denominator)
+    above = threshold + decimal_step(threshold)
+    low = threshold / 2
+    # Job ``long-at-threshold`` repeats a pattern as long as the long window: low, then high
+    # for the short window and ``for`` and one step, so every full long window is exactly at
+    # the threshold while the short one is above it for longer than ``for``.
+    hot = short_steps + for_steps + 1
+    assert hot < long_steps
+    peak = (threshold + min(Fraction(1), threshold * long_steps / hot)) / 2
+    base = (threshold * long_steps - peak * hot) / (long_steps - hot)
+    ratios = (high, short_high, threshold, above, low, peak, base)
+    n = math.lcm(*(r.denominator for r in ratios))
     n *= max(1, math.ceil(100 / n))
-    stop = long_steps + for_steps  # the burning job's bad events end here
-    end = stop + short_steps  # the short-only job's start here
-    total = end + short_steps
+    stop = long_steps + for_steps  # the burning job's burn ends here
+    end = stop + short_steps  # the burning job's short window is below again
+    total = max(end + short_steps, 2 * long_steps)  # the short-only job's burn is the last
+    period = [int(base * n)] * (long_steps - hot) + [int(peak * n)] * hot
     jobs = {
-        "burning": [int(high * n)] * stop + [0] * (total - stop),
-        "short-only": [0] * end + [int(short_high * n)] * (total - end),
+        "burning": [int(high * n)] * stop + [int(low * n)] * (total - stop),
+        "short-only": [0] * (total - short_steps) + [int(short_high * n)] * short_steps,
+        "at-threshold": [int(threshold * n)] * total,
+        "above-threshold": [int(above * n)] * total,
+        "long-at-threshold": [period[i % long_steps] for i in range(total)],
     }
     series: list[dict[str, str]] = []
     for job, bad in jobs.items():
@@ -329,6 +345,11 @@ def _burn_case(found: burn.Burn, baseline: Baseline, interval: float) -> dict[st
         "alert_rule_test": tests,
         "promql_expr_test": checks,
     }
+
+
+def printed(found: burn.Burn) -> Fraction:
+    """The threshold as the rule writes it (rounded where its decimals do not end)."""
+    return Fraction(number(found.threshold))
 
 
 def _ratio(bad: list[int], n: int, at: int, window: float, interval: float) -> Fraction | None:
@@ -368,7 +389,8 @@ def _burn_expected(
                     long = _ratio(bad, n, step, rule.pair.long, interval)
                     short = _ratio(bad, n, step, rule.pair.short, interval)
                     held = long is not None and short is not None
-                    if held and long > rule.threshold and short > rule.threshold:  # type: ignore[operator]
+                    limit = printed(rule)
+                    if held and long > limit and short > limit:  # type: ignore[operator]
                         since = step if since is None else since
                         value = long
                     else:
