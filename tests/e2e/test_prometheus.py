@@ -10,6 +10,7 @@ receiver through Alertmanager, and cbmon's real exposition passes ``promtool che
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import threading
 import time
@@ -248,8 +249,10 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
             labels = alert["labels"]
             assert labels["job"] == "cbmon"
             assert labels.get("event_type") in ("order_created", None)
-            assert "below 99%" in alert["annotations"]["summary"]
-            assert "callback_errors" in alert["annotations"]["description"]
+            # cbmon's own wording, with the value Prometheus filled in.
+            summary = alert["annotations"]["summary"]
+            assert re.fullmatch(r"Callback success rate [\d.]+% for .+ \(below 99\.00%\)", summary)
+            assert "cbmon report --since 1h" in alert["annotations"]["description"]
             assert payload["version"] == "4"
             assert payload["receiver"] == "webhook"
             assert any(a["labels"]["alertname"] == "CallbackSuccessRateLow" for a in am.alerts())

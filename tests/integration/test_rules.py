@@ -122,6 +122,7 @@ def test_generated_rules_and_their_tests_pass(tmp_path: Path, name: str, traffic
         ("cbmon:callback_error_ratio:rate5m > 0.072", "cbmon:callback_error_ratio:rate5m > 0"),
     ],
 )
+@pytest.mark.slow  # seven runs of every generated test
 def test_generated_tests_fail_when_a_rule_changes(tmp_path: Path, before: str, after: str) -> None:
     tests = generated(tmp_path, None)
     rules = tmp_path / "rules" / "alerts.yml"
