@@ -19,13 +19,24 @@ from click.testing import CliRunner
 
 from cbmon.cli import cli
 from cbmon.config import load_config
-from cbmon.domain import Level
+from cbmon.domain import WAIT_BUCKETS, Level, quantile
 from cbmon.rules import baseline as baseline_rules
 from cbmon.rules import burn, generate, render
+from cbmon.rules.feeds import E2E, FEEDS
 from cbmon.rules.promql import number
+from cbmon.rules.recording import le
+from cbmon.rules.unittests import spread
 from cbmon.rules.wording import humanize_duration, humanize_percentage
 from cbmon.slo.judge import judge_value
-from cbmon.slo.objectives import DEFAULT, JUDGED, P95_LATENCY, Baseline, Limits, Target
+from cbmon.slo.objectives import (
+    DEFAULT,
+    END_TO_END_P95,
+    JUDGED,
+    P95_LATENCY,
+    Baseline,
+    Limits,
+    Target,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -331,3 +342,33 @@ def test_only_render_imports_yaml() -> None:
     sources = (ROOT / "cbmon" / "rules").glob("*.py")
     importers = {p.name for p in sources if re.search(r"^import yaml", p.read_text(), re.M)}
     assert importers == {"render.py"}
+
+
+# -- the generated tests' inputs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("total", "steps"), [(20, 5), (19, 5), (3, 5), (1, 60), (0, 4)])
+def test_spread_counts_total_in_every_window_and_less_before(total: int, steps: int) -> None:
+    pattern = spread(total, steps)
+    repeated = pattern * 3
+    assert all(sum(repeated[i : i + steps]) == total for i in range(2 * steps))
+    assert all(sum(pattern[:k]) < total for k in range(steps) if total)
+
+
+@pytest.mark.parametrize("target", ["0.999", "1", "1.001", "4.999", "5", "5.001", "0.3"])
+def test_end_to_end_inputs_give_the_quantile_asked_for_as_cbmon_computes_it(target: str) -> None:
+    feed = FEEDS[END_TO_END_P95.slo]
+    totals = feed.totals(Fraction(target), 20, DEFAULT)
+    value = feed.value(totals, DEFAULT)
+    assert value == pytest.approx(float(target), rel=1e-12)
+    cumulative = [totals[(f"{E2E}_bucket", f'le="{le(b)}"')] for b in WAIT_BUCKETS]
+    count = totals[(f"{E2E}_count", "")]
+    assert count >= 20
+    assert value == pytest.approx(quantile(0.95, WAIT_BUCKETS, cumulative, count), rel=1e-12)
+
+
+def test_every_alerted_indicator_has_test_inputs() -> None:
+    names = generate.recorded(generate.rules(DEFAULT).groups)
+    alerted = {c.objective.slo for c in baseline_rules.checks(DEFAULT, names)}
+    assert alerted == {o.slo for o in JUDGED if o.unit != "age"}
+    assert alerted <= set(FEEDS)
