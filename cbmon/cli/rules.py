@@ -46,6 +46,8 @@ def rules(
       cbmon rules --config cbmon.yml > /etc/prometheus/rules/cbmon.yml
       promtool test rules $(cbmon rules --config cbmon.yml --tests /tmp/cbmon-rules)
     """
+    if tests_dir is not None and output_format != "prometheus":
+        raise click.UsageError("--tests writes a rule file for promtool: leave out --format")
     config = build_config(config_path, None)
     baseline = config.baseline
     source = "the default configuration" if config_path is None else str(config_path)

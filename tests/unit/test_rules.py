@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cbmon.cli import cli
+from cbmon.cli import cli, main
 from cbmon.config import load_config
 from cbmon.domain import WAIT_BUCKETS, Level, quantile
 from cbmon.rules import baseline as baseline_rules
@@ -322,11 +322,34 @@ def test_tests_option_writes_rules_and_tests_and_prints_the_tests(tmp_path: Path
         assert data["tests"]
 
 
-def test_a_bad_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yml"
-    path.write_text("slo: {window: often}\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["rules", "--config", str(path)], standalone_mode=True)
-    assert result.exit_code != 0
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--config", "{bad}"], "slo.window: 'often' is not a duration"),
+        (["--tests", "{dir}", "--format", "prometheus-operator"], "leave out --format"),
+        (["--format", "json"], "'json' is not one of"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    needle: str,
+) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("slo: {window: often}\n", encoding="utf-8")
+    filled = [a.format(bad=bad, dir=tmp_path / "t") for a in args]
+    monkeypatch.delenv("CBMON_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["cbmon", "rules", *filled])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    assert needle in captured.err
+    assert not (tmp_path / "t").exists()
 
 
 def test_only_render_imports_yaml() -> None:
