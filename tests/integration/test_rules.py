@@ -88,7 +88,11 @@ def test_hand_written_unit_tests_pass(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize(
+    "name",
+    # The default in the fast layer; the others take promtool half a minute.
+    [pytest.param(n, marks=[] if n == "default" else [pytest.mark.slow]) for n in CONFIGS],
+)
 @pytest.mark.parametrize("traffic", [False, True], ids=["alerts", "traffic"])
 def test_generated_rules_and_their_tests_pass(tmp_path: Path, name: str, traffic: bool) -> None:
     tests = generated(tmp_path, CONFIGS[name], *(["--traffic"] if traffic else []))
