@@ -44,6 +44,7 @@ ALERT_NAMES: Mapping[str, str] = {
     "success_rate": "CallbackErrorBudgetBurn",
     "latency": "CallbackLatencyBudgetBurn",
 }
+LABELS: Mapping[str, str] = {"success_rate": "success rate", "latency": "latency"}
 # What a bad event is, per objective, in words.
 BAD: Mapping[str, str] = {
     "success_rate": "callback attempts failed",
@@ -163,7 +164,10 @@ def text(burn: Burn, value: str, scope: str) -> Mapping[str, str]:
     period = present.period(burn.target.period)
     gone = present.period(float(exact(burn.target.period) / burn.factor))
     return {
-        "summary": f"Error budget of {burn.slo} burning {factor}x too fast for {scope}",
+        "summary": (
+            f"Error budget of the {LABELS[burn.slo]} objective burning {factor}x too fast "
+            f"for {scope}"
+        ),
         "description": (
             f"{value} of {bad} over the last {long}, and more than "
             f"{humanize_percentage(float(burn.threshold))} over the last {short}, for {scope}. "

@@ -90,7 +90,9 @@ def comment(text: str, indent: str = "") -> str:
     for paragraph in text.split("\n\n"):
         if lines:
             lines.append("")
-        lines += textwrap.wrap(" ".join(paragraph.split()), WIDTH - len(indent) - 2)
+        lines += textwrap.wrap(
+            " ".join(paragraph.split()), WIDTH - len(indent) - 2, break_on_hyphens=False
+        )
     return "".join(f"{indent}# {line}".rstrip() + "\n" for line in lines)
 
 

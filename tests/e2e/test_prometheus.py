@@ -31,6 +31,7 @@ from tests.support.receiver import Receiver, receiver
 pytestmark = pytest.mark.slow
 
 ALERTS = ROOT / "alerts.yml"
+TRAFFIC = ROOT / "alerts-traffic.yml"
 EVENT_TYPES = ("order_created", "payment_settled")
 
 
@@ -177,7 +178,7 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
             prometheus_bin,
             tmp_path / "prometheus",
             [f"127.0.0.1:{port}"],
-            [ALERTS],
+            [ALERTS, TRAFFIC],
             alertmanager_url=am.url,
         ) as prom,
     ):
@@ -201,8 +202,13 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
         )
 
         with traffic(pg) as writer:
-            # Prometheus loaded every rule of alerts.yml, and each evaluates without error.
-            expected = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+            # Prometheus loaded every rule cbmon rules generated, and each evaluates without
+            # error.
+            expected = [
+                group
+                for path in (ALERTS, TRAFFIC)
+                for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+            ]
             groups = prom.api("rules")["groups"]
             assert sorted(g["name"] for g in groups) == sorted(g["name"] for g in expected)
             assert sum(len(g["rules"]) for g in groups) == sum(len(g["rules"]) for g in expected)
