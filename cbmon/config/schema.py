@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from cbmon.db.connect import database_label
 from cbmon.domain import BUCKETS
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
@@ -358,7 +359,23 @@ class Wake(_Model):
     min_interval: Positive = 0.2
 
 
+def _database_name(name: str) -> str:
+    """A name that reads well as a label value and in a URL path: no spaces or slashes."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}", name):
+        raise ValueError(
+            f"{name[:20]!r} is not a database name: 1 to 63 letters, digits, _ . : or -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+DatabaseName = Annotated[str, AfterValidator(_database_name)]
+
+
 class Database(_Model):
+    # The database label of every series, page, API answer and alert; without it, the
+    # DSN's host:port/dbname.
+    name: DatabaseName | None = None
     dsn_file: FilePath | None = None
     # When the DSN reaches a hot standby (or a pooler in transaction mode): a connection to
     # the primary, for the fence of open gaps, the leader lock and LISTEN. Keep its password
@@ -422,6 +439,56 @@ class Objectives(_Model):
     event_types: dict[str, EventTargets] = {}
 
 
+# Keys of the file a fleet's target cannot set: one process has one of each.
+PROCESS_KEYS = ("listen", "web_config_file", "targets")
+
+
+class FleetTarget(BaseModel):
+    """One database of a fleet (``targets:``): its name and DSN; every other key is a key of
+    the file, merged over the top level's (:func:`cbmon.config.load.load_config` checks them
+    as such)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: DatabaseName
+    dsn: str | None = Field(default=None, repr=False)
+    dsn_file: FilePath | None = None
+
+
+class NotifyQueueThreshold(_Model):
+    normal: Ratio = 0.5
+    alert: Ratio = 0.9
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NotifyQueueThreshold:
+        if self.alert < self.normal:
+            raise ValueError("alert must be at or above normal (higher usage is worse)")
+        return self
+
+
+class MechanismListener(_Model):
+    """A session that LISTENs on ``channel``, found by its ``application_name``."""
+
+    channel: str
+    application_name: str
+
+
+class Mechanism(_Model):
+    """The callback mechanism's own health inside the database (docs/metrics.md#the-mechanism):
+    each source probed at start and every ``interval``; a source absent is off."""
+
+    enabled: bool = True
+    interval: Interval = 60.0
+    # Where callback_router and callback_limits live; the queue's schema unless told.
+    mechanism_schema: Name | None = Field(None, alias="schema")
+    listeners: tuple[MechanismListener, ...] = (
+        MechanismListener(channel="callback_queue", application_name="cbmon-worker"),
+    )
+    notify_queue_usage: NotifyQueueThreshold = NotifyQueueThreshold()
+    # A scheduler job with no success for this many of its intervals is critical.
+    missed_runs: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
+
+
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
@@ -441,6 +508,9 @@ class FileConfig(_Model):
     slo: Slo = Slo()
     objectives: Objectives = Objectives()
     alerting: Alerting = Alerting()
+    mechanism: Mechanism = Mechanism()
+    # Several databases in one process, each polled on its own (docs/configuration.md#fleet).
+    targets: tuple[FleetTarget, ...] = ()
 
 
 class Config(_Model):
@@ -452,6 +522,15 @@ class Config(_Model):
     webhook_secret: str | None = Field(default=None, repr=False)
     cluster_secret: str | None = Field(default=None, repr=False)
     source: str = "defaults"
+    # With ``targets:`` in the file: one configuration per database, in the file's order.
+    fleet: tuple[Config, ...] = ()
+
+    @property
+    def database(self) -> str:
+        """The ``database`` label: the configured name, else host:port/dbname (no secrets)."""
+        if self.file.database.name is not None:
+            return self.file.database.name
+        return database_label(self.dsn or "")
 
     # Short-hands so callers do not walk the tree for the common values.
     @property
@@ -490,6 +569,9 @@ class Config(_Model):
                 t.end_to_end_p95.normal, t.end_to_end_p95.alert
             ),
             objectives.SLOW_SHARE.slo: objectives.Limits(t.slow_share.normal, t.slow_share.alert),
+            **objectives.mechanism_limits(
+                file.mechanism.notify_queue_usage.normal, file.mechanism.notify_queue_usage.alert
+            ),
         }
         return objectives.Baseline(
             limits=limits,
@@ -505,6 +587,12 @@ class Config(_Model):
         )
 
     def require_dsn(self) -> str:
+        if not self.dsn and self.fleet:
+            names = ", ".join(target.database for target in self.fleet)
+            raise ConfigError(
+                f"the configuration lists several databases ({names}): pass --dsn for one, "
+                "or ask the running serve with --from-url http://HOST:PORT/databases/NAME/"
+            )
         if not self.dsn:
             raise ConfigError(
                 f"no database given: pass --dsn, set {DSN_ENV}, or set database.dsn_file"

@@ -89,11 +89,12 @@ def rule(check: Check, baseline: Baseline) -> Rule:
 
 def group(baseline: Baseline, recorded: set[str]) -> Group:
     found = list(checks(baseline, recorded))
-    left_out = [
+    unrecorded = [
         o.slo
         for o in JUDGED
-        if o.unit != "age" and o.alertname and not alerted(o, baseline, recorded)
+        if o.unit != "age" and o.alertname and o.series and not alerted(o, baseline, recorded)
     ]
+    elsewhere = [o.slo for o in JUDGED if o.alertname and o.series is None and o.unit != "age"]
     comment = (
         "The operators' baseline with cbmon's boundaries: a warning from the normal threshold "
         "on (itself included),\ncritical beyond the alert threshold; over "
@@ -102,9 +103,14 @@ def group(baseline: Baseline, recorded: set[str]) -> Group:
         'low traffic pages nobody, as cbmon serve says "no traffic". A warning keeps\n'
         "firing while its critical one does: inhibit it in Alertmanager (docs/prometheus.md)."
     )
-    if left_out:
+    if unrecorded:
         comment += (
-            f"\nNot judged here, their series cannot be recorded exactly: {', '.join(left_out)}"
+            f"\nNot judged here, their series cannot be recorded exactly: {', '.join(unrecorded)}"
             "\n(slow_share needs thresholds.slow_callback on a bound of the duration histogram)."
+        )
+    if elsewhere:
+        comment += (
+            f"\nNot generated yet, no recorded series in the objectives table: "
+            f"{', '.join(elsewhere)} (the mechanism's are in alerts-mechanism.yml)."
         )
     return Group("cbmon-baseline", tuple(rule(c, baseline) for c in found), comment)

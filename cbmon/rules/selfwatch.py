@@ -58,7 +58,10 @@ SELF = Group(
             for_="1m",
             labels={"severity": "critical"},
             annotations={
-                "summary": "cbmon at {{ $labels.instance }} cannot read the callback database",
+                "summary": (
+                    "cbmon at {{ $labels.instance }} cannot read the callback database "
+                    "{{ $labels.database }}"
+                ),
                 "description": (
                     "cbmon's last poll failed (job {{ $labels.job }}), so its callback metrics "
                     "stand still at their last values. Check that PostgreSQL is up and "

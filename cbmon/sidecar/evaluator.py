@@ -10,11 +10,11 @@ from typing import Any
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.config import Config
-from cbmon.domain import PollResult, total
+from cbmon.domain import Mechanism, PollResult, total
 from cbmon.ingest.periods import Periods
 from cbmon.ingest.store import LabeledPoll
 from cbmon.ingest.window import Window
-from cbmon.slo import budget, saved
+from cbmon.slo import budget, mechanism, saved
 from cbmon.slo.budget import Budget
 from cbmon.slo.judge import Indicator, evaluate, traffic
 from cbmon.slo.notification import Alert, Notification
@@ -43,6 +43,7 @@ class Evaluator:
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
+        self.mechanism: Mechanism | None = None  # the last probe of the mechanism, judged too
 
     def reconfigure(self, config: Config) -> None:
         """Judge by ``config`` from the next evaluation on (at start, and at a reload): alerts
@@ -104,6 +105,9 @@ class Evaluator:
         if baseline.traffic_absent_after > 0:
             idle = now - (now if self._last_attempt is None else self._last_attempt)
             indicators.append(traffic(max(0.0, idle), baseline))
+        if self.mechanism is not None:
+            missed = self.config.file.mechanism.missed_runs
+            indicators += mechanism.indicators(self.mechanism, baseline, missed)
         notes = self.tracker.update(indicators, now, wall)
         self.trend.record(now, indicators)
         with self._lock:

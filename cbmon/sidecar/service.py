@@ -40,6 +40,7 @@ from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.ingest.mechanism import MechanismProbe, Settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
 from cbmon.ingest.wake import CHANNEL, Listener, Pacer
@@ -55,7 +56,9 @@ from cbmon.web.collector import (
     QueueAgeCollector,
     ReloadCollector,
 )
-from cbmon.web.exposition import Exposition
+from cbmon.web.exposition import Exposition, by_database
+from cbmon.web.mechanism import MechanismCollector
+from cbmon.web.mechanism import summary as mechanism_summary
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
@@ -90,9 +93,12 @@ class Service:
         lifecycle: bool = False,
     ) -> None:
         """``reload_from`` loads the configuration again, as it was loaded at start (the
-        same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``."""
+        same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``.
+        A fleet (:mod:`cbmon.sidecar.fleet`) starts its services with
+        :meth:`start_pipeline` and serves them all itself."""
         secrets.learn(secrets_of(config))  # masked in every line from here on
         self.config = config
+        self.database = config.database  # the database label of all it exports and sends
         self.dsn = config.require_dsn()
         if config.webhook_secret is not None:
             signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
@@ -105,15 +111,23 @@ class Service:
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(config, clock=self.clock)
+        self.mechanism = (
+            MechanismProbe(Settings.of(config), self.clock.monotonic)
+            if config.file.mechanism.enabled
+            else None
+        )
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
+        # A named database (each of a fleet) has its own lock and state file even where two
+        # names watch the same tables; an unnamed one keeps those it always had.
+        named = () if config.file.database.name is None else (config.file.database.name,)
         # The lock lives on the primary; through database.primary_dsn when the DSN reaches a
         # standby or a pooler in transaction mode (where it would exclude nobody).
         self.leadership = Leadership(
             config.primary_dsn or self.dsn,
             secret=secret,
-            watched=(logs.table_schema, logs.table),
+            watched=(logs.table_schema, logs.table, *named),
             cluster=alerting.cluster,
             # A leader that stops proving it is alive loses the lock within this.
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
@@ -127,22 +141,34 @@ class Service:
         self.alertmanagers = AlertmanagerSender(
             alerting.alertmanagers,
             cluster=alerting.cluster,
+            database=self.database,
             external_url=url,
             timeout=alerting.timeout,
             resend_interval=alerting.resend_interval,
             clock=self.clock,
         )
-        identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
+        identity = "|".join(
+            (describe(self.dsn), f"{logs.table_schema}.{logs.table}", config.file.listen, *named)
+        )
         self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
-        polled, live = CollectorRegistry(), CollectorRegistry()
-        polled.register(CallbackCollector(self.store))
-        polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
-        live.register(QueueAgeCollector(self.store))
-        live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
+        # This database's own metrics, without the database label: the exposition adds it.
+        self.polled, self.live = CollectorRegistry(), CollectorRegistry()
+        self.polled.register(CallbackCollector(self.store))
+        self.polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        if self.mechanism is not None:
+            self.polled.register(MechanismCollector(self.mechanism))
+        self.live.register(QueueAgeCollector(self.store))
+        self.live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         self.reloads = ReloadStatus(self.clock.wall())
-        live.register(ReloadCollector(self.reloads))
-        ProcessCollector(registry=live)
-        self.exposition = Exposition(polled, live)
+        self.live.register(ReloadCollector(self.reloads))
+        process = CollectorRegistry()
+        ProcessCollector(registry=process)
+        # Refreshed after each poll; a fleet puts its own, of every database, in its place.
+        self.exposition = Exposition(
+            by_database({self.database: self.polled}),
+            by_database({self.database: self.live}),
+            process,
+        )
         self._reload_from = reload_from or (lambda: self.config)
         self._lifecycle = lifecycle
         self._reload_lock = threading.Lock()
@@ -184,17 +210,28 @@ class Service:
     def start(self) -> MetricsServer:
         """Restore the alert state, listen for scrapes and start the senders; :meth:`run`
         then polls."""
+        self._prepare()
+        server = self._start_server()
+        self._start_senders()
+        return server
+
+    def start_pipeline(self) -> None:
+        """:meth:`start` without the HTTP server, for a fleet that serves every database."""
+        self._prepare()
+        self._start_senders()
+
+    def _prepare(self) -> None:
         self.state.prepare()
         self._restore()
         self._started = True
         self._reloader.start()
-        server = self._start_server()
+
+    def _start_senders(self) -> None:
         self.dispatcher.start()
         self.alertmanagers.start()
         if self.listener is not None:
             self.listener.start()
         self._announce()
-        return server
 
     def _restore(self) -> None:
         saved = self.state.read()
@@ -294,6 +331,9 @@ class Service:
             ),
             wake="off" if self.listener is None else self.listener.mode,
             budgets=self.evaluator.budgets(),
+            mechanism=mechanism_summary(
+                self.evaluator.mechanism, self.config.file.mechanism.missed_runs
+            ),
         )
 
     def _start_server(self) -> MetricsServer:
@@ -365,6 +405,8 @@ class Service:
                     count,
                     table,
                 )
+        if self.mechanism is not None:
+            self._probe_mechanism()
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
         tracker = self.evaluator.tracker
@@ -378,6 +420,21 @@ class Service:
             self._save()
         self.exposition.refresh()
         return result
+
+    def _probe_mechanism(self) -> None:
+        """The mechanism's sources, every mechanism.interval, on the poll's connection; a
+        failure is said and waits for the next interval, never failing the poll."""
+        assert self.mechanism is not None
+        assert self._conn is not None
+        db = self.config.file.database
+        try:
+            with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
+                state = self.mechanism.maybe_probe(self._conn)
+        except psycopg.Error as exc:
+            log.warning("mechanism probe failed: %s", first_line(exc))
+            return
+        if state is not None:
+            self.evaluator.mechanism = state
 
     def _save(self) -> None:
         if not self._started:
@@ -487,6 +544,8 @@ class Service:
         if config.file.alerting.webhooks != self.config.file.alerting.webhooks:
             self._said = None  # who sends the webhooks is said again at the next check
         self.config = config
+        if self.mechanism is not None:
+            self.mechanism.settings = Settings.of(config)
         self.evaluator.reconfigure(config)
         self.dispatcher.reconfigure(config, self.evaluator.current)
         alerting = config.file.alerting

@@ -219,8 +219,10 @@ class AlertTracker:
             track.since_critical = None
         elif track.since_critical is None:
             track.since_critical = now
-        # The traffic rule's threshold is a duration already: it needs no `for` on top.
-        for_ = 0.0 if indicator.slo == TRAFFIC else self.baseline.for_
+        # The traffic rule's threshold is a duration already: it needs no `for` on top; the
+        # mechanism's probes come every mechanism.interval, slower than any `for`.
+        instant = indicator.slo == TRAFFIC or indicator.objective.instant
+        for_ = 0.0 if instant else self.baseline.for_
         target = self._target(track, state, now, for_)
         if target == track.firing:
             return self._repeat(track, now)

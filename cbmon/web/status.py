@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from cbmon import __version__
 from cbmon.config import Config
@@ -70,6 +71,7 @@ class DatabaseStatus:
     fence: str | None = None
     pooler: str | None = None
     resets: int = 0  # table histories replaced under the reader since start
+    name: str = ""  # the database label: database.name, else host:port/dbname
 
     @property
     def exact(self) -> bool:
@@ -121,6 +123,7 @@ class Snapshot:
     budgets: tuple[BudgetStatus, ...] = ()
     queue_states: dict[str, int] | None = None  # where the queue has lease and retry columns
     lifecycle_notes: tuple[str, ...] = ()  # what the tables do not let cbmon read, and why
+    mechanism: dict[str, Any] | None = None  # the mechanism's last probe (cbmon.web.mechanism)
     version: str = __version__
 
     @property
@@ -159,6 +162,7 @@ def build(
     leader: LeaderStatus,
     wake: str,
     budgets: Sequence[Budget] = (),
+    mechanism: dict[str, Any] | None = None,
 ) -> Snapshot:
     """A snapshot from the parts' own copies of their state (each taken under its lock)."""
     baseline = config.baseline
@@ -221,10 +225,12 @@ def build(
             fence=None if view.topology is None else view.topology.fence,
             pooler=None if view.topology is None else view.topology.pooler,
             resets=sum(view.resets.values()),
+            name=config.database,
         ),
         leader=leader,
         queue_states=view.queue_states,
         lifecycle_notes=() if view.features is None else view.features.notes,
+        mechanism=mechanism,
         budgets=tuple(
             BudgetStatus(
                 slo=b.slo,

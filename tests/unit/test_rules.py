@@ -32,6 +32,7 @@ from cbmon.slo.objectives import (
     DEFAULT,
     END_TO_END_P95,
     JUDGED,
+    MECHANISM,
     P95_LATENCY,
     Baseline,
     Limits,
@@ -106,7 +107,7 @@ def test_every_judged_indicator_alerts_on_the_judges_side_of_each_boundary(
     rules = alerts(made(baseline))
     seen: set[tuple[str, str]] = set()
     for objective in JUDGED:
-        if objective.unit == "age":
+        if objective.unit == "age" or objective.series is None:
             continue
         limits = baseline.limit(objective.slo)
         assert limits is not None
@@ -127,7 +128,7 @@ def test_every_judged_indicator_alerts_on_the_judges_side_of_each_boundary(
     expected = {
         (o.slo, s)
         for o in JUDGED
-        if o.unit != "age"
+        if o.unit != "age" and o.series is not None
         for s in ("warning", "critical")
         if s == "warning" or (baseline.limit(o.slo) or Limits(0)).alert is not None
     }
@@ -393,5 +394,8 @@ def test_end_to_end_inputs_give_the_quantile_asked_for_as_cbmon_computes_it(targ
 def test_every_alerted_indicator_has_test_inputs() -> None:
     names = generate.recorded(generate.rules(DEFAULT).groups)
     alerted = {c.objective.slo for c in baseline_rules.checks(DEFAULT, names)}
-    assert alerted == {o.slo for o in JUDGED if o.unit != "age"}
+    assert alerted == {o.slo for o in JUDGED if o.unit != "age" and o.series is not None}
     assert alerted <= set(FEEDS)
+    # The mechanism's indicators have no recorded series yet: alerts-mechanism.yml has them.
+    unseries = {o.slo for o in JUDGED if o.series is None and o.unit != "age"}
+    assert unseries == {o.slo for o in MECHANISM}
