@@ -45,6 +45,9 @@ class Objective:
     explained: str = ""  # the alert's description, before the advice
     advice: str = ""  # what on-call does first, with commands that exist
     series: str | None = None  # the Prometheus recorded series judged, {w} for the window
+    # The recorded series counting the samples the value rests on over {w}: the rules judge
+    # only where it reaches min_events, as the judge does. None: judged whatever the count.
+    events: str | None = None
     instant: bool = False  # fires at once, without slo.for (probed at a slow interval)
 
     @property
@@ -70,6 +73,7 @@ SUCCESS_RATE = Objective(
         "(cbmon report --since 1h)."
     ),
     series="cbmon:callback_success_ratio:rate{w}",
+    events="cbmon:callback_attempts:increase{w}",
 )
 AVG_LATENCY = Objective(
     slo="avg_latency",
@@ -90,6 +94,7 @@ AVG_LATENCY = Objective(
         "grow the queue."
     ),
     series="cbmon:callback_duration_seconds:mean{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 P95_LATENCY = Objective(
     slo="p95_latency",
@@ -98,6 +103,7 @@ P95_LATENCY = Objective(
     better=None,
     samples="attempts with a duration",
     series="cbmon:callback_duration_seconds:p95_{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 SLOW_SHARE = Objective(
     slo="slow_share",
@@ -118,6 +124,8 @@ SLOW_SHARE = Objective(
         "Look at which receivers are slow (cbmon report --since 1h) and at the p95 latency; a "
         "slow receiver holds a worker and grows the queue."
     ),
+    series="cbmon:callback_slow_ratio:rate{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 CALLBACK_SUCCESS_RATE = Objective(
     slo="callback_success_rate",
@@ -139,6 +147,8 @@ CALLBACK_SUCCESS_RATE = Objective(
         "Look at the dead letters (the queue rows whose outcome is dead), the receivers that "
         "fail and the newest rows of the error table (cbmon report --since 1h)."
     ),
+    series="cbmon:callback_delivery_ratio:rate{w}",
+    events="cbmon:callbacks_finished:increase{w}",
 )
 DEAD_LETTERS = Objective(
     slo="dead_letters",
@@ -159,6 +169,7 @@ DEAD_LETTERS = Objective(
         "Find them in the queue (outcome dead) and the error table, fix the receiver, and "
         "queue them again; cbmon report --since 1h shows which event types lose callbacks."
     ),
+    series="cbmon:callbacks_dead:increase{w}",
 )
 END_TO_END_P95 = Objective(
     slo="end_to_end_p95",
@@ -180,6 +191,8 @@ END_TO_END_P95 = Objective(
         "Check the queue (cbmon_queue_items by state: due, waiting for a retry, in flight, "
         "stuck), the workers, and the receivers that need retries."
     ),
+    series="cbmon:callback_end_to_end_seconds:p95_{w}",
+    events="cbmon:callback_end_to_end_seconds_count:increase{w}",
 )
 BACKLOG = Objective(
     slo="backlog",

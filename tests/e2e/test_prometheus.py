@@ -10,6 +10,7 @@ receiver through Alertmanager, and cbmon's real exposition passes ``promtool che
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import threading
 import time
@@ -30,6 +31,7 @@ from tests.support.receiver import Receiver, receiver
 pytestmark = pytest.mark.slow
 
 ALERTS = ROOT / "alerts.yml"
+TRAFFIC = ROOT / "alerts-traffic.yml"
 EVENT_TYPES = ("order_created", "payment_settled")
 
 
@@ -199,7 +201,7 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
             prometheus_bin,
             tmp_path / "prometheus",
             [f"127.0.0.1:{port}"],
-            [ALERTS],
+            [ALERTS, TRAFFIC],
             alertmanager_url=am.url,
         ) as prom,
     ):
@@ -223,8 +225,13 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
         )
 
         with traffic(pg) as writer:
-            # Prometheus loaded every rule of alerts.yml, and each evaluates without error.
-            expected = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+            # Prometheus loaded every rule cbmon rules generated, and each evaluates without
+            # error.
+            expected = [
+                group
+                for path in (ALERTS, TRAFFIC)
+                for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+            ]
             groups = prom.api("rules")["groups"]
             assert sorted(g["name"] for g in groups) == sorted(g["name"] for g in expected)
             assert sum(len(g["rules"]) for g in groups) == sum(len(g["rules"]) for g in expected)
@@ -272,8 +279,10 @@ def test_rules_dashboards_and_alert_delivery_against_cbmon(pg: PgSchema, tmp_pat
             labels = alert["labels"]
             assert labels["job"] == "cbmon"
             assert labels.get("event_type") in ("order_created", None)
-            assert "below 99%" in alert["annotations"]["summary"]
-            assert "callback_errors" in alert["annotations"]["description"]
+            # cbmon's own wording, with the value Prometheus filled in.
+            summary = alert["annotations"]["summary"]
+            assert re.fullmatch(r"Callback success rate [\d.]+% for .+ \(below 99\.00%\)", summary)
+            assert "cbmon report --since 1h" in alert["annotations"]["description"]
             assert payload["version"] == "4"
             assert payload["receiver"] == "webhook"
             assert any(a["labels"]["alertname"] == "CallbackSuccessRateLow" for a in am.alerts())
