@@ -371,13 +371,18 @@ class MechanismProbe:
             if self._said.get(source.name) == said:
                 continue
             self._said[source.name] = said
-            if source.state == "unreadable":
-                log.warning("mechanism: %s is not readable: %s", source.name, source.detail)
-            elif source.state == "absent":
-                log.info("mechanism: %s is off: %s", source.name, source.detail)
-            else:
-                extra = f" ({source.detail})" if source.detail else ""
-                log.info("mechanism: reading %s%s", source.name, extra)
+            level = logging.WARNING if source.state == "unreadable" else logging.INFO
+            log.log(level, "%s", source_words(source))
+
+
+def source_words(source: SourceState) -> str:
+    """How a source's state is said: in serve's log once, and in ``cbmon check``'s output."""
+    if source.state == "unreadable":
+        return f"mechanism: {source.name} is not readable: {source.detail}"
+    if source.state == "absent":
+        return f"mechanism: {source.name} is off: {source.detail}"
+    extra = f" ({source.detail})" if source.detail else ""
+    return f"mechanism: reading {source.name}{extra}"
 
 
 def route_problems(
