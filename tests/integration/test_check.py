@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 
-from cbmon.reference import mechanism
 from tests.conftest import PgSchema
 from tests.support.cli import cbmon
 from tests.support.processes import free_port
@@ -196,17 +192,6 @@ def test_check_budget_refuses_a_window(pg: PgSchema) -> None:
     assert "--window cannot be used with --budget" in ran.stdout
 
 
-@pytest.fixture
-def mech(pg: PgSchema) -> Iterator[PgSchema]:
-    """The reference mechanism (router, limiter) in the test's schema."""
-    executor = f"cbmon_exec_{secrets.token_hex(4)}"
-    mechanism.apply(pg.dsn, schema=pg.name, executor_role=executor)
-    yield pg
-    ident = sql.Identifier(executor)
-    pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-    pg.conn.execute(sql.SQL("DROP ROLE {}").format(ident))
-
-
 def test_check_probes_the_mechanism_and_judges_it_as_serve_does(
     mech: PgSchema, tmp_path: Path
 ) -> None:
@@ -289,3 +274,20 @@ def one(pg: PgSchema, query: str) -> Any:
     row = pg.conn.execute(query).fetchone()
     assert row is not None
     return row
+
+
+def test_check_finds_a_disabled_scheduler_job_critical(cron: PgSchema, tmp_path: Path) -> None:
+    """On a cluster with pg_cron: the reference job disabled is critical at once."""
+    pg = cron
+    pg.conn.execute("SELECT cron.alter_job(jobid, active := false) FROM cron.job")
+    inactive = one(pg, "SELECT count(*), min(jobname) FROM cron.job WHERE NOT active")
+    assert inactive[0] == 1
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 1m}\n")
+    result = cbmon("check", "--dsn", pg.dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 2, result.stdout + result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("CBMON CRITICAL - scheduler_jobs_failing 1 (all) | ")
+    assert f"'scheduler_jobs_failing'={inactive[0]};@1:;0;0" in first.split()
+    job = next(line for line in rest if line.startswith("scheduler_jobs_failing"))
+    assert job == f"scheduler_jobs_failing 1 critical ({inactive[1]}: disabled)"
+    assert not [line for line in rest if line.startswith("mechanism: scheduler")]
