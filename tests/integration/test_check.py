@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import PgSchema
 from tests.support.cli import cbmon
@@ -234,7 +236,8 @@ def test_check_probes_the_mechanism_and_judges_it_as_serve_does(
     usage = one(pg, "SELECT pg_notification_queue_usage()::float8")[0]
     assert found["notify_queue_usage"]["value"] == usage
     assert found["notify_queue_usage"]["state"] == "ok"
-    assert (found["route_problems"]["value"], found["route_problems"]["state"]) == (1, "warning")
+    route = found["route_problems"]
+    assert (route["value"], route["state"]) == (missing[0], "warning")
     # One probe cannot tell when the drops happened: not judged, never a made-up 0.
     assert (found["rate_limited"]["value"], found["rate_limited"]["state"]) == (None, "unknown")
     assert "scheduler_jobs_failing" not in found  # no pg_cron here: off, said once
@@ -291,3 +294,20 @@ def test_check_finds_a_disabled_scheduler_job_critical(cron: PgSchema, tmp_path:
     job = next(line for line in rest if line.startswith("scheduler_jobs_failing"))
     assert job == f"scheduler_jobs_failing 1 critical ({inactive[1]}: disabled)"
     assert not [line for line in rest if line.startswith("mechanism: scheduler")]
+
+
+def test_check_names_the_grant_a_source_needs_once(
+    mech: PgSchema, read_only_dsn: str, tmp_path: Path
+) -> None:
+    pg = mech
+    role = str(psycopg.conninfo.conninfo_to_dict(read_only_dsn)["user"])
+    revoke = sql.SQL("REVOKE SELECT ON callback_router FROM {}")
+    pg.conn.execute(revoke.format(sql.Identifier(role)))
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 1m}\n")
+    result = cbmon("check", "--dsn", read_only_dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 0, result.stdout + result.stderr  # what it cannot read is not a fault
+    said = [line for line in result.stdout.splitlines() if "router is not readable" in line]
+    assert len(said) == 1
+    assert said[0].startswith("mechanism: router is not readable: permission denied")
+    assert said[0].endswith(f"GRANT SELECT ON {pg.name}.callback_router TO {role}")
+    assert "route_problems - unknown" in result.stdout.splitlines()
