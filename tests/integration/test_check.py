@@ -227,6 +227,7 @@ def test_check_probes_the_mechanism_and_judges_it_as_serve_does(
         " WHERE n.nspname = %s AND p.proname = r.handler_function)",
         (pg.name,),
     ).fetchone()
+    assert missing is not None
     dropped, tokens = one(pg, "SELECT dropped, tokens FROM callback_limits")
     assert (missing, dropped, tokens) == ((1,), 5, 0)  # the setup as the database has it
 
