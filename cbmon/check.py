@@ -99,7 +99,8 @@ ONE_PROBE = (
 def probe_once(conn: psycopg.Connection[Any], config: Config) -> Mechanism:
     """One probe of the mechanism, as serve's first. The drops within the window cannot be
     told from one probe, so they are left unknown, not 0."""
-    state = MechanismProbe(Settings.of(config), time.monotonic).probe(conn)
+    probe = MechanismProbe(Settings.of(config), time.monotonic, log_sources=False)
+    state = probe.probe(conn)
     return dataclasses.replace(state, dropped_in_window=None)
 
 

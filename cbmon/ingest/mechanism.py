@@ -110,9 +110,14 @@ class MechanismProbe:
     """Probes the mechanism when due; the last probe is :attr:`state`. Pass the clock of
     decisions (monotonic); the database's own clock dates what is probed."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: Settings, clock: Callable[[], float], *, log_sources: bool = True
+    ) -> None:
         self.settings = settings
         self._clock = clock
+        # Whether each source's state is logged when it changes; a caller that prints them
+        # itself (cbmon check, with source_words) says them once that way instead.
+        self._log_sources = log_sources
         self._next: float | None = None
         self._said: dict[str, tuple[str, str]] = {}
         self._runs = _Runs()
@@ -138,7 +143,8 @@ class MechanismProbe:
             ).fetchone()
             assert found is not None
             state = self._read(conn, cur, found)
-        self._say(state.sources)
+        if self._log_sources:
+            self._say(state.sources)
         self.state = state
         return state
 

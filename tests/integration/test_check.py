@@ -311,4 +311,5 @@ def test_check_names_the_grant_a_source_needs_once(
     assert len(said) == 1
     assert said[0].startswith("mechanism: router is not readable: permission denied")
     assert said[0].endswith(f"GRANT SELECT ON {pg.name}.callback_router TO {role}")
+    assert "mechanism:" not in result.stderr  # said on stdout, not again in the log
     assert "route_problems - unknown" in result.stdout.splitlines()
