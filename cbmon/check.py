@@ -3,6 +3,8 @@ and monitoring agents. Exit codes follow the Nagios plugin convention.
 
 The figures come from the report's own query (:func:`cbmon.report.query.read_report`) over
 the window ending now, so the p95 is exact (``percentile_cont``), not a histogram estimate.
+The callback mechanism is probed once, as serve probes it (:mod:`cbmon.ingest.mechanism`), and
+judged by the same rules (:mod:`cbmon.slo.mechanism`).
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import psycopg
 from cbmon import present
 from cbmon.config import Config
 from cbmon.db.connect import Deadline, connect, first_line
-from cbmon.domain import Level
+from cbmon.domain import Level, Mechanism
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, DatabaseError
+from cbmon.ingest.mechanism import MechanismProbe, Settings, source_words
 from cbmon.ingest.poller import Poller
 from cbmon.report.model import Report
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest, read_report, snapshot
-from cbmon.slo import budget
+from cbmon.slo import budget, mechanism
 from cbmon.slo.budget import Budget
 from cbmon.slo.judge import ALERT_NAMES, OVERALL, Indicator, evaluate
-from cbmon.slo.objectives import DEFAULT, Baseline, Target
+from cbmon.slo.objectives import DEFAULT, MECHANISM, Baseline, Target
 
 DEFAULT_TIMEOUT = 10.0  # seconds, the Nagios plugin guidelines' default
 EXIT_CODES = {Level.OK: 0, Level.WARNING: 1, Level.CRITICAL: 2, Level.UNKNOWN: 3}
@@ -48,6 +51,10 @@ class CheckResult:
     baseline: Baseline = DEFAULT
     # With --budget: the error budgets judged instead of the window's indicators.
     budgets: tuple[Budget, ...] = ()
+    # The mechanism's probe: what its indicators name, by slo, and the sources not read
+    # (absent or unreadable), each said once in serve's words.
+    named: dict[str, str] = dataclasses.field(default_factory=dict)
+    sources: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -65,17 +72,48 @@ def run_check(config: Config, window: float, timeout: float = DEFAULT_TIMEOUT) -
     seconds in all: a monitoring agent gets UNKNOWN rather than a hung plugin."""
     if window <= 0:
         raise CheckError("--window: must be above 0s")
-    report, ahead = _read_with_ahead(config, window, timeout)
-    return judge_report(report, window, ahead)
+    report, ahead, probed = _read_with_ahead(config, window, timeout, probe=True)
+    result = judge_report(report, window, ahead)
+    if probed is None:
+        return result
+    state, failed = probed
+    missed = config.file.mechanism.missed_runs
+    found = [] if state is None else mechanism.indicators(state, report.baseline, missed)
+    said = [failed] if failed else []
+    if state is not None:
+        said += [source_words(s) for s in state.sources if s.state != "ok"]
+        if state.buckets is not None:
+            said.append(ONE_PROBE)
+    judged = verdict([*result.indicators, *found], window, report.baseline, ahead)
+    named = {} if state is None else mechanism.named(state, missed)
+    return dataclasses.replace(judged, named=named, sources=tuple(said))
+
+
+# Serve counts the limiter's drops between its probes; one probe sees only the totals so far.
+ONE_PROBE = (
+    "mechanism: rate_limited is not judged by one probe: the limiter counts its drops, not "
+    "when they happened (cbmon serve and check --from-url judge the window)"
+)
+
+
+def probe_once(conn: psycopg.Connection[Any], config: Config) -> Mechanism:
+    """One probe of the mechanism, as serve's first. The drops within the window cannot be
+    told from one probe, so they are left unknown, not 0."""
+    probe = MechanismProbe(Settings.of(config), time.monotonic, log_sources=False)
+    state = probe.probe(conn)
+    return dataclasses.replace(state, dropped_in_window=None)
 
 
 def _read(config: Config, since: float, timeout: float) -> Report:
     return _read_with_ahead(config, since, timeout)[0]
 
 
-def _read_with_ahead(config: Config, since: float, timeout: float) -> tuple[Report, dict[str, int]]:
+def _read_with_ahead(
+    config: Config, since: float, timeout: float, *, probe: bool = False
+) -> tuple[Report, dict[str, int], tuple[Mechanism | None, str] | None]:
     """The report of the last ``since`` seconds, and the rows dated ahead, within
-    ``timeout`` in all."""
+    ``timeout`` in all; with ``probe`` and the mechanism enabled, its probe after the report
+    (or why it failed)."""
     db = config.file.database
     started = time.monotonic()
     try:
@@ -93,18 +131,26 @@ def _read_with_ahead(config: Config, since: float, timeout: float) -> tuple[Repo
     # The span ends now; rows up to slo.clock_skew ahead of the clock count, as in serve.
     period = PeriodRequest(since=since, ahead=config.file.slo.clock_skew)
     deadline = Deadline(conn, remaining)
+    probed: tuple[Mechanism | None, str] | None = None
     try:
-        with conn, deadline, snapshot(conn), conn.cursor() as cur:
-            request = ReportRequest(period=period, top=0)
-            silent = Progress.silent(io.StringIO())
-            report = read_report(conn, config, request, progress=silent, timeout=remaining)
-            ahead = Poller(config).rows_ahead(cur)
+        with conn, deadline:
+            with snapshot(conn), conn.cursor() as cur:
+                request = ReportRequest(period=period, top=0)
+                silent = Progress.silent(io.StringIO())
+                report = read_report(conn, config, request, progress=silent, timeout=remaining)
+                ahead = Poller(config).rows_ahead(cur)
+            if probe and config.file.mechanism.enabled:
+                # After the snapshot: each source in a statement of its own, as in serve.
+                try:
+                    probed = (probe_once(conn, config), "")
+                except psycopg.Error as exc:
+                    probed = (None, f"mechanism: probe failed: {first_line(exc)}")
     except psycopg.Error as exc:
         raise CheckError(f"query failed: {first_line(exc)}") from None
     except DatabaseError as exc:
         hint = f" (--timeout {format_duration(timeout)})" if deadline.expired.is_set() else ""
         raise CheckError(f"{exc}{hint}") from None
-    return report, ahead
+    return report, ahead, probed
 
 
 def run_budget_check(config: Config, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
@@ -269,6 +315,8 @@ def to_json(result: CheckResult) -> str:
             for i in result.indicators
         ],
     }
+    if result.named or result.sources:
+        data["mechanism"] = {"named": result.named, "said": list(result.sources)}
     return json.dumps(data, indent=2)
 
 
@@ -312,7 +360,8 @@ def to_table(result: CheckResult) -> str:
         lines[1:1] = [f"left out: rows dated in the future ({counts})"]
     headers = ("INDICATOR", "EVENT TYPE", "VALUE", "STATE", "EVENTS")
     lines += present.table(headers, rows, text_columns=(0, 1, 3))
-    return "\n".join(lines)
+    said = [f"{slo}: {words}" for slo, words in result.named.items()] + list(result.sources)
+    return "\n".join(lines + (["", *said] if said else []))
 
 
 # -- the Nagios plugin format -----------------------------------------------------------------
@@ -357,8 +406,11 @@ def _perf(indicator: Indicator, baseline: Baseline) -> str:
     return f"{label}={shown};{ranges};{bounds}".rstrip(";")
 
 
+_MECHANISM = tuple(objective.slo for objective in MECHANISM)
+
+
 def _perfdata(indicators: Iterable[Indicator], baseline: Baseline) -> str:
-    wanted = ("success_rate", "avg_latency", "p95_latency", "backlog")
+    wanted = ("success_rate", "avg_latency", "p95_latency", "backlog", *_MECHANISM)
     return " ".join(_perf(i, baseline) for i in indicators if i.slo in wanted)
 
 
@@ -378,6 +430,12 @@ def to_nagios(result: CheckResult) -> str:
     overall = [i for i in result.indicators if i.event_type == OVERALL]
     calls = next((i.events for i in overall if i.slo == "success_rate"), 0)
     lines = [f"{_safe(result.message)} | {_perfdata(overall, result.baseline)} 'calls'={calls};;;0"]
+    # The mechanism: each indicator a line, with what it names; the sources not read.
+    for indicator in overall:
+        if indicator.slo in _MECHANISM:
+            words = result.named.get(indicator.slo)
+            lines.append(_safe(_words(indicator, result) + (f" ({words})" if words else "")))
+    lines += [_safe(words) for words in result.sources]
     typed = [i for i in result.indicators if i.event_type != OVERALL]
     names = sorted({i.event_type for i in typed})
     for name in names:

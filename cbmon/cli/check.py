@@ -93,7 +93,8 @@ def check(
     from_url: str | None,
     budget: bool,
 ) -> None:
-    """Evaluate success rate, latency and backlog over the window, straight from the database.
+    """Evaluate success rate, latency and backlog over the window, straight from the database,
+    and the callback mechanism inside it (NOTIFY queue, scheduler jobs, rate limiter, routes).
 
     Exit codes follow the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
     (the database cannot be read, the configuration or the command line is wrong). The

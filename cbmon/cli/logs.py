@@ -12,8 +12,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from cbmon import secrets
-from cbmon.sidecar import scope
+from cbmon import scope, secrets
 
 FORMATS = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

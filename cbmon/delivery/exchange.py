@@ -32,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from cbmon import scope
 from cbmon.durations import format_duration
 
 MAX_ANSWER = 64 * 1024  # bytes of an answer's body read (and dropped)
@@ -70,7 +71,7 @@ def post(
     """POST ``body`` to ``url``, the whole exchange within ``timeout`` seconds; raises
     :class:`Failed`. Redirects are not followed: a redirect is not an acknowledgement."""
     exchange = _Exchange(url, body, dict(headers), timeout, ca_file)
-    worker = threading.Thread(target=exchange.run, name="http exchange", daemon=True)
+    worker = scope.Thread(target=exchange.run, name="http exchange", daemon=True)
     started = time.monotonic()
     worker.start()
     worker.join(timeout)

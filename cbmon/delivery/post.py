@@ -18,6 +18,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from cbmon import scope
 from cbmon.delivery import signing
 
 
@@ -107,7 +108,7 @@ class BackgroundSender(abc.ABC):
     def __init__(self, name: str) -> None:
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = scope.Thread(target=self._run, name=name, daemon=True)
 
     @property
     def started(self) -> bool:

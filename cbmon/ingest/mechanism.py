@@ -110,9 +110,14 @@ class MechanismProbe:
     """Probes the mechanism when due; the last probe is :attr:`state`. Pass the clock of
     decisions (monotonic); the database's own clock dates what is probed."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: Settings, clock: Callable[[], float], *, log_sources: bool = True
+    ) -> None:
         self.settings = settings
         self._clock = clock
+        # Whether each source's state is logged when it changes; a caller that prints them
+        # itself (cbmon check, with source_words) says them once that way instead.
+        self._log_sources = log_sources
         self._next: float | None = None
         self._said: dict[str, tuple[str, str]] = {}
         self._runs = _Runs()
@@ -138,7 +143,8 @@ class MechanismProbe:
             ).fetchone()
             assert found is not None
             state = self._read(conn, cur, found)
-        self._say(state.sources)
+        if self._log_sources:
+            self._say(state.sources)
         self.state = state
         return state
 
@@ -371,13 +377,18 @@ class MechanismProbe:
             if self._said.get(source.name) == said:
                 continue
             self._said[source.name] = said
-            if source.state == "unreadable":
-                log.warning("mechanism: %s is not readable: %s", source.name, source.detail)
-            elif source.state == "absent":
-                log.info("mechanism: %s is off: %s", source.name, source.detail)
-            else:
-                extra = f" ({source.detail})" if source.detail else ""
-                log.info("mechanism: reading %s%s", source.name, extra)
+            level = logging.WARNING if source.state == "unreadable" else logging.INFO
+            log.log(level, "%s", source_words(source))
+
+
+def source_words(source: SourceState) -> str:
+    """How a source's state is said: in serve's log once, and in ``cbmon check``'s output."""
+    if source.state == "unreadable":
+        return f"mechanism: {source.name} is not readable: {source.detail}"
+    if source.state == "absent":
+        return f"mechanism: {source.name} is off: {source.detail}"
+    extra = f" ({source.detail})" if source.detail else ""
+    return f"mechanism: reading {source.name}{extra}"
 
 
 def route_problems(

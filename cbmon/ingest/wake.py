@@ -27,6 +27,7 @@ from typing import Any, LiteralString, Protocol
 
 import psycopg
 
+from cbmon import scope
 from cbmon.db import topology
 from cbmon.db.connect import Deadline, connect, describe, first_line, link_of, server_of, sever
 from cbmon.delivery.retry import RECONNECT
@@ -181,7 +182,7 @@ class Listener:
         self._paused = 0
         self._ended = 0
         self._asked = 0
-        self._thread = threading.Thread(target=self._run, name="cbmon wake", daemon=True)
+        self._thread = scope.Thread(target=self._run, name="cbmon wake", daemon=True)
 
     @classmethod
     def for_dsn(

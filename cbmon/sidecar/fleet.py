@@ -18,9 +18,9 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from cbmon import scope
 from cbmon.config import Config, parse_listen
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar import scope
 from cbmon.sidecar.service import Service
 from cbmon.web import status, webconfig
 from cbmon.web.exposition import Exposition, by_database
@@ -87,11 +87,9 @@ class Fleet:
 
     def start(self) -> MetricsServer:
         for service in self.services:
-            scope.enter(service.database)  # what it says on starting is about it
-            try:
+            # What it says on starting is about it, and so is every thread it starts.
+            with scope.scoped(service.database):
                 service.start_pipeline()
-            finally:
-                scope.enter(None)
         host, port = parse_listen(self.config.file.listen)
         web, tls = None, None
         path = self.config.file.web_config_file
@@ -146,18 +144,23 @@ class Fleet:
             service.request_reload(source)
 
     def _reload_over_http(self) -> tuple[bool, str]:
-        answers = [(s.database, *s.reload("POST /-/reload")) for s in self.services]
+        answers = []
+        for service in self.services:
+            with scope.scoped(service.database):
+                answers.append((service.database, *service.reload("POST /-/reload")))
         said = "; ".join(f"{name}: {text}" for name, _, text in answers)
         return all(ok for _, ok, _ in answers), said
 
     def stop(self) -> None:
         self.stop_event.set()
         for service in self.services:
-            service.stop()
+            with scope.scoped(service.database):
+                service.stop()
 
     def close(self) -> None:
         self.stop_event.set()
         if self.server is not None:
             self.server.stop()
         for service in self.services:
-            service.close()
+            with scope.scoped(service.database):
+                service.close()

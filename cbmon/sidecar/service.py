@@ -28,7 +28,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from cbmon import secrets
+from cbmon import scope, secrets
 from cbmon.clock import SystemClock
 from cbmon.config import Config, parse_listen, secrets_of
 from cbmon.db.connect import Deadline, connect, describe, first_line, poll_error_reason, sever
@@ -197,7 +197,7 @@ class Service:
         self._latest = config  # the last configuration accepted, applied or about to be
         self._pending: Config | None = None  # accepted, for the poll thread to apply
         self._reload_requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._reloader = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
+        self._reloader = scope.Thread(target=self._reload_loop, name="reload", daemon=True)
         wake = config.file.wake
         self.pacer = Pacer(config.file.poll_interval, wake.min_interval)
         self.listener: Listener | None = None

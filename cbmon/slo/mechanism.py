@@ -77,3 +77,22 @@ def indicators(state: Mechanism, baseline: Baseline, missed_runs: int) -> list[I
         count = route_count(problems)
         add(ROUTE_PROBLEMS.slo, None if count is None else float(count), count or 0)
     return found
+
+
+def named(state: Mechanism, missed_runs: int) -> dict[str, str]:
+    """What each indicator names, by slo: the failing jobs and why, the event types by route
+    problem; the buckets' drops so far and tokens left."""
+    found: dict[str, str] = {}
+    failing = failing_jobs(state.jobs or (), state.at, missed_runs)
+    if failing:
+        found[SCHEDULER_JOBS.slo] = "; ".join(f"{job}: {why}" for job, why in failing.items())
+    problems = state.route_problems or {}
+    routes = "; ".join(f"{p}: {', '.join(names)}" for p, names in problems.items() if names)
+    if routes:
+        found[ROUTE_PROBLEMS.slo] = routes
+    if state.buckets:
+        found[RATE_LIMITED.slo] = "; ".join(
+            f"{b.name}: {b.dropped} dropped in all, {b.tokens:g} of {b.capacity} tokens left"
+            for b in state.buckets
+        )
+    return found

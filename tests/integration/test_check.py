@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import PgSchema
 from tests.support.cli import cbmon
@@ -117,7 +120,8 @@ def test_check_nagios_output_as_an_agent_reads_it(pg: PgSchema, tmp_path: Path) 
     assert "'success_rate'=99.500832%;@~:99.5;99:;0;100" in perf.split()
     assert "'avg_latency'=40ms;@150:;500;0" in perf.split()
     assert "'calls'=601;;;0" in perf.split()
-    assert rest[0].startswith("pay: success_rate 99.501% ok")  # never "99.50%": a warning
+    pay = next(line for line in rest if line.startswith("pay: "))
+    assert pay.startswith("pay: success_rate 99.501% ok")  # never "99.50%": a warning
     assert "'success_rate[pay]'=99.500832%" in rest[-1]
 
 
@@ -188,3 +192,124 @@ def test_check_budget_refuses_a_window(pg: PgSchema) -> None:
     ran = cbmon("check", "--budget", "--window", "5m", "--dsn", pg.dsn)
     assert ran.code == 3
     assert "--window cannot be used with --budget" in ran.stdout
+
+
+def test_check_probes_the_mechanism_and_judges_it_as_serve_does(
+    mech: PgSchema, tmp_path: Path
+) -> None:
+    """A limiter drained by a burst and a route whose handler function was dropped: each
+    figure is the SQL that defines it, each indicator a line, the exit code the worst."""
+    pg = mech
+    pg.conn.execute(
+        "INSERT INTO callback_limits (bucket_id, tokens, capacity, refill_per_second)"
+        " VALUES ('order_created', 3, 3, 0)"
+    )
+    pg.conn.execute(
+        "INSERT INTO orders (customer, amount) SELECT 'c', g FROM generate_series(1, 8) g"
+    )
+    pg.conn.execute(
+        "CREATE FUNCTION refund_payload(p jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT p'"
+    )
+    pg.conn.execute(
+        "INSERT INTO callback_router (event_type, handler_function, retry_policy, enabled)"
+        " VALUES ('refund', 'refund_payload', '{\"max_retries\": 3}', true)"
+    )
+    pg.conn.execute("DROP FUNCTION refund_payload(jsonb)")
+    config = pg.write_config(
+        tmp_path / "c.yml",
+        "slo: {window: 1m, min_events: 10}\n"
+        "mechanism: {notify_queue_usage: {normal: 50%, alert: 90%}}\n",
+    )
+    args = ["check", "--dsn", pg.dsn, "--config", str(config)]
+    missing = pg.conn.execute(
+        "SELECT count(*) FROM callback_router r WHERE r.handler_function IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s AND p.proname = r.handler_function)",
+        (pg.name,),
+    ).fetchone()
+    assert missing is not None
+    dropped, tokens = one(pg, "SELECT dropped, tokens FROM callback_limits")
+    assert (missing, dropped, tokens) == ((1,), 5, 0)  # the setup as the database has it
+
+    data = json.loads(cbmon(*args, "--format", "json").stdout)
+    assert data["exit_code"] == 1
+    found = {i["slo"]: i for i in data["indicators"] if i["event_type"] is None}
+    usage = one(pg, "SELECT pg_notification_queue_usage()::float8")[0]
+    assert found["notify_queue_usage"]["value"] == usage
+    assert found["notify_queue_usage"]["state"] == "ok"
+    route = found["route_problems"]
+    assert (route["value"], route["state"]) == (missing[0], "warning")
+    # One probe cannot tell when the drops happened: not judged, never a made-up 0.
+    assert (found["rate_limited"]["value"], found["rate_limited"]["state"]) == (None, "unknown")
+    assert "scheduler_jobs_failing" not in found  # no pg_cron here: off, said once
+    named = data["mechanism"]["named"]
+    assert named["route_problems"] == "missing_handler: refund"
+    assert named["rate_limited"] == f"order_created: {dropped} dropped in all, 0 of 3 tokens left"
+    said = data["mechanism"]["said"]
+    assert said.count("mechanism: scheduler is off: no pg_cron in this database") == 1
+
+    result = cbmon(*args, "--format", "nagios")
+    assert result.code == 1, result.stdout + result.stderr
+    first, *rest = result.stdout.splitlines()
+    status, perf = first.split(" | ")
+    assert status == "CBMON WARNING - route_problems 1 (all)"
+    assert f"'notify_queue_usage'={usage * 100:.6f}".rstrip("0").rstrip(".") in perf
+    assert "'route_problems'=1;@1:;;0" in perf.split()
+    assert "'rate_limited'=U;@1:;;0" in perf.split()
+    lines = {line.split()[0]: line for line in rest}
+    assert lines["route_problems"] == "route_problems 1 warning (missing_handler: refund)"
+    assert lines["rate_limited"].startswith("rate_limited - unknown (order_created: 5 dropped")
+    assert lines["notify_queue_usage"].endswith(" ok")
+    off = [line for line in rest if line.startswith("mechanism: scheduler is off")]
+    assert len(off) == 1
+
+
+def test_check_leaves_the_mechanism_alone_when_it_is_disabled(
+    mech: PgSchema, tmp_path: Path
+) -> None:
+    config = mech.write_config(tmp_path / "c.yml", "mechanism: {enabled: false}\n")
+    result = cbmon("check", "--dsn", mech.dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 0, result.stdout
+    assert "mechanism" not in result.stdout
+    assert "route_problems" not in result.stdout
+
+
+def one(pg: PgSchema, query: str) -> Any:
+    row = pg.conn.execute(query).fetchone()
+    assert row is not None
+    return row
+
+
+def test_check_finds_a_disabled_scheduler_job_critical(cron: PgSchema, tmp_path: Path) -> None:
+    """On a cluster with pg_cron: the reference job disabled is critical at once."""
+    pg = cron
+    pg.conn.execute("SELECT cron.alter_job(jobid, active := false) FROM cron.job")
+    inactive = one(pg, "SELECT count(*), min(jobname) FROM cron.job WHERE NOT active")
+    assert inactive[0] == 1
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 1m}\n")
+    result = cbmon("check", "--dsn", pg.dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 2, result.stdout + result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("CBMON CRITICAL - scheduler_jobs_failing 1 (all) | ")
+    assert f"'scheduler_jobs_failing'={inactive[0]};@1:;0;0" in first.split()
+    job = next(line for line in rest if line.startswith("scheduler_jobs_failing"))
+    assert job == f"scheduler_jobs_failing 1 critical ({inactive[1]}: disabled)"
+    assert not [line for line in rest if line.startswith("mechanism: scheduler")]
+
+
+def test_check_names_the_grant_a_source_needs_once(
+    mech: PgSchema, read_only_dsn: str, tmp_path: Path
+) -> None:
+    pg = mech
+    role = str(psycopg.conninfo.conninfo_to_dict(read_only_dsn)["user"])
+    revoke = sql.SQL("REVOKE SELECT ON callback_router FROM {}")
+    pg.conn.execute(revoke.format(sql.Identifier(role)))
+    config = pg.write_config(tmp_path / "c.yml", "slo: {window: 1m}\n")
+    result = cbmon("check", "--dsn", read_only_dsn, "--config", str(config), "--format", "nagios")
+    assert result.code == 0, result.stdout + result.stderr  # what it cannot read is not a fault
+    said = [line for line in result.stdout.splitlines() if "router is not readable" in line]
+    assert len(said) == 1
+    assert said[0].startswith("mechanism: router is not readable: permission denied")
+    assert said[0].endswith(f"GRANT SELECT ON {pg.name}.callback_router TO {role}")
+    assert "mechanism:" not in result.stderr  # said on stdout, not again in the log
+    assert "route_problems - unknown" in result.stdout.splitlines()

@@ -3,6 +3,9 @@ real PostgreSQL and one database that never answers, one HTTP server on 127.0.0.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import socket
 import subprocess
 import threading
@@ -14,10 +17,12 @@ from typing import Any
 import requests
 import yaml
 
+from cbmon import scope
+from cbmon.cli import logs
 from cbmon.config import load_config
 from cbmon.sidecar.fleet import Fleet
 from tests.conftest import PgSchema, reference_schema, require_binary
-from tests.support.processes import scrape, wait_for
+from tests.support.processes import free_port, scrape, wait_for
 from tests.support.receiver import Request, receiver
 
 
@@ -246,3 +251,91 @@ def test_a_reload_reaches_every_database(pg: PgSchema, tmp_path: Path) -> None:
         assert "orders-copy:" in answer.text
         wait_for(lambda: backlog_alert(base, "orders-copy") == 7000)
         assert backlog_alert(base, "orders") == 5000
+
+
+@contextmanager
+def fleet_log() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """cbmon's lines as the command writes them, in text and in JSON at once: the command's
+    formatters, each with the filter that names the database."""
+    text, as_json = io.StringIO(), io.StringIO()
+    handlers = []
+    for stream, formatter in ((text, logs.TextFormatter()), (as_json, logs.JsonFormatter())):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        handler.addFilter(scope.DatabaseFilter())
+        handlers.append(handler)
+    cbmon_log = logging.getLogger("cbmon")
+    level = cbmon_log.level
+    cbmon_log.setLevel(logging.INFO)
+    for handler in handlers:
+        cbmon_log.addHandler(handler)
+    try:
+        yield text, as_json
+    finally:
+        for handler in handlers:
+            cbmon_log.removeHandler(handler)
+        cbmon_log.setLevel(level)
+
+
+def test_every_thread_of_a_database_names_it_in_its_lines(
+    pg: PgSchema, pg_dsn: str, tmp_path: Path
+) -> None:
+    """The webhook outbox, the Alertmanager sender, the LISTEN session and the reloader of
+    each database say which one they are about, in text and in JSON."""
+    hook, alertmanager = f"http://127.0.0.1:{free_port()}/hook", f"http://127.0.0.1:{free_port()}"
+    with reference_schema(pg_dsn) as other, fleet_log() as (text, as_json):
+        path = tmp_path / "fleet.yml"
+        schemas = {"orders": pg.name, "billing": other.name}
+        config = {
+            "listen": "127.0.0.1:0",
+            "poll_interval": "200ms",
+            "slo": {"window": "1m", "for": "0s", "min_events": 10},
+            "alerting": {"webhooks": [hook], "alertmanagers": [alertmanager]},
+            "targets": [
+                {"name": "orders", "dsn": pg.dsn, "tables": _tables(pg)},
+                {"name": "billing", "dsn": other.dsn, "tables": _tables(other)},
+            ],
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        _insert(pg, ok=50, failed=50)
+        _insert(other, ok=50, failed=50)
+        kinds = {
+            "outbox": "webhook http://127.0.0.1:",
+            "alertmanager": "alertmanager http://127.0.0.1:",
+            "listen": "no cbmon_wake trigger on ",
+            "reload": "configuration reloaded (SIGHUP)",
+        }
+
+        def said() -> dict[str, dict[str, str]]:
+            """Each kind's first line per database, from the JSON log."""
+            found: dict[str, dict[str, str]] = {kind: {} for kind in kinds}
+            for line in as_json.getvalue().splitlines():
+                entry = json.loads(line)
+                for kind, start in kinds.items():
+                    if entry["msg"].startswith(start) and "database" in entry:
+                        found[kind].setdefault(entry["database"], entry["msg"])
+            return found
+
+        with fleet_running(path) as fleet:
+            fleet.request_reload("SIGHUP")
+
+            def everywhere() -> dict[str, dict[str, str]] | None:
+                found = said()
+                return found if all(len(v) == 2 for v in found.values()) else None
+
+            lines = wait_for(everywhere, timeout=20)
+    for kind, by_database in lines.items():
+        assert set(by_database) == {"orders", "billing"}, kind
+    for database, schema in schemas.items():  # each LISTEN line is about its own tables
+        assert f"{schema}.callback_logs" in lines["listen"][database]
+    nameless = [
+        entry
+        for entry in map(json.loads, as_json.getvalue().splitlines())
+        if entry["logger"] != "cbmon.sidecar.fleet" and "database" not in entry
+    ]
+    assert nameless == []  # every line a database's pipeline logs names it
+    for kind, start in kinds.items():
+        for database in schemas:
+            assert any(
+                f": database {database}: {start}" in line for line in text.getvalue().splitlines()
+            ), (kind, database)

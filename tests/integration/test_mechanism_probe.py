@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -34,16 +33,6 @@ class Ticks:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def mech(pg: PgSchema) -> Iterator[PgSchema]:
-    executor = f"cbmon_exec_{secrets.token_hex(4)}"
-    mechanism.apply(pg.dsn, schema=pg.name, executor_role=executor)
-    yield pg
-    ident = sql.Identifier(executor)
-    pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-    pg.conn.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
 def probe_of(pg: PgSchema, **overrides: Any) -> tuple[MechanismProbe, Ticks]:

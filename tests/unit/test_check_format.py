@@ -90,8 +90,8 @@ def _ranges(slo: str) -> tuple[str, str, float]:
         to_nagios(CheckResult(Level.OK, 1, [indicator], "x", {})).split(" | ")[1].split()[0]
     )
     assert datum is not None
-    scale = {"success_rate": 100.0, "avg_latency": 1000.0, "backlog": 1.0}[slo]
-    return datum["warn"], datum["crit"], scale
+    scale = {"success_rate": 100.0, "avg_latency": 1000.0, "notify_queue_usage": 100.0}
+    return datum["warn"], datum["crit"], scale.get(slo, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -100,6 +100,10 @@ def _ranges(slo: str) -> tuple[str, str, float]:
         ("success_rate", [0.5, 0.98999, 0.99, 0.992, 0.995, 0.99500001, 1.0]),
         ("avg_latency", [0.01, 0.1499, 0.15, 0.3, 0.5, 0.50001, 5.0]),
         ("backlog", [0, 999, 1000, 3000, 5000, 5001, 10**6]),
+        ("notify_queue_usage", [0, 0.4999, 0.5, 0.7, 0.9, 0.90001, 1.0]),
+        ("scheduler_jobs_failing", [0, 1, 2]),
+        ("rate_limited", [0, 1, 50]),
+        ("route_problems", [0, 1, 4]),
     ],
 )
 def test_the_thresholds_in_the_perfdata_say_exactly_what_cbmon_judges(
@@ -128,3 +132,34 @@ def test_values_near_a_limit_never_seem_to_sit_on_it() -> None:
     latency = Indicator("avg_latency", OVERALL, 0.14999, Level.OK, 601)
     assert format_value(rate, THRESHOLDS) == "99.501%"
     assert format_value(latency, THRESHOLDS) == "149.99 ms"
+
+
+def test_each_mechanism_indicator_is_a_line_and_absent_sources_follow() -> None:
+    indicators = [
+        Indicator("success_rate", OVERALL, 1.0, Level.OK, 100),
+        Indicator("notify_queue_usage", OVERALL, 0.0, Level.OK, 1),
+        Indicator("rate_limited", OVERALL, None, Level.UNKNOWN, 1),
+        Indicator("route_problems", OVERALL, 2.0, Level.WARNING, 2),
+        Indicator("success_rate", "pay", 1.0, Level.OK, 100),
+    ]
+    result = CheckResult(
+        Level.WARNING,
+        300.0,
+        indicators,
+        "CBMON WARNING - route_problems 2 (all)",
+        {},
+        THRESHOLDS,
+        named={"route_problems": "no_route: a|b"},
+        sources=("mechanism: scheduler is off: no pg_cron in this database",),
+    )
+    first, *rest = to_nagios(result).splitlines()
+    perf = first.split(" | ")[1].split()
+    assert "'route_problems'=2;@1:;;0" in perf
+    assert "'rate_limited'=U;@1:;;0" in perf
+    assert rest[:4] == [
+        "notify_queue_usage 0.00% ok",
+        "rate_limited - unknown",
+        "route_problems 2 warning (no_route: a/b)",  # "|" would start performance data
+        "mechanism: scheduler is off: no pg_cron in this database",
+    ]
+    assert rest[4].startswith("pay: success_rate 100.00% ok | ")

@@ -12,9 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from cbmon import secrets
+from cbmon import scope, secrets
 from cbmon.cli import logs
-from cbmon.sidecar import scope
 from tests.support.cli import cbmon
 
 PASSWORD = "s3cret-Pa55"
@@ -125,3 +124,30 @@ def test_a_fleets_lines_name_their_database(log_format: str) -> None:
     else:
         assert first.endswith("cbmon.sidecar.service: database orders-eu: poll failed")
         assert second.endswith("cbmon.sidecar.fleet: serving")
+
+
+def test_a_thread_names_the_database_of_the_thread_that_starts_it() -> None:
+    seen: dict[str, str | None] = {}
+
+    def note(name: str) -> None:
+        seen[name] = scope.current()
+
+    made = scope.Thread(target=note, args=("made unnamed, started in orders",))
+    with scope.scoped("orders"):
+        made.start()
+        inside = scope.Thread(target=note, args=("made and started in orders",))
+        inside.start()
+        late = scope.Thread(target=note, args=("made in orders, started in billing",))
+    assert scope.current() is None  # the block's own thread is as it was
+    with scope.scoped("billing"):
+        late.start()
+    plain = scope.Thread(target=note, args=("neither",))  # serve of one database
+    plain.start()
+    for thread in (made, inside, late, plain):
+        thread.join()
+    assert seen == {
+        "made unnamed, started in orders": "orders",
+        "made and started in orders": "orders",
+        "made in orders, started in billing": "billing",  # the starter's wins
+        "neither": None,
+    }

@@ -222,3 +222,17 @@ def test_the_mechanisms_limits_reload_live() -> None:
         "mechanism.notify_queue_usage.normal",
     )
     assert done.config.baseline.limit("notify_queue_usage") == Limits(0.1, 0.2)
+
+
+def test_named_says_what_each_indicator_is_about() -> None:
+    probed = state(
+        jobs=(Job("drain", False, 60.0, since=AT), Job("purge", True, 60.0, since=AT)),
+        buckets=(Bucket("default", 0.0, 10, 7),),
+        route_problems={"no_route": ("refund",), "disabled": (), "missing_handler": ("a", "b")},
+    )
+    assert judged.named(probed, 3) == {
+        "scheduler_jobs_failing": "drain: disabled",
+        "route_problems": "no_route: refund; missing_handler: a, b",
+        "rate_limited": "default: 7 dropped in all, 0 of 10 tokens left",
+    }
+    assert judged.named(state(), 3) == {}
