@@ -37,8 +37,9 @@ def rules(
     config_path: Path | None, output_format: str, traffic: bool, tests_dir: Path | None
 ) -> None:
     """Print the Prometheus rules for the configuration: recording rules, the baseline alerts
-    (thresholds, window, for and min_events as cbmon judges them), error-budget burn alerts
-    per objective, and alerts on cbmon itself. The shipped alerts.yml and alerts-traffic.yml
+    (thresholds, window, for and min_events as cbmon judges them), the mechanism's alerts
+    (NOTIFY queue, scheduler jobs, rate limiter, routing table), error-budget burn alerts per
+    objective, and alerts on cbmon itself. The shipped alerts.yml and alerts-traffic.yml
     are its output for the default configuration.
 
     \b

@@ -579,6 +579,7 @@ class Config(_Model):
             for_=file.slo.for_,
             min_events=file.slo.min_events,
             slow_callback=t.slow_callback,
+            missed_runs=file.mechanism.missed_runs,
             targets=_targets(file.objectives.success_rate, file.objectives.latency),
             event_targets={
                 name: _targets(own.success_rate, own.latency)

@@ -13,12 +13,14 @@ import math
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 
-from cbmon.domain import BUCKETS, WAIT_BUCKETS
+from cbmon.domain import BUCKETS, WAIT_BUCKETS, Job
 from cbmon.rules.recording import le
+from cbmon.slo.mechanism import failing_jobs
 from cbmon.slo.objectives import Baseline
 
-# A series (metric name and its own labels, "" for none) -> its increase over one window.
-Totals = dict[tuple[str, str], int]
+# A series (metric name and its own labels, "" for none) -> its increase over one window, or
+# a gauge's value (whole, but for a ratio such as the NOTIFY queue's usage).
+Totals = dict[tuple[str, str], int | Fraction]
 WORST = Fraction(10**6)  # beyond every threshold, clamped per indicator
 
 
@@ -135,8 +137,8 @@ def _e2e_totals(value: Fraction, events: int, _: Baseline) -> Totals:
     bounds = [Fraction(repr(b)) for b in WAIT_BUCKETS]
     if value > bounds[-1]:
         n = max(events, 1)
-        totals = {(f"{E2E}_bucket", f'le="{le(b)}"'): 0 for b in WAIT_BUCKETS}
-        return {**totals, (f"{E2E}_bucket", 'le="+Inf"'): n, (f"{E2E}_count", ""): n}
+        empty: Totals = {(f"{E2E}_bucket", f'le="{le(b)}"'): 0 for b in WAIT_BUCKETS}
+        return {**empty, (f"{E2E}_bucket", 'le="+Inf"'): n, (f"{E2E}_count", ""): n}
     index = next(i for i, b in enumerate(bounds) if value <= b)
     lower = bounds[index - 1] if index else Fraction(0)
     share = (value - lower) / (bounds[index] - lower)  # k/m
@@ -144,7 +146,7 @@ def _e2e_totals(value: Fraction, events: int, _: Baseline) -> Totals:
     scale = max(1, math.ceil(events / (20 * m)))
     k, m = k * scale, m * scale
     n = 20 * m
-    totals = {}
+    totals: Totals = {}
     for i, bound in enumerate(WAIT_BUCKETS):
         cumulative = 19 * m - k if i < index else 20 * m - k
         totals[(f"{E2E}_bucket", f'le="{le(bound)}"')] = cumulative
@@ -173,11 +175,77 @@ def _e2e_value(t: Totals, _: Baseline) -> float:
 
 
 def _count(name: str) -> Callable[[Totals], int]:
-    return lambda t: t[(name, "")]
+    return lambda t: int(t[(name, "")])
+
+
+# The mechanism's gauges, as cbmon exports them from a probe.
+NOTIFY = "cbmon_notify_queue_usage_ratio"
+
+
+def _notify_totals(value: Fraction, _events: int, _b: Baseline) -> Totals:
+    return {(NOTIFY, ""): min(max(value, Fraction(0)), Fraction(1))}
+
+
+# One scheduler job per failing job asked for, each every minute: the first without a success
+# for exactly missed_runs intervals (the judge's boundary), the others disabled; and a job that
+# is one second short of failing, which counts for nothing.
+JOB_INTERVAL = 60
+SCHEDULER = (
+    "cbmon_scheduler_job_enabled",
+    "cbmon_scheduler_job_interval_seconds",
+    "cbmon_scheduler_job_without_success_seconds",
+)
+
+
+def _scheduler_totals(value: Fraction, _events: int, baseline: Baseline) -> Totals:
+    due = baseline.missed_runs * JOB_INTERVAL
+    jobs = [("nearly", 1, due - 1)]
+    for i in range(int(min(max(value, Fraction(0)), Fraction(20)))):
+        jobs.append((f"late{i}", 1, due) if i == 0 else (f"off{i}", 0, 0))
+    totals: Totals = {}
+    for name, enabled, without in jobs:
+        own = f'job_name="{name}"'
+        for metric, sample in zip(SCHEDULER, (enabled, JOB_INTERVAL, without), strict=True):
+            totals[(metric, own)] = sample
+    return totals
+
+
+def _scheduler_value(t: Totals, baseline: Baseline) -> float:
+    """The failing jobs among the gauges, as the judge counts them."""
+    enabled, interval, without = SCHEDULER
+    names = {own for metric, own in t if metric == enabled}
+    jobs = [
+        Job(
+            own, bool(t[(enabled, own)]), float(t[(interval, own)]), since=-float(t[(without, own)])
+        )
+        for own in names
+    ]
+    return float(len(failing_jobs(jobs, 0.0, baseline.missed_runs)))
+
+
+def _dropped_totals(value: Fraction, _events: int, _b: Baseline) -> Totals:
+    """Drops split over two buckets (the rule sums them), the larger share in the second."""
+    n = int(min(max(value, Fraction(0)), Fraction(10**6)))
+    return {
+        ("cbmon_rate_limited_total", 'bucket="default"'): n // 2,
+        ("cbmon_rate_limited_total", 'bucket="pay"'): n - n // 2,
+    }
+
+
+def _routes_totals(value: Fraction, _events: int, _b: Baseline) -> Totals:
+    n = int(min(max(value, Fraction(0)), Fraction(10**4)))
+    return {
+        ("cbmon_route_problems", 'problem="no_route"'): n - n // 2,
+        ("cbmon_route_problems", 'problem="missing_handler"'): n // 2,
+    }
+
+
+def _summed(t: Totals, _: Baseline) -> float:
+    return float(sum(t.values()))
 
 
 def _finished(t: Totals) -> int:
-    return t[("cbmon_callbacks_delivered_total", "")] + t[("cbmon_callbacks_dead_total", "")]
+    return int(t[("cbmon_callbacks_delivered_total", "")] + t[("cbmon_callbacks_dead_total", "")])
 
 
 FEEDS: Mapping[str, Feed] = {
@@ -209,6 +277,19 @@ FEEDS: Mapping[str, Feed] = {
         per_event_type=False,
         gauge=True,
     ),
+    "notify_queue_usage": Feed(
+        decimal_step,
+        _notify_totals,
+        lambda t, _: float(t[(NOTIFY, "")]),
+        None,
+        per_event_type=False,
+        gauge=True,
+    ),
+    "scheduler_jobs_failing": Feed(
+        _whole, _scheduler_totals, _scheduler_value, None, per_event_type=False, gauge=True
+    ),
+    "rate_limited": Feed(_whole, _dropped_totals, _summed, None, per_event_type=False),
+    "route_problems": Feed(_whole, _routes_totals, _summed, None, per_event_type=False, gauge=True),
 }
 
 

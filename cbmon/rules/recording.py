@@ -48,7 +48,7 @@ def windows(baseline: Baseline) -> tuple[float, ...]:
 
 
 def groups(baseline: Baseline) -> tuple[Group, ...]:
-    return (*(_window(w, baseline) for w in windows(baseline)), _queue())
+    return (*(_window(w, baseline) for w in windows(baseline)), _queue(), _mechanism(baseline))
 
 
 def le(bound: float) -> str:
@@ -154,4 +154,56 @@ def _queue() -> Group:
                 expr=f"max by ({by()}) (cbmon_queue_oldest_age_seconds)",
             ),
         ),
+    )
+
+
+def scheduler_failing(missed_runs: int) -> str:
+    """A scheduler job failing as :func:`cbmon.slo.mechanism.job_failing` says: disabled, or
+    without a success for ``missed_runs`` of its intervals at the probe (a job whose schedule
+    gives no interval is judged on being disabled only)."""
+    each = "job_name"
+    return (
+        f"max by ({by(each)}) (cbmon_scheduler_job_enabled) == 0\n"
+        f"or\nmax by ({by(each)}) (cbmon_scheduler_job_without_success_seconds)\n"
+        f">= {missed_runs} * max by ({by(each)}) (cbmon_scheduler_job_interval_seconds)"
+    )
+
+
+def _mechanism(baseline: Baseline) -> Group:
+    """The mechanism's indicators as the judge counts them, one series per job and database.
+    Each reads the last probe, which cbmon holds until the next one (mechanism.interval)."""
+    w = duration(baseline.window)
+    failing = scheduler_failing(baseline.missed_runs).replace("\n", "\n  ")
+    return Group(
+        "cbmon-mechanism-series",
+        (
+            Rule(
+                record="cbmon:notify_queue_usage_ratio:max",
+                expr=f"max by ({by()}) (cbmon_notify_queue_usage_ratio)",
+            ),
+            Rule(
+                record="cbmon:scheduler_jobs_failing:count",
+                expr=(
+                    f"count by ({by()}) (\n  {failing}\n)\n"
+                    f"or 0 * max by ({by()}) (cbmon_scheduler_job_enabled)"
+                ),
+            ),
+            Rule(
+                record=f"cbmon:rate_limited:increase{w}",
+                expr=(
+                    f"sum by ({by()}) (\n"
+                    f"  max by ({by('bucket')}) (increase(cbmon_rate_limited_total[{w}]))\n)"
+                ),
+            ),
+            Rule(
+                record="cbmon:route_problems:sum",
+                expr=f"sum by ({by()}) (max by ({by('problem')}) (cbmon_route_problems))",
+            ),
+        ),
+        "The mechanism inside the database (docs/metrics.md#the-mechanism), from cbmon's probe\n"
+        "every mechanism.interval: how full the NOTIFY queue is, the scheduler jobs failing\n"
+        f"(disabled, or no success for mechanism.missed_runs = {baseline.missed_runs} of their "
+        "intervals), the callbacks the\nrate limiter dropped over slo.window, and the "
+        "routing problems (an event type with two\nproblems counts twice; cbmon's own count, "
+        "of event types, once).",
     )

@@ -2,7 +2,9 @@
 
 For each baseline alert: the indicator just inside, at and just outside each boundary (what
 fires is what :func:`cbmon.slo.judge.judge_value` says of the value Prometheus computes), and
-the ``min_events`` guard at its edge while the alert waits out ``for``. For each burn-rate pair:
+the ``min_events`` guard at its edge while the alert waits out ``for``. The mechanism's alerts
+the same way, firing at the first evaluation (no ``for``); the scheduler's case has a job one
+second short of ``mechanism.missed_runs`` intervals and one exactly at it. For each burn-rate pair:
 both windows above the threshold (pending, then firing), then the short one recovered, and the
 short one alone above it. For the optional traffic rule: callbacks that stopped, that go on,
 and a cbmon that cannot read its database.
@@ -59,7 +61,11 @@ def files(
     order = [group.name for group in rules.groups]
     if traffic:
         return {"traffic.test.yml": _file(rule_file, order, 60, [_traffic_case(baseline)])}
-    made = {"baseline.test.yml": _baseline_file(baseline, rules, rule_file, order)}
+    made = {}
+    for test_name, instant in (("baseline.test.yml", False), ("mechanism.test.yml", True)):
+        found = _baseline_file(baseline, rules, rule_file, order, instant=instant)
+        if found is not None:
+            made[test_name] = found
     for burn_ in _burn_files(baseline, rule_file, order):
         made.update(burn_)
     return made
@@ -107,9 +113,9 @@ def _series(probe: Probe, feed: Feed, samples: int) -> list[dict[str, str]]:
     for (metric, own), total in sorted(probe.totals.items()):
         labels = _labels(probe.job, own, feed.per_event_type)
         if feed.gauge:
-            values = f"{total}+0x{samples - 1}"
+            values = f"{number(total)}+0x{samples - 1}"
         else:
-            values = _values(spread(total, probe.steps), samples)
+            values = _values(spread(int(total), probe.steps), samples)
         found.append({"series": f"{metric}{labels}", "values": values})
     return found
 
@@ -142,7 +148,7 @@ def _alert(
 def _levels(objective: Objective, baseline: Baseline) -> list[Level]:
     limits = baseline.limit(objective.slo)
     assert limits is not None
-    return [Level.WARNING] if limits.alert is None else [Level.WARNING, Level.CRITICAL]
+    return baseline_rules.levels(objective, limits)
 
 
 def _fired(objective: Objective, value: float, baseline: Baseline) -> list[Level]:
@@ -172,7 +178,7 @@ def _probes(objective: Objective, feed: Feed, baseline: Baseline, steps: int) ->
 
 def _baseline_case(objective: Objective, baseline: Baseline) -> list[dict[str, Any]]:
     feed = FEEDS[objective.slo]
-    window, hold = baseline.window, baseline.for_
+    window, hold = baseline.window, _hold(objective, baseline)
     interval = _interval(window, hold, 60)
     steps = round(window / interval)
     full = window + hold  # every window full and exact since ``window``, for ``for``
@@ -186,19 +192,13 @@ def _baseline_case(objective: Objective, baseline: Baseline) -> list[dict[str, A
         for level in _fired(objective, value, baseline):
             expected += _alert(objective, level, value, probe.job, baseline, feed)
     series = [s for probe in probes for s in _series(probe, feed, samples)]
-    cases.append(
-        {
-            "interval": duration(interval),
-            "input_series": series,
-            "alert_rule_test": [
-                {
-                    "alertname": objective.alertname,
-                    "eval_time": duration(full),
-                    "exp_alerts": expected,
-                }
-            ],
-        }
-    )
+    tests = [
+        {"alertname": objective.alertname, "eval_time": duration(full), "exp_alerts": expected}
+    ]
+    if objective.instant and feed.gauge:
+        # No for: a gauge beyond its boundary fires at the first evaluation that sees it.
+        tests.insert(0, {**tests[0], "eval_time": duration(0)})
+    cases.append({"interval": duration(interval), "input_series": series, "alert_rule_test": tests})
     if feed.events is not None:
         cases.append(_guard_case(objective, feed, baseline, interval, steps, samples))
     return cases
@@ -249,15 +249,25 @@ def _guard_case(
     return {"interval": duration(interval), "input_series": series, "alert_rule_test": tests}
 
 
+def _hold(objective: Objective, baseline: Baseline) -> float:
+    """How long a rule waits before it fires: the mechanism's none, the others slo.for."""
+    return 0.0 if objective.instant else baseline.for_
+
+
 def _baseline_file(
-    baseline: Baseline, rules: RuleFile, rule_file: str, order: list[str]
-) -> dict[str, Any]:
+    baseline: Baseline, rules: RuleFile, rule_file: str, order: list[str], *, instant: bool
+) -> dict[str, Any] | None:
+    """The baseline alerts' tests, or the mechanism's (``instant``)."""
     names = recorded(rules.groups)
     tests = []
-    for check in baseline_rules.checks(baseline, names):
-        if check.level is Level.WARNING:  # one case per indicator covers both levels
+    seen: set[str] = set()
+    for check in baseline_rules.checks(baseline, names, instant=instant):
+        if check.objective.slo not in seen:  # one case per indicator covers both levels
+            seen.add(check.objective.slo)
             tests += _baseline_case(check.objective, baseline)
-    interval = _interval(baseline.window, baseline.for_, 60)
+    if not tests:
+        return None
+    interval = _interval(baseline.window, 0.0 if instant else baseline.for_, 60)
     return _file(rule_file, order, interval, tests)
 
 

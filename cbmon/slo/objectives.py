@@ -256,6 +256,7 @@ NOTIFY_QUEUE = Objective(
         "A listening session has stopped reading: find it (pg_stat_activity, state idle in "
         "transaction, or cbmon_listener_up) and end its transaction or the session."
     ),
+    series="cbmon:notify_queue_usage_ratio:max",
 )
 SCHEDULER_JOBS = Objective(
     slo="scheduler_jobs_failing",
@@ -275,9 +276,11 @@ SCHEDULER_JOBS = Objective(
         "for several of their intervals (mechanism.missed_runs): the queue is not drained."
     ),
     advice=(
-        "The status page and /api/v1/status name the jobs; read their last runs "
-        "(cron.job_run_details, or PG_JOB's failure_count on openGauss) and enable them again."
+        "The status page and /api/v1/status name the jobs; check their last runs "
+        "(cron.job_run_details, or PG_JOB's failure_count on openGauss), fix the cause and "
+        "enable them again."
     ),
+    series="cbmon:scheduler_jobs_failing:count",
 )
 RATE_LIMITED = Objective(
     slo="rate_limited",
@@ -299,6 +302,7 @@ RATE_LIMITED = Objective(
         "cbmon_rate_limit_tokens and cbmon_rate_limited_total name the buckets; raise their "
         "capacity or refill rate in callback_limits, or find the burst."
     ),
+    series="cbmon:rate_limited:increase{w}",
 )
 ROUTE_PROBLEMS = Objective(
     slo="route_problems",
@@ -317,7 +321,11 @@ ROUTE_PROBLEMS = Objective(
         "not exist or more retries than the policy allows: their callbacks are lost or "
         "retried too often."
     ),
-    advice="The status page and /api/v1/status name them by problem; fix callback_router.",
+    advice=(
+        "Look at the status page or /api/v1/status, which name them by problem, and fix "
+        "callback_router."
+    ),
+    series="cbmon:route_problems:sum",
 )
 MECHANISM: tuple[Objective, ...] = (NOTIFY_QUEUE, SCHEDULER_JOBS, RATE_LIMITED, ROUTE_PROBLEMS)
 
@@ -373,6 +381,8 @@ class Baseline:
     for_: float = 60.0
     min_events: int = 20
     slow_callback: float = 0.200
+    # A scheduler job without a success for this many of its intervals is failing.
+    missed_runs: int = 3
     # Objectives over a period, by slo, and per event type where one differs.
     targets: Mapping[str, Target] = dataclasses.field(default_factory=dict)
     event_targets: Mapping[str, Mapping[str, Target]] = dataclasses.field(default_factory=dict)

@@ -125,7 +125,15 @@ def _jobs(state: Mechanism) -> Iterator[Metric]:
         "Seconds between the scheduler job's runs, from its schedule (when it says).",
         labels=["job_name"],
     )
+    without = GaugeMetricFamily(
+        "cbmon_scheduler_job_without_success_seconds",
+        "Seconds the scheduler job had gone without a success at the probe (since its last "
+        "success, else its first run seen, else since cbmon first saw it).",
+        labels=["job_name"],
+    )
     for job in state.jobs:
+        if job.since is not None:
+            without.add_metric([job.name], max(0.0, state.at - job.since))
         if job.interval is not None:
             interval.add_metric([job.name], job.interval)
         runs.add_metric([job.name, "succeeded"], float(job.succeeded))
@@ -137,6 +145,7 @@ def _jobs(state: Mechanism) -> Iterator[Metric]:
     yield last
     yield enabled
     yield interval
+    yield without
 
 
 def summary(state: Mechanism | None, missed_runs: int) -> dict[str, Any] | None:

@@ -168,6 +168,12 @@ def test_a_failing_job_is_counted_judged_and_gone_once_unscheduled(cron: PgSchem
     # No success for 3 of its intervals (from its first run): critical, not a moment before.
     failing = by_name["cbmon_failing"]
     assert failing.since is not None
+    # What the generated CallbackSchedulerJobFailing compares with 3 of its intervals: the
+    # time without a success as of the probe, for a job that never succeeded too.
+    assert sample(
+        "cbmon_scheduler_job_without_success_seconds", {"job_name": "cbmon_failing"}
+    ) == pytest.approx(state.at - failing.since)
+    assert sample("cbmon_scheduler_job_interval_seconds", {"job_name": "cbmon_failing"}) == 60
     at_limit = dataclasses.replace(state, at=failing.since + 180, jobs=(failing,))
     before = dataclasses.replace(state, at=failing.since + 179, jobs=(failing,))
     baseline = pg.config().baseline

@@ -1,6 +1,6 @@
 """The rules against real promtool: the shipped files are valid, the hand-written tests (recording
-rules, cbmon watching itself) and the generated ones (every baseline and burn-rate alert, the
-traffic rule) pass, for the default configuration and changed ones, and fail when a rule
+rules, cbmon watching itself) and the generated ones (every baseline, mechanism and burn-rate
+alert, the traffic rule) pass, for the default configuration and changed ones, and fail when a rule
 changes under them."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from cbmon.cli import cli
+from cbmon.slo.objectives import MECHANISM
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,10 @@ ALERTS = ROOT / "alerts.yml"
 TRAFFIC = ROOT / "alerts-traffic.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yml"))
 METRICS_DOC = ROOT / "docs" / "metrics.md"
-# Other thresholds, window, for and min_events, a 28-day objective, a latency objective and an
-# event type with an objective of its own: each changes the rules with no other edit.
+MECHANISM_SLOS = {o.slo for o in MECHANISM}
+# Other thresholds (the mechanism's too), window, for and min_events, a 28-day objective, a
+# latency objective and an event type with an objective of its own: each changes the rules with
+# no other edit.
 CHANGED = """\
 thresholds:
   success_rate: {normal: 0.98, alert: 0.95}
@@ -35,6 +38,9 @@ thresholds:
   dead_letters: {normal: 3, alert: 10}
   end_to_end_p95: {normal: 2s, alert: 12s}
 slo: {window: 10m, for: 3m, min_events: 50, traffic_absent_after: 15m}
+mechanism:
+  notify_queue_usage: {normal: 0.3, alert: 0.75}
+  missed_runs: 5
 objectives:
   success_rate: {target: 0.999, period: 28d}
   latency: {target: 0.99, threshold: 500ms, period: 7d}
@@ -124,9 +130,21 @@ def test_generated_rules_and_their_tests_pass(tmp_path: Path, name: str, traffic
         ("for: 1m", "for: 0s"),
         ("cbmon:callback_error_ratio:rate1h > 0.072", "cbmon:callback_error_ratio:rate1h > 0.07"),
         ("cbmon:callback_error_ratio:rate5m > 0.072", "cbmon:callback_error_ratio:rate5m > 0"),
+        (
+            "cbmon:notify_queue_usage_ratio:max > 0.9",
+            "cbmon:notify_queue_usage_ratio:max >= 0.9",
+        ),
+        (
+            "cbmon:notify_queue_usage_ratio:max >= 0.5",
+            "cbmon:notify_queue_usage_ratio:max >= 0.5\n        for: 1m",
+        ),
+        ("cbmon:scheduler_jobs_failing:count >= 1", "cbmon:scheduler_jobs_failing:count > 1"),
+        (">= 3 * max by", "> 3 * max by"),
+        ("cbmon:rate_limited:increase5m >= 1", "cbmon:rate_limited:increase5m > 1"),
+        ("cbmon:route_problems:sum >= 1", "cbmon:route_problems:sum > 1"),
     ],
 )
-@pytest.mark.slow  # seven runs of every generated test
+@pytest.mark.slow  # a run of every generated test per change
 def test_generated_tests_fail_when_a_rule_changes(tmp_path: Path, before: str, after: str) -> None:
     tests = generated(tmp_path, None)
     rules = tmp_path / "rules" / "alerts.yml"
@@ -201,7 +219,8 @@ def test_alerts_carry_actionable_annotations() -> None:
         assert annotations["summary"].strip(), rule["alert"]
         # The description tells a person where to look, not only what broke.
         assert re.search(r"\b(look|check|find)\b", annotations["description"], re.I), rule["alert"]
-        assert "for" in rule, rule["alert"]
+        # The mechanism's fire at once, as cbmon's own (judged at each probe).
+        assert ("for" in rule) != (rule["labels"].get("slo") in MECHANISM_SLOS), rule["alert"]
 
 
 def test_rules_use_only_documented_metrics() -> None:

@@ -169,6 +169,8 @@ def test_every_family_is_exported_from_memory() -> None:
     )
     assert value("cbmon_scheduler_job_enabled", {"job_name": "drain"}) == 1
     assert value("cbmon_scheduler_job_interval_seconds", {"job_name": "drain"}) == 60
+    # what the judge compares with missed_runs intervals, as of the probe
+    assert value("cbmon_scheduler_job_without_success_seconds", {"job_name": "drain"}) == 30
     assert value("cbmon_rate_limit_tokens", {"bucket": "default"}) == 2
     assert value("cbmon_rate_limited_total", {"bucket": "default"}) == 7
     assert value("cbmon_route_problems", {"problem": "missing_handler"}) == 2

@@ -33,7 +33,9 @@ from cbmon.slo.objectives import (
     END_TO_END_P95,
     JUDGED,
     MECHANISM,
+    NOTIFY_QUEUE,
     P95_LATENCY,
+    SCHEDULER_JOBS,
     Baseline,
     Limits,
     Target,
@@ -111,19 +113,21 @@ def test_every_judged_indicator_alerts_on_the_judges_side_of_each_boundary(
             continue
         limits = baseline.limit(objective.slo)
         assert limits is not None
+        around = [limits.normal, *([] if limits.alert is None else [limits.alert])]
         for rule in (r for r in rules if r["alert"] == objective.alertname):
             severity = rule["labels"]["severity"]
             level = Level.CRITICAL if severity == "critical" else Level.WARNING
             _, op, threshold, _ = _split(rule["expr"])
-            assert threshold == (limits.alert if level is Level.CRITICAL else limits.normal)
-            # Around the boundary, PromQL's comparison and the judge agree.
-            for value in (threshold * 0.999, threshold, threshold * 1.001, threshold + 1):
-                fires = OPERATORS[op](value, threshold)
-                assert fires == (judge_value(objective, value, limits) >= level), (
-                    objective.slo,
-                    severity,
-                    value,
-                )
+            assert threshold in around
+            # Around each boundary, PromQL's comparison and the judge agree.
+            for bound in around:
+                for value in (bound * 0.999, bound, bound * 1.001, bound + 1, bound - 0.5):
+                    fires = OPERATORS[op](value, threshold)
+                    assert fires == (judge_value(objective, value, limits) >= level), (
+                        objective.slo,
+                        severity,
+                        value,
+                    )
             seen.add((objective.slo, severity))
     expected = {
         (o.slo, s)
@@ -132,6 +136,8 @@ def test_every_judged_indicator_alerts_on_the_judges_side_of_each_boundary(
         for s in ("warning", "critical")
         if s == "warning" or (baseline.limit(o.slo) or Limits(0)).alert is not None
     }
+    # A failing scheduler job is critical at once: the judge never calls it a warning.
+    expected.discard((SCHEDULER_JOBS.slo, "warning"))
     assert seen == expected
 
 
@@ -385,8 +391,8 @@ def test_end_to_end_inputs_give_the_quantile_asked_for_as_cbmon_computes_it(targ
     totals = feed.totals(Fraction(target), 20, DEFAULT)
     value = feed.value(totals, DEFAULT)
     assert value == pytest.approx(float(target), rel=1e-12)
-    cumulative = [totals[(f"{E2E}_bucket", f'le="{le(b)}"')] for b in WAIT_BUCKETS]
-    count = totals[(f"{E2E}_count", "")]
+    cumulative = [int(totals[(f"{E2E}_bucket", f'le="{le(b)}"')]) for b in WAIT_BUCKETS]
+    count = int(totals[(f"{E2E}_count", "")])
     assert count >= 20
     assert value == pytest.approx(quantile(0.95, WAIT_BUCKETS, cumulative, count), rel=1e-12)
 
@@ -396,6 +402,109 @@ def test_every_alerted_indicator_has_test_inputs() -> None:
     alerted = {c.objective.slo for c in baseline_rules.checks(DEFAULT, names)}
     assert alerted == {o.slo for o in JUDGED if o.unit != "age" and o.series is not None}
     assert alerted <= set(FEEDS)
-    # The mechanism's indicators have no recorded series yet: alerts-mechanism.yml has them.
-    unseries = {o.slo for o in JUDGED if o.series is None and o.unit != "age"}
-    assert unseries == {o.slo for o in MECHANISM}
+    assert {o.slo for o in MECHANISM} <= alerted  # the mechanism's too, from the same table
+    assert {o.slo for o in JUDGED if o.series is None} == {"last_attempt_age"}
+
+
+# -- the mechanism ----------------------------------------------------------------------------
+
+
+def _group(text: str, name: str) -> list[dict[str, Any]]:
+    [group] = [g for g in yaml.safe_load(text)["groups"] if g["name"] == name]
+    return list(group["rules"])
+
+
+def test_the_mechanism_alerts_fire_at_once_and_the_others_wait_out_for() -> None:
+    text = run()
+    mechanism = _group(text, "cbmon-mechanism")
+    assert {r["alert"] for r in mechanism} == {o.alertname for o in MECHANISM}
+    assert all("for" not in r for r in mechanism)  # cbmon judges them at once, at each probe
+    assert {r["labels"]["slo"] for r in mechanism} == {o.slo for o in MECHANISM}
+    baseline = _group(text, "cbmon-baseline")
+    assert {r["for"] for r in baseline} == {"1m"}
+    assert not {r["alert"] for r in baseline} & {o.alertname for o in MECHANISM}
+    assert not (ROOT / "alerts-mechanism.yml").exists()  # generated into alerts.yml instead
+
+
+def test_the_mechanism_rules_follow_the_configuration(tmp_path: Path) -> None:
+    changed = made(
+        baseline_of(
+            tmp_path,
+            "mechanism:\n"
+            "  notify_queue_usage: {normal: 0.3, alert: 0.75}\n"
+            "  missed_runs: 5\n"
+            "slo: {window: 10m}\n",
+        )
+    )
+    notify = {
+        r["labels"]["severity"]: r["expr"]
+        for r in alerts(changed)
+        if r["alert"] == NOTIFY_QUEUE.alertname
+    }
+    assert notify == {
+        "warning": "cbmon:notify_queue_usage_ratio:max >= 0.3",
+        "critical": "cbmon:notify_queue_usage_ratio:max > 0.75",
+    }
+    series = {r["record"]: r["expr"] for r in _group(changed, "cbmon-mechanism-series")}
+    failing = series["cbmon:scheduler_jobs_failing:count"]
+    assert ">= 5 * max by (job, database, job_name) (cbmon_scheduler_job_interval_seconds)" in (
+        failing
+    )
+    assert "increase(cbmon_rate_limited_total[10m])" in series["cbmon:rate_limited:increase10m"]
+    [limited] = [r for r in alerts(changed) if r["alert"] == "CallbackRateLimited"]
+    assert limited["expr"] == "cbmon:rate_limited:increase10m >= 1"
+    assert "In the last 10m" in limited["annotations"]["description"]
+    # The default's rules say 50 %, 90 % and 3.
+    default = run()
+    assert "cbmon:notify_queue_usage_ratio:max >= 0.5\n" in default
+    assert ">= 3 * max by" in default
+
+
+def test_the_generated_mechanism_tests_cross_each_boundary(tmp_path: Path) -> None:
+    run("--tests", str(tmp_path))
+    data = yaml.safe_load((tmp_path / "mechanism.test.yml").read_text(encoding="utf-8"))
+    jobs: dict[str, set[str]] = {}
+    fired: dict[str, set[tuple[str, str]]] = {}
+    for case in data["tests"]:
+        for test in case["alert_rule_test"]:
+            name = test["alertname"]
+            jobs.setdefault(name, set()).update(
+                re.findall(r'job="([^"]+)"', " ".join(s["series"] for s in case["input_series"]))
+            )
+            fired.setdefault(name, set()).update(
+                (a["exp_labels"]["job"], a["exp_labels"]["severity"]) for a in test["exp_alerts"]
+            )
+    assert set(jobs) == {o.alertname for o in MECHANISM}
+    assert jobs["CallbackNotifyQueueFilling"] == {
+        f"{side}-{bound}" for side in ("below", "at", "above") for bound in ("0.5", "0.9")
+    }
+    assert fired["CallbackNotifyQueueFilling"] == {
+        ("at-0.5", "warning"),
+        ("above-0.5", "warning"),
+        ("below-0.9", "warning"),
+        ("at-0.9", "warning"),
+        ("above-0.9", "warning"),
+        ("above-0.9", "critical"),
+    }
+    for name in ("CallbackRateLimited", "CallbackRouteProblem"):
+        assert jobs[name] == {"below-1", "at-1", "above-1"}
+        assert fired[name] == {("at-1", "warning"), ("above-1", "warning")}
+    assert fired["CallbackSchedulerJobFailing"] == {
+        ("at-1", "critical"),
+        ("above-1", "critical"),
+        ("above-0", "critical"),
+    }
+    # Every scheduler case has a job one second short of missed_runs intervals, which never
+    # fires, and the failing ones exactly at it.
+    scheduler = next(
+        c
+        for c in data["tests"]
+        if c["alert_rule_test"][0]["alertname"] == "CallbackSchedulerJobFailing"
+    )
+    without = {
+        s["series"]: s["values"]
+        for s in scheduler["input_series"]
+        if "without_success" in s["series"]
+    }
+    assert {v.split("+")[0] for k, v in without.items() if "nearly" in k} == {"179"}
+    assert {v.split("+")[0] for k, v in without.items() if "late0" in k} == {"180"}
