@@ -167,6 +167,16 @@ def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckR
         )
         for row in rows
     }
+    # Callbacks, not only attempts, where the tables tell them apart: queued to delivered
+    # exact too.
+    end_p95 = {
+        (row.event_type or OVERALL): (
+            None
+            if row.lifecycle is None or row.lifecycle.end.p95_ms is None
+            else float(row.lifecycle.end.p95_ms) / 1000
+        )
+        for row in rows
+    }
     assert report.queue is not None
     indicators = evaluate(
         report.overall.figures,
@@ -174,6 +184,8 @@ def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckR
         report.queue.backlog,
         report.baseline,
         p95=p95,
+        callbacks=report.lifecycle,
+        end_p95=end_p95,
     )
     return verdict(indicators, window, report.baseline, ahead)
 

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from cbmon.config import Config
 from cbmon.db import catalog, sqlfiles
 from cbmon.db.connect import first_line, local_settings
-from cbmon.domain import Features, Figures
+from cbmon.domain import Features, Figures, Level
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.ingest import lifecycle
@@ -38,7 +38,8 @@ from cbmon.report.model import (
 from cbmon.report.period import PeriodRequest, check_step, default_step, previous, resolve
 from cbmon.report.progress import Progress
 from cbmon.slo import budget
-from cbmon.slo.judge import callback_indicators, judge
+from cbmon.slo.judge import Indicator, callback_indicators, judge
+from cbmon.slo.objectives import DEAD_LETTERS
 
 DbRow = dict[str, Any]
 # The start of the step a row falls in; {created_at} read as UTC (the session's zone).
@@ -131,7 +132,9 @@ def callbacks_statement(config: Config, found: Features, name: str) -> sql.Compo
         for key, expression in lifecycle.aggregates(config, found).items()
     )
     starts = {"bucket_start": _BUCKET_START.format(created_at=created_at)}
-    parts = {key: part.format(**starts) for key, part in _ATTEMPTS[name].items()}
+    parts: dict[str, sql.Composable] = {
+        key: part.format(**starts) for key, part in _ATTEMPTS[name].items()
+    }
     # Grouped by the event type as the report names it: the log's own column is there too.
     parts["grouping"] = _CALLBACKS_GROUPING[name]
     statuses = len(logs.success_statuses)
@@ -231,16 +234,26 @@ def _key(row: DbRow) -> str | None:
     return None if row["is_overall"] else str(row["event_type"])
 
 
+def _judged(
+    event_type: str, figures: Figures, config: Config, p95: float | None = None
+) -> tuple[Indicator, ...]:
+    """Judged as serve judges them, but for one thing: a period in which no callback finished
+    has no dead-letter verdict (serve's window is always now; a report's may be long past, and
+    an empty one stays unknown, as its attempts' verdicts do)."""
+    found = callback_indicators(event_type, figures, config.baseline, {event_type: p95})
+    if figures.callbacks.finished:
+        return tuple(found)
+    return tuple(replace(i, state=Level.UNKNOWN) if i.slo == DEAD_LETTERS.slo else i for i in found)
+
+
 def _lifecycle(row: DbRow | None, figures: Figures, key: str | None, config: Config) -> Lifecycle:
-    """The callbacks' figures of one row, judged as serve judges them (exact end-to-end p95)."""
+    """The callbacks' figures of one row, judged (with the exact end-to-end p95)."""
     event_type = key or ""
     if row is None:
-        return Lifecycle(
-            indicators=tuple(callback_indicators(event_type, figures, config.baseline))
-        )
+        return Lifecycle(indicators=_judged(event_type, figures, config))
     end = Latency(row["end_p50_ms"], row["end_p95_ms"], row["end_p99_ms"], row["end_max_ms"])
     p95 = None if end.p95_ms is None else float(end.p95_ms) / 1000.0
-    indicators = callback_indicators(event_type, figures, config.baseline, {event_type: p95})
+    indicators = _judged(event_type, figures, config, p95)
     return Lifecycle(
         callbacks=int(row["cb_callbacks"]),
         first_attempts=int(row["cb_first_attempts"]),
@@ -249,7 +262,7 @@ def _lifecycle(row: DbRow | None, figures: Figures, key: str | None, config: Con
         recovered=int(row["cb_recovered"]),
         wait=Latency(row["wait_p50_ms"], row["wait_p95_ms"], row["wait_p99_ms"]),
         end=end,
-        indicators=tuple(indicators),
+        indicators=indicators,
     )
 
 
