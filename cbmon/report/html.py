@@ -32,6 +32,7 @@ from cbmon.report.text import (
     callback_compare_rows,
     callback_compare_title,
     callback_rows,
+    callback_thresholds_line,
     compare_rows,
     compare_title,
     headline,
@@ -350,5 +351,7 @@ def render_html(report: Report) -> str:
     parts.append("<h2>Over time</h2>")
     parts += charts(report)
     parts.append(f'<p class="note">{escape(thresholds_line(report, _UNKNOWN))}</p>')
+    if told_either(report):
+        parts.append(f'<p class="note">{escape(callback_thresholds_line(report))}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

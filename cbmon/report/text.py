@@ -15,7 +15,7 @@ from cbmon.report.frame import TRIES_COLUMNS, series_frame, summary_frame
 from cbmon.report.model import TRIES_LABELS, Report, Row
 from cbmon.report.period import step_name
 from cbmon.slo import wording
-from cbmon.slo.objectives import CALLBACK_SUCCESS_RATE, Baseline
+from cbmon.slo.objectives import CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95, Baseline
 
 OVERALL = "(all)"
 EMPTY_NOTE = "No callback attempts and no errors were recorded in this period."
@@ -209,6 +209,15 @@ def times_rows(report: Report, unknown: str = present.MISSING) -> list[list[str]
         ]
         for record in summary_frame(report).to_dict("records")
     ]
+
+
+def callback_thresholds_line(report: Report) -> str:
+    """The callbacks' part of the baseline in one line, beside :func:`thresholds_line`."""
+    parts = [
+        f"{o.label} {wording.bounds(o, report.baseline.limit(o.slo))}"
+        for o in (CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95)
+    ]
+    return f"Callbacks' baseline: {'; '.join(parts)}"
 
 
 def lifecycle_line(report: Report) -> str | None:
@@ -418,6 +427,8 @@ def render_table(report: Report) -> str:
         lines += ["", f"{series_title(report)}:"]
         lines += present.table(series_headers(report), series_rows(report))
     lines += ["", thresholds_line(report)]
+    if told_either(report):
+        lines.append(callback_thresholds_line(report))
     return "\n".join(lines) + "\n"
 
 
@@ -490,4 +501,6 @@ def render_markdown(report: Report) -> str:
         lines += ["", f"### {series_title(report)}", ""]
         lines += present.markdown_table(series_headers(report), series_rows(report))
     lines += ["", f"_{thresholds_line(report)}_"]
+    if told_either(report):
+        lines += ["", f"_{callback_thresholds_line(report)}_"]
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ SELECT {bucket_column}
        GROUPING(cbmon_event_type) = 1                                 AS is_overall,
        {aggregates},
        count(DISTINCT {queue_id})                                     AS cb_callbacks,
-       count(CASE WHEN {attempt} = 1 THEN 1 END)                      AS cb_first_attempts,
+       count(CASE WHEN {attempt} = 1 AND {queue_id} IS NOT NULL THEN 1 END) AS cb_first_attempts,
        count(CASE WHEN {attempt} = 1 AND cbmon_first THEN 1 END)      AS cb_first_try,
        count(CASE WHEN cbmon_first_failed THEN 1 END)                 AS cb_first_failed,
        count(CASE WHEN cbmon_recovered THEN 1 END)                    AS cb_recovered,
@@ -30,9 +30,9 @@ FROM (
     SELECT {bucket}
            COALESCE(NULLIF({event_type}::text, ''), 'unknown')            AS cbmon_event_type,
            CASE WHEN {attempt} = 1 AND cbmon_queued >= 0
-                THEN cbmon_queued * 1000.0 END                            AS cbmon_wait_ms,
+                THEN cbmon_queued::float8 * 1000.0 END                            AS cbmon_wait_ms,
            CASE WHEN cbmon_first AND cbmon_queued >= 0
-                THEN cbmon_queued * 1000.0 END                            AS cbmon_end_ms,
+                THEN cbmon_queued::float8 * 1000.0 END                            AS cbmon_end_ms,
            {first_failed}                                                 AS cbmon_first_failed,
            CASE WHEN {first_failed} THEN EXISTS (
                SELECT 1 FROM {logs} AS later
