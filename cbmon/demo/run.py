@@ -41,6 +41,7 @@ from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import (
     DEFAULT_CYCLE,
+    FROZEN_LEASE,
     SCENARIOS,
     Conditions,
     Scenario,
@@ -48,9 +49,11 @@ from cbmon.demo.scenario import (
     slo_window,
 )
 from cbmon.demo.traffic import Traffic
-from cbmon.demo.view import LiveView, Snapshot, clock
+from cbmon.demo.view import CallbackTotals, LiveView, Snapshot, clock
+from cbmon.demo.workers import FreezingWorker, LeasedOptions
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError, DatabaseError
+from cbmon.ingest.store import View as StoreView
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.sidecar.service import Service
@@ -375,14 +378,31 @@ class Demo:
             secret=receivers.secret, timeout=5.0, poll_interval=1.0, batch_size=5
         )
         threads = []
+        freezes = any(phase.freeze_worker for phase in self.scenario.phases)
         for number in range(1, self.options.workers + 1):
-            worker = Worker(
-                dsn,
-                schema=self.options.schema,
-                options=options,
-                stop=stop,
-                name=f"cbmon-demo-worker-{number}",
-            )
+            name = f"cbmon-demo-worker-{number}"
+            worker: Worker
+            if freezes and number == 1:
+                # the one the scenario stops mid-delivery: one claim at a time, a short lease
+                leased = LeasedOptions(
+                    secret=receivers.secret,
+                    timeout=5.0,
+                    poll_interval=1.0,
+                    batch_size=1,
+                    lease=FROZEN_LEASE,
+                )
+                worker = FreezingWorker(
+                    dsn,
+                    frozen=lambda: self.conditions().phase.freeze_worker,
+                    schema=self.options.schema,
+                    options=leased,
+                    stop=stop,
+                    name=name,
+                )
+            else:
+                worker = Worker(
+                    dsn, schema=self.options.schema, options=options, stop=stop, name=name
+                )
             stack.callback(worker.close)
             worker.check_tables()
             threads.append(threading.Thread(target=worker.run, name=worker.name))
@@ -481,6 +501,20 @@ class Demo:
             firing=counts.firing,
             window=self.window,
             baseline=service.config.baseline,
+            callbacks=self._callbacks(view),
+        )
+
+    @staticmethod
+    def _callbacks(view: StoreView) -> CallbackTotals | None:
+        """Callbacks since the start and the queue by state, where the tables tell them."""
+        if view.features is None or not view.features.outcomes:
+            return None
+        totals = [f.callbacks for f in view.figures.values()]
+        return CallbackTotals(
+            delivered=sum(c.delivered for c in totals),
+            dead=sum(c.dead for c in totals),
+            duplicates=sum(c.duplicates for c in totals),
+            states=view.queue_states,
         )
 
     def _loop(self, service: Service, alerts: AlertReceiver) -> None:
