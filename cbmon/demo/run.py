@@ -220,6 +220,8 @@ class Demo:
         self.data_dir: Path | None = None
         self.events: queue.Queue[AlertEvent] = queue.Queue()
         self.traffic: Traffic | None = None
+        self.freezing: FreezingWorker | None = None  # the worker the scenario stops, if any
+        self._held: int | None = None  # the callback it held when last looked at
 
     # -- helpers -----------------------------------------------------------------------------
     def say(self, text: str, indent: str = "    ") -> None:
@@ -391,7 +393,7 @@ class Demo:
                     batch_size=1,
                     lease=FROZEN_LEASE,
                 )
-                worker = FreezingWorker(
+                worker = self.freezing = FreezingWorker(
                     dsn,
                     frozen=lambda: self.conditions().phase.freeze_worker,
                     schema=self.options.schema,
@@ -468,6 +470,13 @@ class Demo:
             f"  critical   success < {present.percent(t.success_rate.alert)}, avg > "
             f"{present.millis(t.avg_latency.alert)}, backlog > {t.backlog.alert}",
         ]
+        end = service.config.baseline.limit("end_to_end_p95")
+        if end is not None:
+            alert = "" if end.alert is None else f", critical > {format_duration(end.alert)}"
+            lines.append(
+                f"  callbacks  3 retries (0.5s, 1s, 2s), then a dead letter (a warning); end to "
+                f"end p95 ok < {format_duration(end.normal)}{alert}"
+            )
         if o.listen is None and service.server.address != DEFAULT_LISTEN:
             lines.append(
                 f"  note: {DEFAULT_LISTEN} is taken (another demo?), so this one serves on "
@@ -530,6 +539,7 @@ class Demo:
                 self.view.note(f"[{clock(elapsed)}] phase {phase}: {current.describe()}")
             while not self.events.empty():
                 self.view.alert(self.events.get_nowait(), elapsed)
+            self._watch_frozen(elapsed)
             self.view.update(self._snapshot(service, alerts))
             if self.traffic is not None and self.traffic.failure is not None:
                 raise DatabaseError(f"demo traffic failed: {self.traffic.failure}")
@@ -539,6 +549,28 @@ class Demo:
         while not self.events.empty():
             self.view.alert(self.events.get_nowait(), self.elapsed())
         self.view.update(self._snapshot(service, alerts), force=True)
+
+    def _watch_frozen(self, elapsed: float) -> None:
+        """Say when the stopped worker stops, and when it comes back."""
+        worker = self.freezing
+        if worker is None:
+            return
+        holding = worker.holding
+        if holding == self._held:
+            return
+        if holding is not None:
+            self.view.note(
+                f"[{clock(elapsed)}] {worker.name} stops after delivering callback {holding}, "
+                f"before recording it (as if killed): the callback stays in flight, then "
+                f"stuck once its {format_duration(FROZEN_LEASE)} lease runs out, and another "
+                "worker delivers it again"
+            )
+        else:
+            self.view.note(
+                f"[{clock(elapsed)}] {worker.name} is back and records its delivery of "
+                f"callback {self._held}: a second successful attempt, counted as a duplicate"
+            )
+        self._held = holding
 
     def _summary(self, config: Config, alerts: AlertReceiver, elapsed: float) -> int:
         try:

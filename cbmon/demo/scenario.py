@@ -32,11 +32,12 @@ class Phase:
 
     def describe(self) -> str:
         if self.failure_rate >= 1:
-            return "receivers down: every request fails, for longer than the retries last"
+            return "receivers down, longer than the retries"
+        if self.freeze_worker:
+            return "a worker stops mid-lease"
         latency = f"{self.latency * 1000:.0f} ms" if self.latency < 1 else f"{self.latency:g} s"
         failing = f", {self.failure_rate:.1%} failing" if self.failure_rate else ""
-        frozen = "; a worker stops mid-delivery, past its lease" if self.freeze_worker else ""
-        return f"receivers answer in ~{latency}{failing}{frozen}"
+        return f"receivers answer in ~{latency}{failing}"
 
 
 @dataclass(frozen=True)

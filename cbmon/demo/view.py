@@ -208,8 +208,8 @@ def _callback_lines(snapshot: Snapshot, words: _Words) -> list[str]:
     p95 = _value(end)
     shown = present.MISSING if p95 is None else f"{p95:.2f}s"
     lines = [
-        f"  callbacks since the start: {totals.delivered} delivered, {totals.dead} dead, "
-        f"{totals.duplicates} duplicates",
+        f"  callbacks since the start: delivered {totals.delivered}, dead {totals.dead}, "
+        f"duplicates {totals.duplicates}",
         f"  last {format_duration(snapshot.window)}: delivered {delivered} {words.state(rate)}, "
         f"dead {present.count(_value(dead))} {words.state(dead)}, "
         f"e2e p95 {shown} {words.state(end)}",

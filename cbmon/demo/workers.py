@@ -43,11 +43,14 @@ class FreezingWorker(Worker):
         super().__init__(dsn, schema=schema, options=options, stop=stop, name=name)
         self.frozen = frozen
         self.stalls = 0  # deliveries held back past their lease
+        self.holding: int | None = None  # the callback delivered and not recorded, while frozen
 
     def deliver(self, claim: Claim, route: Route) -> Outcome:
         outcome = super().deliver(claim, route)
         if outcome.ok and self.frozen():
             self.stalls += 1
+            self.holding = claim.queue_id
             while self.frozen() and not self.stop.wait(0.1):
                 pass
+            self.holding = None
         return outcome
