@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from cbmon.demo.scenario import SCENARIOS, Phase, slo_window
+from cbmon.demo.run import RETRY_POLICY
+from cbmon.demo.scenario import FROZEN_LEASE, SCENARIOS, Phase, shortest_cycle, slo_window
 
 
 def _phases(name: str, cycle: float) -> list[Phase]:
@@ -66,9 +67,6 @@ def test_the_scenario_repeats_when_the_demo_runs_until_stopped() -> None:
 def test_callbacks_scenario_shows_dead_letters_slow_deliveries_and_a_lost_lease(
     cycle: float,
 ) -> None:
-    from cbmon.demo.run import RETRY_POLICY
-    from cbmon.demo.scenario import FROZEN_LEASE, shortest_cycle
-
     cycle = max(cycle, shortest_cycle(SCENARIOS["callbacks"]))
     phases = _phases("callbacks", cycle)
     names = [p.name for p in phases]
