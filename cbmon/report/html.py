@@ -144,7 +144,6 @@ _SERIES_COLOURS = {
     "e2e p50": "#54aeff",
     "e2e p95": "#0969da",
     "e2e p99": "#0a3069",
-    "delivered": "#1a7f37",
     "dead": "#cf222e",
 }
 
@@ -241,8 +240,8 @@ def charts(report: Report) -> list[str]:
 
 
 def _callback_charts(report: Report, frame: pd.DataFrame, axis: svg.Axis) -> list[str]:
-    """End to end (queued to delivered) percentiles against their limits, and dead letters
-    beside deliveries, per bucket."""
+    """End to end (queued to delivered) percentiles against their limits, and dead letters,
+    per bucket."""
     per = step_name(report.period.by or 3600.0)
     limits = _limits(report.baseline, END_TO_END_P95.slo)
     thresholds = [
@@ -274,13 +273,11 @@ def _callback_charts(report: Report, frame: pd.DataFrame, axis: svg.Axis) -> lis
         y_format=lambda v: f"{v:.0f}" if v >= 1 else f"{v:g}",
         log=True,
     )
+    # On a scale of their own: a few dead letters beside thousands of deliveries would not show.
     dead = svg.chart(
-        f"Dead letters and delivered callbacks per {per} (all event types)",
+        f"Dead letters per {per} (callbacks out of retries, all event types)",
         axis,
-        [
-            _series(frame, "delivered", "delivered", kind="bar"),
-            _series(frame, "dead", "dead", kind="bar"),
-        ],
+        [_series(frame, "dead", "dead", kind="bar")],
         floor=0.0,
         whole=True,
     )
