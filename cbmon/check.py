@@ -370,7 +370,10 @@ def _perf(indicator: Indicator, baseline: Baseline) -> str:
 
 
 def _perfdata(indicators: Iterable[Indicator], baseline: Baseline) -> str:
-    wanted = ("success_rate", "avg_latency", "p95_latency", "backlog")
+    wanted = (
+        *("success_rate", "avg_latency", "p95_latency", "backlog"),
+        *("callback_success_rate", "dead_letters", "end_to_end_p95"),
+    )
     return " ".join(_perf(i, baseline) for i in indicators if i.slo in wanted)
 
 

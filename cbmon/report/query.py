@@ -160,14 +160,12 @@ def callbacks_statement(config: Config, found: Features, name: str) -> sql.Compo
     )
 
 
-def callbacks_params(config: Config, found: Features) -> dict[str, Any]:
+def callbacks_params(config: Config) -> dict[str, Any]:
     """The frame's own parameters: the success statuses one by one, the retries allowed."""
     logs = config.tables.logs
-    frame = lifecycle.Frame(
-        config, sql.Identifier(logs.table), logs.id, found, len(logs.success_statuses)
-    )
     statuses = {f"success_{i}": status for i, status in enumerate(logs.success_statuses)}
-    return {**statuses, **frame.params()}
+    _, retries = lifecycle.max_retries(config, sql.Identifier(logs.event_type))
+    return {**statuses, **retries}
 
 
 _CALLBACKS_GROUPING = {
@@ -330,7 +328,7 @@ class _Reader:
         if not self.found.outcomes:
             return None
         statement = callbacks_statement(self.config, self.found, name)
-        params = {**params, **callbacks_params(self.config, self.found)}
+        params = {**params, **callbacks_params(self.config)}
         return _query(
             self.conn, statement, params, f"reading {self.source.logs_name}", self.timeout
         )

@@ -357,7 +357,7 @@ def test_compare_gives_the_callbacks_of_the_period_before(pg: PgSchema, tmp_path
 
 
 def test_check_judges_the_callbacks(delivered: PgSchema) -> None:
-    from cbmon.check import run_check, to_table
+    from cbmon.check import run_check, to_nagios, to_table
 
     result = run_check(delivered.config(), 3600.0)
     dead = {i.event_type: i for i in result.indicators if i.slo == "dead_letters"}
@@ -371,6 +371,13 @@ def test_check_judges_the_callbacks(delivered: PgSchema) -> None:
     )
     ends = {i.event_type: i for i in result.indicators if i.slo == "end_to_end_p95"}
     assert ends["pay"].value == pytest.approx(expected["pay"]["end_p95_ms"] / 1000)
+    # Nagios performance data carries them, with the thresholds in the guidelines' ranges.
+    perf = to_nagios(result).splitlines()[0].split(" | ")[1].split()
+    assert f"'dead_letters'={expected[None]['dead']};@1:;;0" in perf
+    rate = expected[None]["delivered"] / (expected[None]["delivered"] + expected[None]["dead"])
+    datum = next(d for d in perf if d.startswith("'callback_success_rate'="))
+    assert datum.endswith("%;@~:99.5;99:;0;100")
+    assert float(datum.split("=")[1].split("%")[0]) == pytest.approx(rate * 100, abs=1e-6)
 
 
 def test_without_the_lifecycle_columns_the_report_says_so_in_one_line(pg: PgSchema) -> None:
