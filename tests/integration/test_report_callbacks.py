@@ -397,3 +397,12 @@ def test_without_the_lifecycle_columns_the_report_says_so_in_one_line(pg: PgSche
     assert data["callbacks"]["enabled"] is False
     assert data["overall"]["callbacks"] is None
     assert "Callbacks (each queued" not in table
+
+
+def test_an_event_type_filter_keeps_its_callbacks_only(delivered: PgSchema) -> None:
+    found = report(delivered, period=PeriodRequest(since=3600.0), event_types=("pay",))
+    expected = truth(delivered, found.period.start, found.period.end)
+    actual = figures(found)
+    assert set(actual) == {None, "pay"}
+    assert_equal(actual[None], expected["pay"], None)  # overall is pay's alone
+    assert_equal(actual["pay"], expected["pay"], "pay")
