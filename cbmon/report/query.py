@@ -122,10 +122,18 @@ def callbacks_statement(config: Config, found: Features, name: str) -> sql.Compo
     assert logs.attempt is not None
     table = sql.Identifier(logs.table_schema, logs.table)
     created_at, event_type = sql.Identifier(logs.created_at), sql.Identifier(logs.event_type)
+    # A row naming neither its callback nor its attempt counts for no callback figure: left
+    # out before the frame's probes, so a log without them costs one scan, not a probe a row.
     where = sql.SQL(
         "{created_at} >= %(from)s AND {created_at} < %(to)s AND (%(event_types)s::text[] IS NULL "
-        "OR COALESCE(NULLIF({event_type}::text, ''), 'unknown') = ANY (%(event_types)s::text[]))"
-    ).format(created_at=created_at, event_type=event_type)
+        "OR COALESCE(NULLIF({event_type}::text, ''), 'unknown') = ANY (%(event_types)s::text[])) "
+        "AND ({queue_id} IS NOT NULL OR {attempt} IS NOT NULL)"
+    ).format(
+        created_at=created_at,
+        event_type=event_type,
+        queue_id=sql.Identifier(logs.queue_id),
+        attempt=sql.Identifier(logs.attempt),
+    )
     frame = lifecycle.Frame(config, table, logs.id, found, len(logs.success_statuses))
     aggregates = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(expression, sql.Identifier(key))
