@@ -1,9 +1,9 @@
 # cbmon serve in a container: the wheel built from this tree and its dependencies, nothing
 # else of the tree, run as an unprivileged user. See docs/deploy.md ("Container image").
 #
-#   docker build -t cbmon:0.1.0 .
-#   podman build --format docker -t cbmon:0.1.0 .    (docker format keeps the HEALTHCHECK)
-#   docker run --rm -p 9863:9863 -e CBMON_DSN=postgresql://cbmon@db/app cbmon:0.1.0
+#   docker build -t cbmon:0.3.0 .
+#   podman build --format docker -t cbmon:0.3.0 .    (docker format keeps the HEALTHCHECK)
+#   docker run --rm -p 9863:9863 -e CBMON_DSN=postgresql://cbmon@db/app cbmon:0.3.0
 #
 # BASE is any Debian-based image with python3 and its venv module: the official Python image
 # by default, or a mirror of it; scripts/build-image --local-base makes one where no registry

@@ -48,4 +48,11 @@ def check(file: Path | None, config_path: Path | None) -> None:
     if loaded.primary_dsn is not None:
         # What a standby or a transaction pooler cannot give: the fence, the lock, LISTEN.
         lines.append(f"  primary {describe(loaded.primary_dsn)}: fence, leader lock, LISTEN")
+    for target in loaded.fleet:  # each database of targets:, and what it sets apart
+        logs = target.tables.logs
+        lines.append(
+            f"  database {target.database}: {describe(target.dsn or '')}, "
+            f"{logs.table_schema}.{logs.table}, poll every "
+            f"{format_duration(target.file.poll_interval)}"
+        )
     click.echo("\n".join(lines))

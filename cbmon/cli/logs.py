@@ -13,10 +13,26 @@ import sys
 from datetime import UTC, datetime
 
 from cbmon import secrets
+from cbmon.sidecar import scope
 
 FORMATS = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HANDLER = "cbmon-stderr"  # the name of the handler the command adds to the root logger
+
+
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT`, and the database a fleet's line is about after the logger's name."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        database = getattr(record, "database", None)
+        if database:
+            head = f"{record.name}: "
+            line = line.replace(head, f"{record.name}: database {database}: ", 1)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,6 +48,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        database = getattr(record, "database", None)
+        if database:
+            entry["database"] = database
         if record.exc_info and not record.exc_text:
             record.exc_text = secrets.scrub(self.formatException(record.exc_info))
         if record.exc_text:
@@ -54,12 +73,14 @@ def configure(level: str, log_format: str) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, secrets.ScrubFilter) for f in handler.filters):
             handler.addFilter(secrets.ScrubFilter())
+        if not any(isinstance(f, scope.DatabaseFilter) for f in handler.filters):
+            handler.addFilter(scope.DatabaseFilter())
     use_format(log_format)
 
 
 def use_format(log_format: str) -> None:
     """Switch the command's own handler to ``text`` or ``json``."""
-    formatter = JsonFormatter() if log_format.lower() == "json" else logging.Formatter(TEXT)
+    formatter = JsonFormatter() if log_format.lower() == "json" else TextFormatter()
     for handler in logging.getLogger().handlers:
         if handler.name == _HANDLER:
             handler.setFormatter(formatter)

@@ -21,6 +21,7 @@ from cbmon.cli.options import (
 )
 from cbmon.config import WEBHOOK_SECRET_ENV, Config
 from cbmon.db.connect import describe
+from cbmon.sidecar.fleet import Fleet
 from cbmon.sidecar.service import Service
 
 log = logging.getLogger("cbmon")
@@ -126,7 +127,16 @@ def serve(
     def load() -> Config:
         return build_config(config_path, dsn, overrides, webhook_secret=webhook_secret)
 
-    service = Service(load(), reload_from=load, lifecycle=enable_lifecycle)
+    loaded = load()
+    service: Service | Fleet
+    if loaded.fleet:
+        service = Fleet(loaded, reload_from=load, lifecycle=enable_lifecycle)
+        polling = ", ".join(s.database for s in service.services)
+        if loaded.dsn:
+            log.warning("--dsn and CBMON_DSN are not used: the configuration lists targets")
+    else:
+        service = Service(loaded, reload_from=load, lifecycle=enable_lifecycle)
+        polling = describe(service.dsn)
     config = service.config
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -146,7 +156,7 @@ def serve(
         "serving %s://%s/metrics; polling %s; %d alert receiver(s)%s",
         scheme,
         server.address,
-        describe(service.dsn),
+        polling,
         receivers,
         ", signed" if receivers and config.webhook_secret else "",
     )

@@ -27,6 +27,7 @@ from cbmon.config.schema import (
     DRIVER_ENV,
     DSN_ENV,
     PRIMARY_DSN_ENV,
+    PROCESS_KEYS,
     WEBHOOK_SECRET_ENV,
     Config,
     FileConfig,
@@ -181,8 +182,70 @@ def load_config(
     the same rules as the key it stands for and its error names that key.
     """
     env = os.environ if environ is None else environ
-    data: Mapping[str, Any] = {}
-    source = "defaults"
+    top = _load_one(path, overrides=overrides, dsn=dsn, webhook_secret=webhook_secret, env=env)
+    if not top.file.targets:
+        return top
+    fleet = _fleet(top, path, overrides or {}, webhook_secret, env)
+    return top.model_copy(update={"fleet": fleet})
+
+
+def _fleet(
+    top: Config,
+    path: Path | str | None,
+    overrides: Mapping[str, Any],
+    webhook_secret: str | None,
+    env: Mapping[str, str],
+) -> tuple[Config, ...]:
+    """One configuration per target: the top level's keys with the target's merged over them
+    (flags over both), its own DSN and the name as ``database.name``."""
+    base = dict(_read_yaml(Path(path))) if path is not None else {}
+    base.pop("targets", None)
+    seen: set[str] = set()
+    found = []
+    for index, target in enumerate(top.file.targets):
+        where = f"{top.source}: targets.{index} ({target.name})"
+        if target.name in seen:
+            raise ConfigError(f"{where}: name: another target has this name")
+        seen.add(target.name)
+        own = dict(target.model_extra or {})
+        for key in PROCESS_KEYS:
+            if key in own:
+                raise ConfigError(
+                    f"{where}: {key}: one process has one of these; set it at the top level"
+                )
+        if target.dsn is None and target.dsn_file is None:
+            raise ConfigError(f"{where}: dsn: every target needs a dsn or a dsn_file")
+        own = _merge(own, {"database": {"name": target.name}})
+        if target.dsn_file is not None:
+            own = _merge(own, {"database": {"dsn_file": str(target.dsn_file)}})
+        found.append(
+            _load_one(
+                None,
+                data=_merge(_merge(base, own), overrides),
+                dsn=target.dsn,
+                dsn_source=f"{where}: dsn",
+                webhook_secret=webhook_secret,
+                # the environment's DSNs are the top level's, never a target's
+                env={k: v for k, v in env.items() if k not in (DSN_ENV, PRIMARY_DSN_ENV)},
+                source=where,
+            )
+        )
+    return tuple(found)
+
+
+def _load_one(
+    path: Path | str | None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    dsn: str | None = None,
+    dsn_source: str = "--dsn",
+    webhook_secret: str | None = None,
+    env: Mapping[str, str],
+    data: Mapping[str, Any] | None = None,
+    source: str = "defaults",
+) -> Config:
+    if data is None:
+        data = {}
     if path is not None:
         source = str(path)
         data = _read_yaml(Path(path))
@@ -198,7 +261,7 @@ def load_config(
     if file.alerting.ca_file is not None:
         _check_ca_file(file.alerting.ca_file)
     resolved_dsn = dsn or env.get(DSN_ENV) or None
-    dsn_source = "--dsn" if dsn else DSN_ENV
+    dsn_source = dsn_source if dsn else DSN_ENV
     if resolved_dsn is None and file.database.dsn_file is not None:
         resolved_dsn = _read_secret_file(file.database.dsn_file, "database.dsn_file") or None
         dsn_source = "database.dsn_file"
@@ -234,9 +297,15 @@ def load_config(
 def secrets_of(config: Config) -> secrets.Found:
     """What ``config`` holds that must never be shown: passwords of its DSNs, the signing and
     cluster secrets, the tokens of its receivers' URLs."""
-    alerting = config.file.alerting
+    configs = (config, *config.fleet)
     return secrets.Found(
-        values=tuple(v for v in (config.webhook_secret, config.cluster_secret) if v),
-        dsns=tuple(d for d in (config.dsn, config.primary_dsn) if d),
-        urls=(*alerting.webhooks, *alerting.alertmanagers),
+        values=tuple(
+            v for c in configs for v in (c.webhook_secret, c.cluster_secret) if v is not None
+        ),
+        dsns=tuple(d for c in configs for d in (c.dsn, c.primary_dsn) if d),
+        urls=tuple(
+            url
+            for c in configs
+            for url in (*c.file.alerting.webhooks, *c.file.alerting.alertmanagers)
+        ),
     )

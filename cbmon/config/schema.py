@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from cbmon.db.connect import database_label
 from cbmon.domain import BUCKETS
 from cbmon.durations import format_duration, parse_duration
 from cbmon.errors import ConfigError
@@ -358,7 +359,23 @@ class Wake(_Model):
     min_interval: Positive = 0.2
 
 
+def _database_name(name: str) -> str:
+    """A name that reads well as a label value and in a URL path: no spaces or slashes."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}", name):
+        raise ValueError(
+            f"{name[:20]!r} is not a database name: 1 to 63 letters, digits, _ . : or -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+DatabaseName = Annotated[str, AfterValidator(_database_name)]
+
+
 class Database(_Model):
+    # The database label of every series, page, API answer and alert; without it, the
+    # DSN's host:port/dbname.
+    name: DatabaseName | None = None
     dsn_file: FilePath | None = None
     # When the DSN reaches a hot standby (or a pooler in transaction mode): a connection to
     # the primary, for the fence of open gaps, the leader lock and LISTEN. Keep its password
@@ -422,6 +439,22 @@ class Objectives(_Model):
     event_types: dict[str, EventTargets] = {}
 
 
+# Keys of the file a fleet's target cannot set: one process has one of each.
+PROCESS_KEYS = ("listen", "web_config_file", "targets")
+
+
+class FleetTarget(BaseModel):
+    """One database of a fleet (``targets:``): its name and DSN; every other key is a key of
+    the file, merged over the top level's (:func:`cbmon.config.load.load_config` checks them
+    as such)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: DatabaseName
+    dsn: str | None = Field(default=None, repr=False)
+    dsn_file: FilePath | None = None
+
+
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
@@ -441,6 +474,8 @@ class FileConfig(_Model):
     slo: Slo = Slo()
     objectives: Objectives = Objectives()
     alerting: Alerting = Alerting()
+    # Several databases in one process, each polled on its own (docs/configuration.md#fleet).
+    targets: tuple[FleetTarget, ...] = ()
 
 
 class Config(_Model):
@@ -452,6 +487,15 @@ class Config(_Model):
     webhook_secret: str | None = Field(default=None, repr=False)
     cluster_secret: str | None = Field(default=None, repr=False)
     source: str = "defaults"
+    # With ``targets:`` in the file: one configuration per database, in the file's order.
+    fleet: tuple[Config, ...] = ()
+
+    @property
+    def database(self) -> str:
+        """The ``database`` label: the configured name, else host:port/dbname (no secrets)."""
+        if self.file.database.name is not None:
+            return self.file.database.name
+        return database_label(self.dsn or "")
 
     # Short-hands so callers do not walk the tree for the common values.
     @property
@@ -505,6 +549,12 @@ class Config(_Model):
         )
 
     def require_dsn(self) -> str:
+        if not self.dsn and self.fleet:
+            names = ", ".join(target.database for target in self.fleet)
+            raise ConfigError(
+                f"the configuration lists several databases ({names}): pass --dsn for one, "
+                "or ask the running serve with --from-url http://HOST:PORT/databases/NAME/"
+            )
         if not self.dsn:
             raise ConfigError(
                 f"no database given: pass --dsn, set {DSN_ENV}, or set database.dsn_file"

@@ -37,6 +37,11 @@ class Server:
         return self.postgresql and self.number >= 140000
 
     @property
+    def has_jit(self) -> bool:
+        """PostgreSQL 11 added JIT compilation (on by default from 12); openGauss has none."""
+        return self.postgresql and self.number >= 110000
+
+    @property
     def has_pg_sequence(self) -> bool:
         """PostgreSQL 10 moved sequence parameters into the ``pg_sequence`` catalog; openGauss
         (forked from 9.2) keeps them in the sequence relation itself (``cache_value``)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.delivery.dispatcher import display_name
+from cbmon.delivery.payload import labels_of
 from cbmon.delivery.post import BackgroundSender, backoff, post
 from cbmon.slo.notification import Alert
 
@@ -37,13 +38,19 @@ def _time(seconds: float) -> str:
 
 
 def postable(
-    alert: Alert, now: float, valid_for: float, generator_url: str, cluster: str
+    alert: Alert,
+    now: float,
+    valid_for: float,
+    generator_url: str,
+    cluster: str,
+    database: str = "",
 ) -> dict[str, Any]:
     """One ``postableAlert``: labels and annotations are strings; ``endsAt`` is the moment it
-    resolved, or ``valid_for`` ahead while it fires."""
+    resolved, or ``valid_for`` ahead while it fires. Alertmanager tells alerts apart by their
+    labels, so the ``database`` label keeps two databases' alerts apart."""
     ends = alert.ends_at if alert.ends_at is not None else now + valid_for
     return {
-        "labels": {**alert.labels, "cluster": cluster},
+        "labels": {**labels_of(alert, database), "cluster": cluster},
         "annotations": {
             "summary": alert.summary,
             "description": alert.description,
@@ -72,6 +79,7 @@ class AlertmanagerSender(BackgroundSender):
         cluster: str,
         external_url: str,
         timeout: float,
+        database: str = "",
         resend_interval: float,
         ca_file: Path | None = None,
         clock: Clock | None = None,
@@ -83,6 +91,7 @@ class AlertmanagerSender(BackgroundSender):
         self._running = False  # started by the service, whether or not there were targets
         self.counters = {name: Counters() for _, name in self.targets}
         self.cluster = cluster
+        self.database = database
         self.generator_url = f"{external_url}/"
         self.timeout = timeout  # for each post's whole exchange
         self.resend_interval = resend_interval
@@ -154,8 +163,9 @@ class AlertmanagerSender(BackgroundSender):
             return True
         now = self._clock.wall()
         valid_for = 4 * self.resend_interval
+        url, cluster, database = self.generator_url, self.cluster, self.database
         body = json.dumps(
-            [postable(a, now, valid_for, self.generator_url, self.cluster) for a in alerts]
+            [postable(a, now, valid_for, url, cluster, database) for a in alerts]
         ).encode()
         ok = True
         for url, name in targets:

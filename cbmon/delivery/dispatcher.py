@@ -48,8 +48,15 @@ class Message:
     body: bytes
 
 
-def message_of(note: Notification, external_url: str) -> Message:
-    return Message(id=note.id, body=payload.encode(note, external_url))
+def message_of(
+    note: Notification, external_url: str, database: str = "", identity: str | None = None
+) -> Message:
+    """The webhook message of ``note`` about ``database`` (its label). ``identity``, the
+    database's configured name, is mixed into the id so that two databases' alerts never
+    share one; without a name the id is the notification's own, as it always was."""
+    return Message(
+        id=payload.message_id(note, identity), body=payload.encode(note, external_url, database)
+    )
 
 
 @dataclasses.dataclass
@@ -232,9 +239,14 @@ class Dispatcher:
         external_url: str,
         *,
         on_leadership: Callable[[bool], None] | None = None,
+        database: str = "",
+        identity: str | None = None,
     ) -> None:
+        """``database``: the label every payload carries; ``identity``: see :func:`message_of`."""
         self.leadership = leadership
         self.external_url = external_url
+        self.database = database
+        self.identity = identity
         self._on_leadership = on_leadership or (lambda leading: None)
         self._was_leader = False
         self._started = False
@@ -261,7 +273,14 @@ class Dispatcher:
         on_leadership: Callable[[bool], None] | None = None,
     ) -> Dispatcher:
         outboxes = [_outbox(url, config) for url in config.file.alerting.webhooks]
-        return cls(outboxes, leadership, external_url, on_leadership=on_leadership)
+        return cls(
+            outboxes,
+            leadership,
+            external_url,
+            on_leadership=on_leadership,
+            database=config.database,
+            identity=config.file.database.name,
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -308,7 +327,7 @@ class Dispatcher:
             firing = [note for note in current() if note.status == "firing"]
             for outbox in added:
                 for note in firing:
-                    outbox.send(message_of(note, self.external_url))
+                    outbox.send(self._message(note))
         if not outboxes and self.leadership is not None:
             self.leadership.close()  # another replica with receivers may lead
             self._was_leader = False
@@ -330,9 +349,12 @@ class Dispatcher:
         if not leader:
             return
         for note in notes:
-            message = message_of(note, self.external_url)
+            message = self._message(note)
             for outbox in self.outboxes:
                 outbox.send(message)
+
+    def _message(self, note: Notification) -> Message:
+        return message_of(note, self.external_url, self.database, self.identity)
 
     # -- surviving a restart -----------------------------------------------------------------
     def snapshot(self) -> dict[str, list[dict[str, str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -20,11 +21,29 @@ def iso_time(seconds: float) -> str:
     )
 
 
-def _alert(alert: Alert, external_url: str) -> dict[str, Any]:
+DATABASE = "database"
+
+
+def labels_of(alert: Alert, database: str) -> dict[str, str]:
+    """An alert's labels as sent: its own and the database it is about."""
+    return {**alert.labels, DATABASE: database} if database else alert.labels
+
+
+def message_id(note: Notification, identity: str | None) -> str:
+    """The ``webhook-id``: the notification's own, or, for a named database, one that tells
+    it from the same notification about another database."""
+    if identity is None:
+        return note.id
+    digest = hashlib.sha256(f"{note.id}|{identity}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+def _alert(alert: Alert, external_url: str, database: str) -> dict[str, Any]:
     value = "" if alert.value is None else f"{alert.value:g}"
+    labels = labels_of(alert, database)
     return {
         "status": alert.status,
-        "labels": alert.labels,
+        "labels": labels,
         "annotations": {
             "summary": alert.summary,
             "description": alert.description,
@@ -34,7 +53,7 @@ def _alert(alert: Alert, external_url: str) -> dict[str, Any]:
         "startsAt": iso_time(alert.starts_at),
         "endsAt": ZERO_TIME if alert.ends_at is None else iso_time(alert.ends_at),
         "generatorURL": f"{external_url}/metrics",
-        "fingerprint": fingerprint(alert.labels),
+        "fingerprint": fingerprint(labels),
     }
 
 
@@ -45,9 +64,10 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
     return common
 
 
-def build(notification: Notification, external_url: str) -> dict[str, Any]:
-    alerts = [_alert(alert, external_url) for alert in notification.alerts]
-    group = notification.group
+def build(notification: Notification, external_url: str, database: str = "") -> dict[str, Any]:
+    """The payload; ``database`` (its label) is in every alert's labels and the group's."""
+    alerts = [_alert(alert, external_url, database) for alert in notification.alerts]
+    group = {**notification.group, DATABASE: database} if database else notification.group
     group_key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group.items())) + "}"
     return {
         "version": "4",
@@ -63,5 +83,6 @@ def build(notification: Notification, external_url: str) -> dict[str, Any]:
     }
 
 
-def encode(notification: Notification, external_url: str) -> bytes:
-    return json.dumps(build(notification, external_url), separators=(",", ":")).encode()
+def encode(notification: Notification, external_url: str, database: str = "") -> bytes:
+    body = build(notification, external_url, database)
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -156,8 +156,9 @@ class Frame:
         since: sql.Composable = sql.SQL("NULL::float8")
         if self.found.queue_times:
             since = sql.SQL(
-                "CASE WHEN {attempt} = 1 OR {ok} THEN (SELECT extract(epoch FROM "
-                "{t_created} - q.{q_created}) FROM {queue} AS q WHERE q.{q_id} = {qid}) END"
+                "CASE WHEN {qid} IS NOT NULL AND ({attempt} = 1 OR {ok}) THEN (SELECT "
+                "extract(epoch FROM {t_created} - q.{q_created}) FROM {queue} AS q "
+                "WHERE q.{q_id} = {qid}) END"
             ).format(
                 attempt=attempt,
                 ok=success("t", logs.status, self.statuses),

@@ -55,7 +55,7 @@ from cbmon.web.collector import (
     QueueAgeCollector,
     ReloadCollector,
 )
-from cbmon.web.exposition import Exposition
+from cbmon.web.exposition import Exposition, by_database
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
@@ -90,9 +90,12 @@ class Service:
         lifecycle: bool = False,
     ) -> None:
         """``reload_from`` loads the configuration again, as it was loaded at start (the
-        same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``."""
+        same file, flags and environment); ``lifecycle`` enables ``POST /-/reload``.
+        A fleet (:mod:`cbmon.sidecar.fleet`) starts its services with
+        :meth:`start_pipeline` and serves them all itself."""
         secrets.learn(secrets_of(config))  # masked in every line from here on
         self.config = config
+        self.database = config.database  # the database label of all it exports and sends
         self.dsn = config.require_dsn()
         if config.webhook_secret is not None:
             signing.check_secret(config.webhook_secret)  # one clear line now, not at 3 a.m.
@@ -108,12 +111,15 @@ class Service:
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
+        # A named database (each of a fleet) has its own lock and state file even where two
+        # names watch the same tables; an unnamed one keeps those it always had.
+        named = () if config.file.database.name is None else (config.file.database.name,)
         # The lock lives on the primary; through database.primary_dsn when the DSN reaches a
         # standby or a pooler in transaction mode (where it would exclude nobody).
         self.leadership = Leadership(
             config.primary_dsn or self.dsn,
             secret=secret,
-            watched=(logs.table_schema, logs.table),
+            watched=(logs.table_schema, logs.table, *named),
             cluster=alerting.cluster,
             # A leader that stops proving it is alive loses the lock within this.
             alive_timeout=2 * config.file.poll_interval + db.statement_timeout,
@@ -127,22 +133,32 @@ class Service:
         self.alertmanagers = AlertmanagerSender(
             alerting.alertmanagers,
             cluster=alerting.cluster,
+            database=self.database,
             external_url=url,
             timeout=alerting.timeout,
             resend_interval=alerting.resend_interval,
             clock=self.clock,
         )
-        identity = f"{describe(self.dsn)}|{logs.table_schema}.{logs.table}|{config.file.listen}"
+        identity = "|".join(
+            (describe(self.dsn), f"{logs.table_schema}.{logs.table}", config.file.listen, *named)
+        )
         self.state = StateFile(statefile.path_for(alerting.state_dir, alerting.cluster, identity))
-        polled, live = CollectorRegistry(), CollectorRegistry()
-        polled.register(CallbackCollector(self.store))
-        polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
-        live.register(QueueAgeCollector(self.store))
-        live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
+        # This database's own metrics, without the database label: the exposition adds it.
+        self.polled, self.live = CollectorRegistry(), CollectorRegistry()
+        self.polled.register(CallbackCollector(self.store))
+        self.polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        self.live.register(QueueAgeCollector(self.store))
+        self.live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         self.reloads = ReloadStatus(self.clock.wall())
-        live.register(ReloadCollector(self.reloads))
-        ProcessCollector(registry=live)
-        self.exposition = Exposition(polled, live)
+        self.live.register(ReloadCollector(self.reloads))
+        process = CollectorRegistry()
+        ProcessCollector(registry=process)
+        # Refreshed after each poll; a fleet puts its own, of every database, in its place.
+        self.exposition = Exposition(
+            by_database({self.database: self.polled}),
+            by_database({self.database: self.live}),
+            process,
+        )
         self._reload_from = reload_from or (lambda: self.config)
         self._lifecycle = lifecycle
         self._reload_lock = threading.Lock()
@@ -184,17 +200,28 @@ class Service:
     def start(self) -> MetricsServer:
         """Restore the alert state, listen for scrapes and start the senders; :meth:`run`
         then polls."""
+        self._prepare()
+        server = self._start_server()
+        self._start_senders()
+        return server
+
+    def start_pipeline(self) -> None:
+        """:meth:`start` without the HTTP server, for a fleet that serves every database."""
+        self._prepare()
+        self._start_senders()
+
+    def _prepare(self) -> None:
         self.state.prepare()
         self._restore()
         self._started = True
         self._reloader.start()
-        server = self._start_server()
+
+    def _start_senders(self) -> None:
         self.dispatcher.start()
         self.alertmanagers.start()
         if self.listener is not None:
             self.listener.start()
         self._announce()
-        return server
 
     def _restore(self) -> None:
         saved = self.state.read()

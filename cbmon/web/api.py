@@ -39,7 +39,7 @@ def _scope(event_type: str) -> str | None:
     return None if event_type == OVERALL else event_type
 
 
-def _when(seconds: float | None) -> str | None:
+def when(seconds: float | None) -> str | None:
     return None if seconds is None else iso_time(seconds)
 
 
@@ -57,25 +57,26 @@ def _indicator(item: IndicatorStatus) -> dict[str, Any]:
     }
 
 
-def _alert(item: FiringStatus) -> dict[str, Any]:
+def _alert(item: FiringStatus, database: str) -> dict[str, Any]:
     return {
+        "database": database,
         "alertname": item.alertname,
         "slo": item.slo,
         "event_type": _scope(item.event_type),
         "severity": item.severity,
-        "since": _when(item.since),
+        "since": when(item.since),
         "value": _number(item.value),
         "value_now": _number(item.current),
         "threshold": item.threshold,
         "summary": item.summary,
         "description": item.description,
-        "no_data_since": _when(item.no_data_since),
+        "no_data_since": when(item.no_data_since),
     }
 
 
 def _transition(item: Transition) -> dict[str, Any]:
     return {
-        "at": _when(item.at),
+        "at": when(item.at),
         "change": item.change,
         "alertname": item.alertname,
         "slo": item.slo,
@@ -89,8 +90,8 @@ def alerts(snapshot: Snapshot) -> dict[str, Any]:
     """``/api/v1/alerts``: what fires now and the latest changes."""
     return {
         "version": VERSION,
-        "generated_at": _when(snapshot.generated_at),
-        "alerts": [_alert(item) for item in snapshot.firing],
+        "generated_at": when(snapshot.generated_at),
+        "alerts": [_alert(item, snapshot.database.name) for item in snapshot.firing],
         "transitions": [_transition(item) for item in snapshot.transitions],
     }
 
@@ -115,8 +116,9 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
         },
         "lifecycle_notes": list(snapshot.lifecycle_notes),
         "database": {
+            "name": database.name,
             "up": database.up,
-            "last_poll": _when(database.last_poll or None),  # null before the first
+            "last_poll": when(database.last_poll or None),  # null before the first
             "polls_total": database.polls_total,
             "poll_errors_total": database.poll_errors_total,
             "lag_rows": database.lag_rows,

@@ -19,16 +19,20 @@ from cbmon.delivery.dispatcher import display_name
 from cbmon.durations import format_duration
 from cbmon.web import api
 
+DATABASES = "/databases/"  # where a fleet serves each database (cbmon.web.fleet_page)
 MAX_ANSWER = 16 << 20  # bytes: a status with 500 event types is well under a megabyte
 
 
 def status_url(url: str) -> str:
-    """``url`` itself when it names the API; ``/api/v1/status`` of it when it is a base URL."""
+    """``url`` itself when it names the API; ``/api/v1/status`` of it when it is a base URL:
+    a serve's, or one database's of a fleet (``http://HOST:9863/databases/NAME/``)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CheckError("--from-url: must be an http:// or https:// URL of a cbmon serve")
     if parts.path.rstrip("/") in ("", "/"):
         parts = parts._replace(path=api.STATUS_PATH)
+    elif parts.path.startswith(DATABASES) and not parts.path.endswith(api.STATUS_PATH):
+        parts = parts._replace(path=parts.path.rstrip("/") + api.STATUS_PATH)
     return urllib.parse.urlunsplit(parts)
 
 

@@ -9,19 +9,64 @@ between polls (queue age, delivery counters, process metrics) to the cached byte
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 Encoder = Callable[[CollectorRegistry], bytes]
 _EOF = b"# EOF\n"
 
 
+DATABASE = "database"
+
+
+class ByDatabase(Collector):
+    """The families of several databases' registries as one: every sample gains the
+    ``database`` label of its registry, and a family that several registries hold is one
+    family with all their samples (an exposition may name a family only once).
+
+    The one place the label is added: the collectors know nothing of it."""
+
+    def __init__(self, registries: Mapping[str, CollectorRegistry]) -> None:
+        self.registries = dict(registries)
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for name, registry in self.registries.items():
+            for family in registry.collect():
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                into.samples.extend(
+                    sample._replace(labels={**sample.labels, DATABASE: name})
+                    for sample in family.samples
+                )
+        yield from merged.values()
+
+
+def by_database(registries: Mapping[str, CollectorRegistry]) -> CollectorRegistry:
+    """A registry of the databases' registries, each sample labelled with its database."""
+    registry = CollectorRegistry()
+    registry.register(ByDatabase(registries))
+    return registry
+
+
 class Exposition:
-    def __init__(self, polled: CollectorRegistry, live: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        polled: CollectorRegistry,
+        live: CollectorRegistry,
+        process: CollectorRegistry | None = None,
+    ) -> None:
+        """``process``: what the process exports once, whatever databases it watches."""
         self.polled = polled
         self.live = live
+        self.process = process
         self._lock = threading.Lock()
         self._version = 0
         self._cache: dict[str, tuple[int, bytes]] = {}
@@ -46,6 +91,8 @@ class Exposition:
             self._store(content_type, *cached)
         polled = cached[1]
         live = encoder(self.live)
+        if self.process is not None:
+            live = _join(live, encoder(self.process))
         if polled.endswith(_EOF):  # OpenMetrics: one EOF marker, at the very end
             polled = polled[: -len(_EOF)]
         return polled + live, content_type
@@ -55,3 +102,9 @@ class Exposition:
             current = self._cache.get(content_type)
             if current is None or current[0] <= version:
                 self._cache[content_type] = (version, body)
+
+
+def _join(first: bytes, second: bytes) -> bytes:
+    if first.endswith(_EOF):
+        first = first[: -len(_EOF)]
+    return first + second

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cbmon.web.exposition import Exposition
-from cbmon.web.pages import StatusPages
+from cbmon.web.pages import Pages
 from cbmon.web.webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class MetricsServer(ThreadingHTTPServer):
         *,
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
-        pages: StatusPages | None = None,
+        pages: Pages | None = None,
         reload: Reload | None = None,
     ) -> None:
         self.exposition = exposition

@@ -70,6 +70,7 @@ class DatabaseStatus:
     fence: str | None = None
     pooler: str | None = None
     resets: int = 0  # table histories replaced under the reader since start
+    name: str = ""  # the database label: database.name, else host:port/dbname
 
     @property
     def exact(self) -> bool:
@@ -221,6 +222,7 @@ def build(
             fence=None if view.topology is None else view.topology.fence,
             pooler=None if view.topology is None else view.topology.pooler,
             resets=sum(view.resets.values()),
+            name=config.database,
         ),
         leader=leader,
         queue_states=view.queue_states,

@@ -540,17 +540,23 @@ _SCRIPT = """
 """
 
 
-def render(snapshot: Snapshot) -> str:
-    """The whole page."""
+def verdict(snapshot: Snapshot) -> tuple[Level, str]:
+    """The page's verdict: the worst state and its word; a database down is critical."""
+    if not snapshot.database.up:
+        return Level.CRITICAL, "DATABASE DOWN"
     state = snapshot.state
-    word = present.level_word(state).upper()
     overall = snapshot.indicator("success_rate", OVERALL)
     if state <= Level.OK and (overall is None or overall.no_data):
-        state, word = Level.UNKNOWN, NO_TRAFFIC.upper()  # nothing wrong, and nothing to judge
-    if not snapshot.database.up:
-        state, word = Level.CRITICAL, "DATABASE DOWN"
+        return Level.UNKNOWN, NO_TRAFFIC.upper()  # nothing wrong, and nothing to judge
+    return state, present.level_word(state).upper()
+
+
+def render(snapshot: Snapshot) -> str:
+    """The whole page."""
+    state, word = verdict(snapshot)
     firing = len(snapshot.firing)
-    title = f"cbmon {snapshot.cluster}: {word}" + (f", {firing} firing" if firing else "")
+    name = snapshot.database.name
+    title = f"cbmon {name}: {word}" + (f", {firing} firing" if firing else "")
     links = " · ".join(
         f'<a href="{path}">{path}</a>'
         for path in ("/metrics", "/api/v1/status", "/api/v1/alerts", "/healthz", "/readyz")
@@ -563,7 +569,8 @@ def render(snapshot: Snapshot) -> str:
         f"<style>{_style()}</style></head><body><main>"
         '<p id="stale">cbmon does not answer: what you see may be out of date.</p>'
         f'<div id="live" data-state="{esc(state.label)}">'
-        f'<header class="top"><h1>cbmon <small>cluster {esc(snapshot.cluster)}</small></h1>'
+        f'<header class="top"><h1>cbmon <small>database {esc(name)} · cluster '
+        f"{esc(snapshot.cluster)}</small></h1>"
         f'<span class="verdict {_state_class(state)}">{esc(word)}</span>'
         f'<p class="meta">updated {esc(_when(snapshot.generated_at))} · window '
         f"{esc(format_duration(snapshot.window))} · cbmon {esc(snapshot.version)}</p></header>"

@@ -145,6 +145,7 @@ def _dashboard_queries_without_data(prom: Prometheus, skip: set[str]) -> list[st
     values = {
         "DS_PROMETHEUS": "prometheus",
         "job": ".+",  # the "All" value of the job variable
+        "database": ".*",  # and of the database variable
         "event_type": "order_created",
         "__rate_interval": "15s",
         "__range": "5m",

@@ -38,6 +38,7 @@ RANGE_FUNCTION = re.compile(r"\b(rate|irate|increase)\((?:[^()\[]|\([^()]*\))*\[
 SAMPLE_VALUES = {
     "DS_PROMETHEUS": "prometheus",
     "job": ".+",
+    "database": ".*",
     "event_type": "order_created",
     "__rate_interval": "1m",
     "__range": "1h",
@@ -53,8 +54,12 @@ def dashboard(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load_dashboard(request.param)
 
 
-def test_there_are_an_overview_and_a_drill_down() -> None:
-    assert [p.name for p in DASHBOARDS] == ["cbmon-event-type.json", "cbmon-overview.json"]
+def test_there_are_an_overview_a_drill_down_and_a_fleet() -> None:
+    assert [p.name for p in DASHBOARDS] == [
+        "cbmon-event-type.json",
+        "cbmon-fleet.json",
+        "cbmon-overview.json",
+    ]
 
 
 def test_json_model_fields(dashboard: dict[str, Any]) -> None:
@@ -175,6 +180,40 @@ def test_every_selector_matches_the_job_variable() -> None:
             assert re.search(r'job=~"\$job\|?"', matchers), f"{target.panel}: {name}{matchers}"
 
 
+def test_database_variable(dashboard: dict[str, Any]) -> None:
+    """Like ``job``: any number of databases, All matching series without the label too."""
+    database = _variables(dashboard)["database"]
+    assert database["type"] == "query"
+    assert database["datasource"] == DATASOURCE
+    assert database["query"]["query"] == 'label_values(cbmon_build_info{job=~"$job"}, database)'
+    assert database["definition"] == database["query"]["query"]
+    assert (database["multi"], database["includeAll"], database["allValue"]) == (True, True, ".*")
+
+
+def test_every_selector_of_a_database_series_matches_the_database_variable() -> None:
+    """Scrape health and process metrics are the process's, with no database label."""
+    for target in targets():
+        for name, matchers in SELECTOR.findall(target.expr):
+            if name == "up" or name.startswith("process_"):
+                continue
+            wanted = r'database=~"\$database\|?"'
+            assert re.search(wanted, matchers), f"{target.panel}: {name}{matchers}"
+        # aggregations keep each database apart
+        for labels in re.findall(r"by \(([^)]*)\)", target.expr):
+            if "job" in labels:
+                assert "database" in labels, f"{target.panel}: by ({labels})"
+
+
+def test_the_fleet_shows_the_worst_databases_first() -> None:
+    path = ROOT / "dashboards" / "cbmon-fleet.json"
+    fleet = {t.panel: t for t in targets([path])}
+    assert fleet["Success rate by database, worst first"].expr.startswith("sort(")
+    assert fleet["Backlog by database, largest first"].expr.startswith("sort_desc(")
+    assert fleet["Since last poll, oldest first"].expr.startswith("sort_desc(")
+    assert "cbmon_database_up" in fleet["Databases down"].expr
+    assert all(t.instant for t in targets([path]) if "first" in t.panel)
+
+
 def test_drill_down_is_for_one_event_type() -> None:
     dashboard = load_dashboard(ROOT / "dashboards" / "cbmon-event-type.json")
     variable = _variables(dashboard)["event_type"]
@@ -212,7 +251,7 @@ def test_overview_shows_what_an_operator_needs() -> None:
         "cbmon_callbacks_dead_total",
         "cbmon_callback_duplicate_deliveries_total",
         "cbmon_callback_tries_bucket",
-        "histogram_quantile(0.95, sum by (le) (max by (job, event_type, le) "
+        "histogram_quantile(0.95, sum by (le) (max by (job, database, event_type, le) "
         "(rate(cbmon_callback_end_to_end_seconds_bucket",
         "cbmon_queue_items",
     ):

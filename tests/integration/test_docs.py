@@ -70,10 +70,10 @@ NOT_RUN = {
     ),
     "deploy.md: # /etc/systemd/system/cbmon.service": "a systemd unit: installing it needs root "
     "and a running systemd",
-    "deploy.md: docker build -t cbmon:0.1.0 .": "needs a Docker engine; tests/e2e/test_image.py "
+    "deploy.md: docker build -t cbmon:0.3.0 .": "needs a Docker engine; tests/e2e/test_image.py "
     "builds the same Dockerfile with podman (scripts/build-image --local-base)",
     "deploy.md: docker run -d --name cbmon -p 9863:9863 -v cbmon-state:/var/lib/cbmon -e "
-    "CBMON_DSN=postgresql://cbmon@db:5432/app -e CBMON_LOG_FORMAT=json cbmon:0.1.0": "needs a "
+    "CBMON_DSN=postgresql://cbmon@db:5432/app -e CBMON_LOG_FORMAT=json cbmon:0.3.0": "needs a "
     "Docker engine; tests/e2e/test_image.py runs the image with podman, a state volume and every "
     "default, and scrapes it",
     "deploy.md: # overlays/production/kustomization.yaml; then: kubectl apply -k "

@@ -14,6 +14,7 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
+from cbmon import __version__
 from cbmon.config import Config
 from cbmon.delivery.signing import new_secret
 from cbmon.errors import ConfigError
@@ -119,7 +120,7 @@ def test_exact_metrics_and_health(pg: PgSchema) -> None:
     assert metrics[f"cbmon_callback_duration_seconds_sum{{{label}}}"] == pytest.approx(500.5)
     assert metrics["cbmon_queue_backlog"] == 42
     assert metrics["cbmon_database_up"] == 1
-    assert metrics['cbmon_build_info{version="0.1.0"}'] == 1
+    assert metrics[f'cbmon_build_info{{version="{__version__}"}}'] == 1
     assert before <= metrics["cbmon_last_poll_timestamp_seconds"] <= after
 
 
@@ -133,7 +134,9 @@ def test_exposition_passes_promtool(pg: PgSchema) -> None:
         )
         catch_up(service)
         body = requests.get(url(service, "/metrics"), timeout=5).content
-    assert b'cbmon_callback_attempts_total{event_type="b"} 1.0' in body
+        database = service.database
+    sample = f'cbmon_callback_attempts_total{{database="{database}",event_type="b"}} 1.0'
+    assert sample.encode() in body
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from cbmon.db.connect import connect, link_of
+from cbmon.db.connect import connect, link_of, local_settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
 from cbmon.reference import schema
@@ -60,6 +60,21 @@ def test_no_session_setting_leaks_to_the_pools_other_clients(
                 "current_setting('statement_timeout')"
             ).fetchone()
     assert row == ("off", "0")
+
+
+@pytest.mark.parametrize("mode", ["direct", "session", "transaction"])
+def test_cbmons_statements_are_not_jit_compiled(
+    replicated: Replicated, poolers: dict[str, Pgbouncer], mode: str
+) -> None:
+    """The planner prices a burst's lifecycle probes high enough to JIT-compile them, which
+    costs more than the work: off for the session, or for each transaction behind a pooler
+    in transaction mode (and left alone for the pool's other clients)."""
+    dsn = replicated.primary.dsn() if mode == "direct" else poolers[mode].dsn()
+    with connect(dsn) as conn, conn.transaction(), conn.cursor() as cur:
+        local_settings(cur)
+        assert cur.execute("SHOW jit").fetchone() == ("off",)
+    with psycopg.connect(dsn, autocommit=True) as other:
+        assert other.execute("SHOW jit").fetchone() == ("on",)
 
 
 @pytest.mark.parametrize("mode", ["session", "transaction"])

@@ -64,13 +64,15 @@ def scrape_or_empty(url: str) -> dict[str, float]:
         return {}
 
 
-def scrape(url: str) -> dict[str, float]:
-    """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted."""
+def scrape(url: str, *, database: bool = False) -> dict[str, float]:
+    """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted. The ``database`` label,
+    the same on every sample of one database's cbmon, is left out unless ``database``."""
     text = requests.get(url, timeout=5).text
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            shown = {k: v for k, v in sample.labels.items() if database or k != "database"}
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(shown.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
 

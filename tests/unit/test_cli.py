@@ -71,6 +71,21 @@ def test_config_check_summarises_a_good_file(cbmon: Cbmon, tmp_path: Path) -> No
     assert "  success rate  ok > 99.50%, critical < 99.00%" in ran.out.splitlines()
 
 
+def test_config_check_lists_each_database_of_a_fleet(cbmon: Cbmon, tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text(
+        "targets:\n"
+        "  - {name: eu, dsn: 'postgresql://cbmon:pw@db-eu/app'}\n"
+        "  - {name: us, dsn: 'postgresql://db-us/app', poll_interval: 1s}\n"
+    )
+    ran = cbmon("config", "check", str(path))
+    assert (ran.code, ran.err) == (0, "")
+    lines = ran.out.splitlines()
+    assert "  database eu: cbmon@db-eu/app, public.callback_logs, poll every 5s" in lines
+    assert "  database us: db-us/app, public.callback_logs, poll every 1s" in lines
+    assert "pw" not in ran.out
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [

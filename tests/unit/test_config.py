@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cbmon.config import load_config, parse_listen
+from cbmon.config import Config, load_config, parse_listen, secrets_of
 from cbmon.errors import ConfigError
 
 
@@ -218,3 +218,102 @@ def test_listen_is_host_and_port(text: str, address: tuple[str, int]) -> None:
 def test_bad_listen_addresses_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"HOST:PORT|outside 0\.\.65535"):
         parse_listen(text)
+
+
+# -- a fleet: targets ---------------------------------------------------------------------
+
+
+def _fleet_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fleet.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_key_of_a_target_but_name_and_dsn_defaults_to_the_top_level(
+    tmp_path: Path,
+) -> None:
+    path = _fleet_file(
+        tmp_path,
+        "poll_interval: 2s\n"
+        "tables: {logs: {schema: app}}\n"
+        "thresholds: {backlog: {normal: 10, alert: 20}}\n"
+        "targets:\n"
+        "  - {name: eu, dsn: 'postgresql://cbmon:pw@db-eu:5433/app',"
+        " thresholds: {backlog: {alert: 30}}}\n"
+        "  - {name: us, dsn: 'postgresql://db-us/app', poll_interval: 1s}\n",
+    )
+    config = load_config(path, environ={})
+    eu, us = config.fleet
+    assert (eu.database, us.database) == ("eu", "us")
+    assert (eu.dsn, us.dsn) == ("postgresql://cbmon:pw@db-eu:5433/app", "postgresql://db-us/app")
+    # a nested key overrides only itself: the rest of thresholds is the top level's
+    assert (eu.thresholds.backlog.normal, eu.thresholds.backlog.alert) == (10, 30)
+    assert (us.thresholds.backlog.normal, us.thresholds.backlog.alert) == (10, 20)
+    assert (eu.file.poll_interval, us.file.poll_interval) == (2.0, 1.0)
+    assert eu.tables.logs.table_schema == us.tables.logs.table_schema == "app"
+    assert "pw" not in repr(config)
+
+
+def test_flags_override_every_target(tmp_path: Path) -> None:
+    path = _fleet_file(tmp_path, "targets:\n  - {name: a, dsn: 'dbname=a', slo: {window: 10m}}\n")
+    (target,) = load_config(path, overrides={"slo": {"window": "1m"}}, environ={}).fleet
+    assert target.file.slo.window == 60.0
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("{name: a, dsn: 'dbname=a', listen: ':1'}", "targets.0 (a): listen: one process"),
+        ("{name: a}", "targets.0 (a): dsn: every target needs a dsn"),
+        ("{name: 'a b', dsn: 'dbname=a'}", "targets.0.name: 'a b' is not a database name"),
+        ("{name: a, dsn: 'dbname=a', tresholds: {}}", "targets.0 (a): tresholds: unknown key"),
+        (
+            "{name: a, dsn: 'dbname=a', slo: {window: 5}}",
+            "targets.0 (a): slo.window: 5 has no unit",
+        ),
+    ],
+)
+def test_a_wrong_target_is_one_line_naming_it(tmp_path: Path, target: str, message: str) -> None:
+    path = _fleet_file(tmp_path, f"targets:\n  - {target}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert message in str(caught.value)
+
+
+def test_two_targets_cannot_share_a_name(tmp_path: Path) -> None:
+    path = _fleet_file(
+        tmp_path, "targets:\n  - {name: a, dsn: 'dbname=a'}\n  - {name: a, dsn: 'dbname=b'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"targets.1 \(a\): name: another target"):
+        load_config(path, environ={})
+
+
+def test_a_target_dsn_is_masked_like_the_top_level_one(tmp_path: Path) -> None:
+    path = _fleet_file(tmp_path, "targets:\n  - {name: a, dsn: 'postgresql://u:s3cret@h/db'}\n")
+    assert "postgresql://u:s3cret@h/db" in secrets_of(load_config(path, environ={})).dsns
+
+
+@pytest.mark.parametrize(
+    ("dsn", "label"),
+    [
+        ("postgresql://cbmon:pw@db.example:6432/app", "db.example:6432/app"),
+        ("host=db dbname=app user=cbmon password=pw", "db:5432/app"),
+        ("host=/var/run/postgresql dbname=app", "localhost:5432/app"),
+        ("host=a,b port=5433,5434 dbname=app", "a:5433/app"),
+    ],
+)
+def test_the_database_label_is_host_port_and_dbname_without_secrets(dsn: str, label: str) -> None:
+    assert Config(dsn=dsn).database == label
+
+
+def test_database_name_is_the_label_when_set() -> None:
+    config = load_config(overrides={"database": {"name": "orders-eu"}}, dsn="dbname=x", environ={})
+    assert config.database == "orders-eu"
+
+
+def test_a_one_shot_command_on_a_fleet_asks_which_database(tmp_path: Path) -> None:
+    path = _fleet_file(
+        tmp_path, "targets:\n  - {name: a, dsn: 'dbname=a'}\n  - {name: b, dsn: 'dbname=b'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"several databases \(a, b\): pass --dsn for one"):
+        load_config(path, environ={}).require_dsn()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +14,7 @@ import pytest
 
 from cbmon import secrets
 from cbmon.cli import logs
+from cbmon.sidecar import scope
 from tests.support.cli import cbmon
 
 PASSWORD = "s3cret-Pa55"
@@ -103,3 +105,23 @@ def test_the_environment_chooses_the_format_and_a_bad_one_is_one_line() -> None:
     assert bad.stderr.splitlines() == [
         "cbmon: Invalid value for '--log-format': 'xml' is not one of 'text', 'json'. (see --help)"
     ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_fleets_lines_name_their_database(log_format: str) -> None:
+    def poll_thread() -> None:
+        scope.enter("orders-eu")
+        logging.getLogger("cbmon.sidecar.service").warning("poll failed")
+
+    with command_logging("info", log_format) as stream:
+        thread = threading.Thread(target=poll_thread)
+        thread.start()
+        thread.join()
+        logging.getLogger("cbmon.sidecar.fleet").info("serving")
+    first, second = stream.getvalue().splitlines()
+    if log_format == "json":
+        assert json.loads(first)["database"] == "orders-eu"
+        assert "database" not in json.loads(second)
+    else:
+        assert first.endswith("cbmon.sidecar.service: database orders-eu: poll failed")
+        assert second.endswith("cbmon.sidecar.fleet: serving")

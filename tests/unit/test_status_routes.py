@@ -94,3 +94,7 @@ def test_check_finds_the_api_from_a_base_url() -> None:
     assert status_url("http://cbmon:9863") == "http://cbmon:9863/api/v1/status"
     assert status_url("https://u:p@cbmon:9863/") == "https://u:p@cbmon:9863/api/v1/status"
     assert status_url("http://cbmon/api/v1/status") == "http://cbmon/api/v1/status"
+    one = "http://cbmon:9863/databases/orders-eu/api/v1/status"
+    assert status_url("http://cbmon:9863/databases/orders-eu/") == one
+    assert status_url("http://cbmon:9863/databases/orders-eu") == one
+    assert status_url(one) == one
