@@ -15,14 +15,19 @@ Measures, on a log table of ``--rows`` rows (built once in schema ``cbmon_bench`
      PostgreSQL: without the trigger, with it and nobody listening, with cbmon listening.
 
   7. consuming a burst of attempts with their callbacks (outcomes, queue wait, targets)
-     against PostgreSQL's own aggregate of the same figures (``lifecycle``).
+     against PostgreSQL's own aggregate of the same figures (``lifecycle``);
+  8. an idle poll while a transaction holds ``--invisible`` rows inserted and not committed,
+     against one without them, and what reading them once costs (``invisible``; in a schema
+     of its own, dropped after).
 
-``--only breach,cost`` runs only those (names: polls, lifecycle, serve, breach, cost).
+``--only breach,cost`` runs only those (names: polls, lifecycle, serve, breach, cost,
+invisible).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.server
 import json
 import os
@@ -251,6 +256,72 @@ def _lifecycle_same() -> str:
 
 
 LIFECYCLE_SAME = _lifecycle_same()
+
+
+def idle_polls(poller: Poller, conn: psycopg.Connection[Any], count: int) -> list[float]:
+    """Milliseconds of each of ``count`` polls."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        poller.poll(conn)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def bench_invisible(dsn: str, invisible: int) -> None:
+    name = f"{SCHEMA}_invisible"
+    schema.apply(dsn, schema=name, role=None)
+    config = load_config(
+        overrides={"tables": {t: {"schema": name} for t in ("logs", "errors", "queue")}},
+        dsn=dsn,
+        environ={},
+    )
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn) as bulk:
+            bulk.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(name)))
+            bulk.execute("SET statement_timeout = 0")
+            bulk.commit()
+            insert_rows(bulk, 1000)
+            bulk.commit()
+            poller = Poller(config)
+            poller.poll(conn)
+            without = idle_polls(poller, conn, 200)
+            started = time.perf_counter()
+            insert_rows(bulk, invisible)  # not committed
+            loaded = time.perf_counter() - started
+            started, polls = time.perf_counter(), 0
+            while True:  # the new ids read once, then once more to fence them
+                polls += 1
+                if poller.poll(conn).caught_up and polls > 1:
+                    break
+            absorbed = time.perf_counter() - started
+            with_them = idle_polls(poller, conn, 200)
+            # The idle poll as it was before the sequence bounded it: the newest visible id
+            # looked for through every invisible index entry.
+            blind = Poller(config)
+            blind.poll(conn)
+            blind.logs.source = dataclasses.replace(blind.logs.source, sequence=None)
+            blind.logs.high_water, blind.logs.gaps = poller.logs.high_water, []
+            before = idle_polls(blind, conn, 5)
+            bulk.rollback()
+        print(
+            f"idle poll, {invisible:,} rows inserted and not committed ({loaded:.1f}s to insert; "
+            f"read once as gaps in {polls} polls, {absorbed:.2f}s):"
+        )
+        for label, times in (("without them", without), ("with them", with_them)):
+            print(
+                f"  {label:<13} median {statistics.median(times):.2f} ms, "
+                f"p99 {percentile(times, 0.99):.2f} ms"
+            )
+        above = statistics.median(with_them) - statistics.median(without)
+        print(
+            f"  difference    median {above:.2f} ms (goal: at most 10 ms); "
+            "without the sequence bounding the head: "
+            f"median {statistics.median(before):.1f} ms"
+        )
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 def bench_lifecycle(dsn: str, new: int) -> None:
@@ -792,7 +863,8 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--new", type=int, default=1_000_000)
-    parser.add_argument("--only", default="polls,lifecycle,serve,breach,cost")
+    parser.add_argument("--invisible", type=int, default=5_000_000)
+    parser.add_argument("--only", default="polls,lifecycle,serve,breach,cost,invisible")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if only & {"polls", "lifecycle", "serve"}:
@@ -807,6 +879,8 @@ def main() -> None:
         bench_breach(args.dsn)
     if "cost" in only:
         bench_cost()
+    if "invisible" in only:
+        bench_invisible(args.dsn, args.invisible)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,9 @@ def quantile(
 
 QUEUE_STATES = ("due", "retry_scheduled", "in_flight", "stuck", "dead")
 FAILURE_CLASSES = ("4xx", "5xx", "timeout", "other")
+# Why a poll failed (cbmon_poll_errors_total{reason}); only "connection" means the database
+# did not answer. docs/metrics.md says what each covers.
+POLL_ERROR_REASONS = ("connection", "timeout", "permission", "schema", "data", "query")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,3 +338,64 @@ class PollResult:
     @property
     def caught_up(self) -> bool:
         return not any(self.lag_rows.values())
+
+
+# -- the callback mechanism inside the database (cbmon/ingest/mechanism.py probes it) ----------
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceState:
+    """One optional source of the mechanism: ``ok`` (read), ``absent`` (off) or
+    ``unreadable`` by cbmon's role; ``detail`` says why, with the GRANT that fixes it."""
+
+    name: str
+    state: str
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A scheduler job (pg_cron, or openGauss' PG_JOB). Times are epoch seconds on the
+    database's clock; ``since`` is when its current run without a success began (its last
+    success, else its first run seen, else when cbmon first saw it)."""
+
+    name: str
+    enabled: bool
+    interval: float | None  # seconds between runs, when the schedule says
+    succeeded: int = 0
+    failed: int = 0
+    last_success: float | None = None
+    since: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    tokens: float  # as the limiter's next take would find them (refill included)
+    capacity: int
+    dropped: int  # callbacks refused since the bucket was made
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandlerStats:
+    function: str
+    calls: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mechanism:
+    """One probe of the mechanism. A value is None where its source is not ok."""
+
+    at: float  # the database's clock, epoch seconds
+    sources: tuple[SourceState, ...] = ()
+    notify_usage: float | None = None
+    listeners: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+    jobs: tuple[Job, ...] | None = None
+    buckets: tuple[Bucket, ...] | None = None
+    dropped_in_window: int | None = None
+    # problem -> the event types that have it (no_route, disabled, missing_handler, ...)
+    route_problems: Mapping[str, tuple[str, ...]] | None = None
+    handlers: tuple[HandlerStats, ...] | None = None
+    track_functions: str | None = None
+
+    def source(self, name: str) -> SourceState | None:
+        return next((s for s in self.sources if s.name == name), None)

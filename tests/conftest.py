@@ -56,6 +56,18 @@ def _no_remembered_secrets() -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _servers_stop_at_once() -> Iterator[None]:
+    """Every cbmon HTTP server the tests start and stop in-process stops within 20 ms, not
+    within half a second: hundreds of tests stop one."""
+    from cbmon.web.server import MetricsServer
+
+    saved = MetricsServer.poll_interval
+    MetricsServer.poll_interval = 0.02
+    yield
+    MetricsServer.poll_interval = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Alert state of every cbmon the tests start lands in a directory of the test run,
     never in /var/lib/cbmon (subprocesses inherit the variable)."""
@@ -164,13 +176,16 @@ def pg(pg_dsn: str) -> Iterator[PgSchema]:
 def quiet_pg_dsn() -> Iterator[str]:
     """A private PostgreSQL cluster that nothing else uses: no other transaction moves its
     snapshots, which is where a reader that relies on other traffic loses rows. It allows
-    prepared transactions, so two-phase commit can be tried too."""
+    prepared transactions, so two-phase commit can be tried too. Nothing of it is kept, so
+    it never waits on the disk (no fsync: on a busy machine its shutdown checkpoint alone took
+    seconds)."""
     from cbmon.db.embedded import EmbeddedPostgres
 
     data_dir = Path(tempfile.mkdtemp(prefix="cbmon-quiet-")) / "pgdata"
     with EmbeddedPostgres(data_dir) as server:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET max_prepared_transactions = 10")
+            conn.execute("ALTER SYSTEM SET fsync = off")
         server.restart()
         yield server.dsn
     shutil.rmtree(data_dir.parent, ignore_errors=True)

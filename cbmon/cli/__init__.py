@@ -29,6 +29,7 @@ _COMMANDS = {
     "demo": "cbmon.cli.demo:demo",
     "schema": "cbmon.cli.schema:schema",
     "config": "cbmon.cli.config:config",
+    "rules": "cbmon.cli.rules:rules",
 }
 
 

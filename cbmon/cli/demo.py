@@ -19,7 +19,8 @@ from cbmon.demo.scenario import SCENARIOS
     default="degraded",
     show_default=True,
     help="steady: healthy; degraded: slow and failing receivers, then recovery; "
-    "backlog: stalled receivers and a queue past 5000.",
+    "backlog: stalled receivers and a queue past 5000; mechanism: a drained token bucket, a "
+    "disabled route and a stuck listener inside the database.",
 )
 @click.option(
     "--duration",

@@ -87,9 +87,13 @@ def audit(dsn: str | None, role: str) -> None:
     with conn:
         try:
             findings = roles.audit(conn, role, server_of(conn))
+            reads = roles.mechanism_reads(conn, role, server_of(conn))
         except psycopg.Error as exc:
             raise DatabaseError(f"schema audit failed: {first_line(exc)}") from None
     click.echo("\n".join(roles.render(role, findings)))
+    if reads:  # reading only: the exit code stays the writes'
+        click.echo("\n-- The mechanism's probes (docs/metrics.md#the-mechanism) also read:")
+        click.echo("\n".join(reads))
     sys.exit(1 if any(finding.writable for finding in findings) else 0)
 
 

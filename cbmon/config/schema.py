@@ -455,6 +455,40 @@ class FleetTarget(BaseModel):
     dsn_file: FilePath | None = None
 
 
+class NotifyQueueThreshold(_Model):
+    normal: Ratio = 0.5
+    alert: Ratio = 0.9
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NotifyQueueThreshold:
+        if self.alert < self.normal:
+            raise ValueError("alert must be at or above normal (higher usage is worse)")
+        return self
+
+
+class MechanismListener(_Model):
+    """A session that LISTENs on ``channel``, found by its ``application_name``."""
+
+    channel: str
+    application_name: str
+
+
+class Mechanism(_Model):
+    """The callback mechanism's own health inside the database (docs/metrics.md#the-mechanism):
+    each source probed at start and every ``interval``; a source absent is off."""
+
+    enabled: bool = True
+    interval: Interval = 60.0
+    # Where callback_router and callback_limits live; the queue's schema unless told.
+    mechanism_schema: Name | None = Field(None, alias="schema")
+    listeners: tuple[MechanismListener, ...] = (
+        MechanismListener(channel="callback_queue", application_name="cbmon-worker"),
+    )
+    notify_queue_usage: NotifyQueueThreshold = NotifyQueueThreshold()
+    # A scheduler job with no success for this many of its intervals is critical.
+    missed_runs: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
+
+
 class FileConfig(_Model):
     """The YAML file's shape; every key is optional."""
 
@@ -474,6 +508,7 @@ class FileConfig(_Model):
     slo: Slo = Slo()
     objectives: Objectives = Objectives()
     alerting: Alerting = Alerting()
+    mechanism: Mechanism = Mechanism()
     # Several databases in one process, each polled on its own (docs/configuration.md#fleet).
     targets: tuple[FleetTarget, ...] = ()
 
@@ -534,6 +569,9 @@ class Config(_Model):
                 t.end_to_end_p95.normal, t.end_to_end_p95.alert
             ),
             objectives.SLOW_SHARE.slo: objectives.Limits(t.slow_share.normal, t.slow_share.alert),
+            **objectives.mechanism_limits(
+                file.mechanism.notify_queue_usage.normal, file.mechanism.notify_queue_usage.alert
+            ),
         }
         return objectives.Baseline(
             limits=limits,

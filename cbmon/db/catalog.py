@@ -17,8 +17,19 @@ from cbmon.db import sqlfiles
 from cbmon.db.dialect import POSTGRESQL_15, Server
 from cbmon.domain import Assumption
 
-# Numbers at or above this do not fit a float8; numeric columns are checked before the cast.
+# Numbers at or above this do not fit a float8, and non-zero ones below its inverse are
+# refused by the cast too (an underflow is an error, not a zero): both are checked first.
 _FLOAT8_SAFE = sql.SQL("1e300")
+_FLOAT8_TINY = sql.SQL("1e-300")
+# Types whose every value casts to float8 without an error (NaN and infinities are invalid
+# durations, which the range check of each aggregate already rejects).
+_FLOAT_TYPES = ("double precision", "real", "bigint", "integer", "smallint")
+# Text that reads as a plain decimal number: digits, one point, an exponent of three digits
+# at most. Anything else (``n/a``, ``NaN``, ``Infinity``, ``1e99999``) is not a duration; the
+# length bound keeps the cast to numeric within its range. POSIX classes only: openGauss and
+# PostgreSQL read this pattern the same way.
+_NUMBER = sql.Literal("^ *[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})? *$")
+_NUMBER_LENGTH = 64
 
 
 def regclass_text(table: sql.Composable, conn: psycopg.Connection[Any]) -> str:
@@ -79,6 +90,16 @@ def id_assumptions(
     return [present, Assumption(name, "sequence_cache_1", True, sequences)]
 
 
+def readable_sequence(cur: psycopg.Cursor[Any], table: str, column: str) -> sql.Identifier | None:
+    """The one sequence ``table.column`` takes its ids from, when this role may read it (how
+    far it has handed ids out); None otherwise."""
+    params = {"table": table, "column": column}
+    found = cur.execute(sqlfiles.template("queries/id_sequence.sql"), params).fetchall()
+    if len(found) != 1 or not found[0][3]:
+        return None
+    return sql.Identifier(str(found[0][1]), str(found[0][2]))
+
+
 def _cache(cur: psycopg.Cursor[Any], row: tuple[Any, ...], server: Server) -> int | None:
     """One sequence's cache size, or None when this role cannot read it."""
     sequence, schema_name, relname, readable = row
@@ -107,13 +128,54 @@ def column_type(cur: psycopg.Cursor[Any], table: str, column: str) -> str | None
 
 
 def as_float8(column: sql.Composable, type_name: str | None) -> sql.Composable:
-    """``column`` as a float8 that never fails to cast: a numeric too large for float8 (``1e400``)
-    becomes NaN, which every rule already treats as an invalid duration."""
-    if type_name != "numeric":
+    """``column`` as a float8 that never fails to cast, whatever the column holds: a value that
+    is not a number float8 can hold (``1e400`` in a numeric, ``'n/a'`` in a text column)
+    becomes NaN, which every rule already treats as an invalid duration; NULL stays NULL."""
+    if type_name in _FLOAT_TYPES:
         return sql.SQL("{}::float8").format(column)
+    if type_name == "numeric":
+        return _numeric_as_float8(column)
+    # Any other type (text, varchar, json, ...) is read through its text, guarded.
+    text = sql.SQL("{}::text").format(column)
     return sql.SQL(
-        "(CASE WHEN abs({c}) < {safe} THEN {c}::float8 WHEN {c} IS NOT NULL THEN 'NaN'::float8 END)"
-    ).format(c=column, safe=_FLOAT8_SAFE)
+        "(CASE WHEN length({t}) <= {length} AND {t} ~ {number} THEN {value} "
+        "WHEN {c} IS NOT NULL THEN 'NaN'::float8 END)"
+    ).format(
+        t=text,
+        c=column,
+        length=sql.Literal(_NUMBER_LENGTH),
+        number=_NUMBER,
+        value=_numeric_as_float8(sql.SQL("{}::numeric").format(text)),
+    )
+
+
+def _numeric_as_float8(value: sql.Composable) -> sql.Composable:
+    # NaN and the infinities compare above every number, so they fail the first test.
+    return sql.SQL(
+        "(CASE WHEN abs({v}) < {tiny} THEN 0::float8 WHEN abs({v}) < {safe} THEN {v}::float8 "
+        "WHEN {v} IS NOT NULL THEN 'NaN'::float8 END)"
+    ).format(v=value, safe=_FLOAT8_SAFE, tiny=_FLOAT8_TINY)
+
+
+def short_text(column: sql.Composable) -> sql.Composable:
+    """A value's text as ``length:first characters``, for a log line that shows what a bad
+    value looks like without carrying a 400-digit number (see :func:`shortened`)."""
+    text = sql.SQL("{}::text").format(column)
+    return sql.SQL("length({t})::text || ':' || left({t}, {keep})").format(
+        t=text, keep=sql.Literal(SHORT_VALUE)
+    )
+
+
+SHORT_VALUE = 24
+
+
+def shortened(sample: str) -> str:
+    """:func:`short_text`'s ``length:characters`` as the value a log line shows: the value
+    itself when short, else its beginning and its length."""
+    length, _, start = sample.partition(":")
+    if not length.isdigit() or int(length) <= SHORT_VALUE:
+        return repr(start if length.isdigit() else sample)
+    return f"{start!r}... ({int(length)} characters)"
 
 
 _TIMES = ("timestamp without time zone", "timestamp with time zone", "date")

@@ -293,6 +293,24 @@ class Deadline:
             raise DatabaseError(f"no answer from the database within {self.seconds:g}s") from None
 
 
+def poll_error_reason(exc: BaseException) -> str:
+    """Why a poll failed, as one of :data:`cbmon.domain.POLL_ERROR_REASONS`: ``connection`` when
+    the database did not answer (no connection, a connection lost, no answer in time on our
+    side), else what the database refused. By SQLSTATE, which both drivers carry."""
+    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return "timeout"  # statement_timeout or lock_timeout: the server answered, late
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return "permission"
+    if isinstance(exc, DatabaseError | psycopg.OperationalError | psycopg.InterfaceError):
+        return "connection"
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith("42"):
+        return "schema"  # a table, column or schema missing, or a type the SQL cannot use
+    if state.startswith("22"):
+        return "data"  # a value the SQL could not read
+    return "query"
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of a driver error, with any password removed."""
     text = str(exc).strip().splitlines()

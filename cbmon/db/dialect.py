@@ -48,6 +48,13 @@ class Server:
         return self.postgresql and self.number >= 100000
 
     @property
+    def tells_ids_handed_out(self) -> bool:
+        """Whether reading a sequence on a primary shows the last id its ``nextval`` handed
+        out, which bounds what an idle poll looks at (:mod:`cbmon.ingest.reader`). Known of
+        PostgreSQL; on openGauss and GaussDB the newest id is found as before, from the rows."""
+        return self.postgresql
+
+    @property
     def honours_function_search_path(self) -> bool:
         """openGauss accepts ``SET search_path`` on a function but ignores it (its CREATE
         FUNCTION reference says so), and refuses ``pg_temp`` placed last in a search_path."""
@@ -79,6 +86,12 @@ class Server:
         """``pg_control_system()`` and ``pg_control_checkpoint()`` (PostgreSQL 9.6): the
         cluster's system identifier and timeline."""
         return self.postgresql and self.number >= 90600
+
+    @property
+    def scheduler(self) -> str:
+        """Where scheduled jobs are listed: pg_cron's ``cron`` schema on PostgreSQL, the
+        ``pg_job`` catalog on openGauss and GaussDB."""
+        return "cron" if self.postgresql else "pg_job"
 
     @property
     def label(self) -> str:

@@ -357,3 +357,68 @@ def _unique(items: Iterable[str]) -> Iterable[str]:
         if item not in seen:
             seen.add(item)
             yield item
+
+
+# -- what the mechanism's probes read (cbmon/ingest/mechanism.py) ------------------------------
+MECHANISM_TABLES = ("callback_router", "callback_limits")
+
+
+def mechanism_objects(
+    conn: psycopg.Connection[Any], server: Server, schema: str | None = None
+) -> list[tuple[str, tuple[str, ...]]]:
+    """What the mechanism's probes read and a grant controls, as found in the database (in
+    ``schema``, or in every schema when None): ``("schema", (name,))`` for USAGE and
+    ``("table", (schema, table))`` for SELECT. The router and the token buckets, pg_cron's
+    jobs on PostgreSQL, PG_JOB on openGauss; the NOTIFY queue, the listeners and the function
+    statistics need no grant."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relname = ANY(%s) AND c.relkind IN ('r', 'p')"
+        " AND (%s::text IS NULL OR n.nspname = %s) ORDER BY 1, 2",
+        [list(MECHANISM_TABLES), schema, schema],
+    ).fetchall()
+    tables = [(str(space), str(table)) for space, table in rows]
+    if server.scheduler == "cron":
+        cron = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+        if cron is not None:
+            tables += [("cron", "job"), ("cron", "job_run_details")]
+    else:
+        job = conn.execute(
+            "SELECT 1 FROM pg_class WHERE relname = 'pg_job' AND relnamespace = "
+            "(SELECT oid FROM pg_namespace WHERE nspname = 'pg_catalog')"
+        ).fetchone()
+        if job is not None:
+            tables.append(("pg_catalog", "pg_job"))
+    spaces = dict.fromkeys(space for space, _ in tables if space != "pg_catalog")
+    return [("schema", (space,)) for space in spaces] + [("table", t) for t in tables]
+
+
+def _grant(kind: str, names: tuple[str, ...], role: str) -> sql.Composed:
+    who = sql.Identifier(role)
+    if kind == "schema":
+        return sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(*names), who)
+    return sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(*names), who)
+
+
+def mechanism_grants(
+    conn: psycopg.Connection[Any], role: str, server: Server, schema: str | None = None
+) -> list[sql.Composed]:
+    """The grants that let ``role`` read the mechanism's sources (:func:`mechanism_objects`)."""
+    return [_grant(kind, names, role) for kind, names in mechanism_objects(conn, server, schema)]
+
+
+def mechanism_reads(conn: psycopg.Connection[Any], role: str, server: Server) -> list[str]:
+    """The grants ``role`` still lacks to read the mechanism (for ``cbmon schema audit``);
+    empty when it reads everything there is."""
+    missing = []
+    for kind, names in mechanism_objects(conn, server):
+        if kind == "schema":
+            query = "SELECT has_schema_privilege(%s, %s, 'USAGE')"
+            target = names[0]
+        else:
+            query = "SELECT has_table_privilege(%s, %s, 'SELECT')"
+            target = sql.Identifier(*names).as_string(conn)
+        row = conn.execute(query, [role, target]).fetchone()
+        if row is not None and not row[0]:
+            missing.append(_grant(kind, names, role).as_string(conn) + ";")
+    return missing

@@ -24,13 +24,13 @@ from typing import Any
 from cbmon.clock import Clock, SystemClock
 from cbmon.delivery.dispatcher import display_name
 from cbmon.delivery.payload import labels_of
-from cbmon.delivery.post import BackgroundSender, backoff, post
+from cbmon.delivery.post import BackgroundSender, post
+from cbmon.delivery.retry import ALERTMANAGER, RetryPolicy
 from cbmon.slo.notification import Alert
 
 log = logging.getLogger(__name__)
 
 API_PATH = "/api/v2/alerts"
-MAX_RETRY_WAIT = 30.0
 
 
 def _time(seconds: float) -> str:
@@ -83,8 +83,10 @@ class AlertmanagerSender(BackgroundSender):
         resend_interval: float,
         ca_file: Path | None = None,
         clock: Clock | None = None,
+        retry: RetryPolicy = ALERTMANAGER,
     ) -> None:
-        """``clock``: resends are timed on its monotonic line (a wall clock stepped back must
+        """``retry``: the wait after a failed post, never longer than ``resend_interval``;
+        ``clock``: resends are timed on its monotonic line (a wall clock stepped back must
         not hold them back, or Alertmanager would resolve what fires); ``endsAt`` and the
         rest are on its wall clock, which Alertmanager compares with its own."""
         self.targets = [(url.rstrip("/") + API_PATH, display_name(url)) for url in urls]
@@ -96,6 +98,7 @@ class AlertmanagerSender(BackgroundSender):
         self.timeout = timeout  # for each post's whole exchange
         self.resend_interval = resend_interval
         self.ca_file = ca_file
+        self.retry = retry
         self._clock = clock or SystemClock()
         self._alerts: list[Alert] = []
         self._changed = False
@@ -148,12 +151,14 @@ class AlertmanagerSender(BackgroundSender):
                 log.error("alertmanager: posting failed unexpectedly: %s", exc)
                 ok = False
             failures = 0 if ok else failures + 1
-            delay = (
-                self.resend_interval
-                if ok
-                else backoff(failures, base=1.0, cap=min(MAX_RETRY_WAIT, self.resend_interval))
-            )
+            delay = self.resend_interval if ok else self._retry_wait(failures)
             next_post = self._clock.monotonic() + delay
+
+    def _retry_wait(self, failures: int) -> float:
+        """The policy's wait after ``failures`` failed posts in a row, its backoff capped at
+        the resend interval: a firing alert is posted again before its ``endsAt``."""
+        cap = min(self.retry.cap, self.resend_interval)
+        return dataclasses.replace(self.retry, cap=cap).delay(failures)
 
     def _post_all(
         self, alerts: list[Alert], targets: list[tuple[str, str]], counters: dict[str, Counters]

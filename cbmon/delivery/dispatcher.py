@@ -4,7 +4,8 @@ Each receiver has its own outbox and thread, so a receiver that hangs delays nob
 enqueueing never blocks the poll loop. A message's ``webhook-id`` is the notification's own,
 derived from the alert and its transition: the same across retries, restarts and re-sends
 (the receiver's idempotency key). A failed attempt is retried up to ``max_retries`` times
-with exponential backoff and jitter, or after the receiver's ``Retry-After``. A message that
+with exponential backoff and jitter, and never sooner than the receiver's ``Retry-After``
+(:mod:`cbmon.delivery.retry`, one policy for every sender). A message that
 exhausts its retries stays at the head of the outbox and is tried again every ``down_retry``
 seconds, so it is delivered once the receiver comes back, in order. What waits in the
 outboxes is saved with the alert state, so a restart delivers it too.
@@ -30,15 +31,14 @@ from typing import Protocol
 
 from cbmon.config import Config
 from cbmon.delivery import payload
-from cbmon.delivery.post import Attempt, BackgroundSender, backoff, post_signed
+from cbmon.delivery.post import Attempt, BackgroundSender, post_signed
+from cbmon.delivery.retry import WEBHOOKS, RetryPolicy
 from cbmon.durations import format_duration
 from cbmon.slo.notification import Notification
 
 log = logging.getLogger(__name__)
 
 DOWN_RETRY = 30.0
-MAX_BACKOFF = 30.0
-MAX_RETRY_AFTER = 300.0
 MAX_OUTBOX = 10_000
 
 
@@ -89,23 +89,22 @@ class Outbox(BackgroundSender):
         secret: str | None,
         *,
         timeout: float = 5.0,
-        max_retries: int = 3,
-        backoff_base: float = 1.0,
+        retry: RetryPolicy = WEBHOOKS,
         down_retry: float = DOWN_RETRY,
         ca_file: Path | None = None,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         """``timeout``: for each attempt's whole exchange; ``ca_file``: the CAs trusted for
-        an https URL instead of the default ones; ``clock``: the wall clock signatures are
-        dated by."""
+        an https URL instead of the default ones; ``retry``: how often and how far apart a
+        failed attempt is tried again (its ``max_retries`` follows the configuration);
+        ``clock``: the wall clock signatures are dated by."""
         self.url = url
         self.key = hashlib.sha256(url.encode()).hexdigest()[:16]  # names it in the state file
         self.name = display_name(url)
         self.secret = secret
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
+        self.retry = retry
         self.down_retry = down_retry
         self.ca_file = ca_file
         self.counters = Counters()
@@ -122,9 +121,14 @@ class Outbox(BackgroundSender):
         settings = (config.webhook_secret, alerting.timeout, alerting.max_retries, alerting.ca_file)
         with self._cond:
             changed = settings != (self.secret, self.timeout, self.max_retries, self.ca_file)
-            self.secret, self.timeout, self.max_retries, self.ca_file = settings
+            self.secret, self.timeout, retries, self.ca_file = settings
+            self.retry = dataclasses.replace(self.retry, max_retries=retries)
             if changed:
                 self._cond.notify()
+
+    @property
+    def max_retries(self) -> int:
+        return self.retry.max_retries
 
     def send(self, message: Message) -> None:
         with self._cond:
@@ -166,7 +170,6 @@ class Outbox(BackgroundSender):
                 self._on_change()
                 attempt = 0
                 continue
-            wait = None if result.retry_after is None else min(result.retry_after, MAX_RETRY_AFTER)
             attempt += 1
             if attempt > self.max_retries:
                 self.counters.failed += 1
@@ -179,14 +182,10 @@ class Outbox(BackgroundSender):
                     format_duration(self.down_retry),
                 )
                 attempt = 0
-                delay = max(wait or 0.0, self.down_retry)
+                delay = max(self.retry.honoured(result.retry_after) or 0.0, self.down_retry)
             else:
                 self.counters.retries += 1
-                delay = (
-                    wait
-                    if wait is not None
-                    else backoff(attempt, base=self.backoff_base, cap=MAX_BACKOFF)
-                )
+                delay = self.retry.delay(attempt, result.retry_after)
             if self._wait(delay):
                 return
 

@@ -1,6 +1,7 @@
 """Signed HTTP delivery, shared by the alert dispatcher, the Alertmanager poster and the
 reference worker: one POST under one deadline (:mod:`cbmon.delivery.exchange`), with
-Standard Webhooks headers, one reading of ``Retry-After``, one backoff.
+Standard Webhooks headers and one reading of ``Retry-After``; how long to wait before trying
+again is :mod:`cbmon.delivery.retry`'s.
 
 A POST never raises for HTTP trouble: it returns an :class:`Attempt` saying what happened, with
 no URL or credential in its text (webhook URLs often carry a token).
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,20 +19,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from cbmon.delivery import signing
-
-
-def backoff(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    jitter: float = 0.5,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait after failed ``attempt`` (1-based): ``base * 2^(attempt-1)`` capped at
-    ``cap``, less up to ``jitter`` of it at random so that many clients spread out."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return float(ceiling * (1 - jitter * rng()))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -191,9 +191,19 @@ def demo_config(
         "slo": {"window": format_duration(window), "for": FOR, "min_events": MIN_EVENTS},
         # A run starts afresh: its alert state lives as long as the run.
         "alerting": {"webhooks": [alerts.url], "timeout": "2s", "state_dir": str(state_dir)},
+        # Probed every 2 s; the NOTIFY queue (8 GB) judged against tiny limits, so that a
+        # listener stuck for a minute shows (the defaults are 50 % and 90 %).
+        "mechanism": {
+            "interval": "2s",
+            "listeners": [{"channel": "callback_queue", "application_name": DEMO_LISTENER}],
+            "notify_queue_usage": {"normal": "0.0001%", "alert": "0.001%"},
+        },
     }
     # environ={}: the demo's settings are its own, whatever CBMON_* says
     return load_config(overrides=overrides, dsn=dsn, webhook_secret=alerts.secret, environ={})
+
+
+DEMO_LISTENER = "cbmon-demo-worker-1"
 
 
 class Demo:

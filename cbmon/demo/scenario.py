@@ -25,6 +25,7 @@ class Phase:
     orders_per_second: float = 6.0
     ships_per_second: float = 5.0
     burst_orders: int = 0  # orders placed evenly over the phase, on top of the rate
+    fault: str = ""  # a fault of the mechanism held over the phase (cbmon/demo/faults.py)
     # One worker stops right after a delivery, before recording it (as a killed one would),
     # and comes back when the phase ends: its rows stick past their lease, another worker
     # delivers them again, and the late record of the first delivery is a duplicate.
@@ -37,7 +38,15 @@ class Phase:
             return "a worker stops mid-lease"
         latency = f"{self.latency * 1000:.0f} ms" if self.latency < 1 else f"{self.latency:g} s"
         failing = f", {self.failure_rate:.1%} failing" if self.failure_rate else ""
-        return f"receivers answer in ~{latency}{failing}"
+        fault = f"; {FAULT_WORDS[self.fault]}" if self.fault else ""
+        return f"receivers answer in ~{latency}{failing}{fault}"
+
+
+FAULT_WORDS = {
+    "throttled": "a token bucket of 2 drops most order_created callbacks",
+    "unrouted": "the order_shipped route is disabled",
+    "stuck_listener": "a listener stops reading and the NOTIFY queue fills",
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,18 @@ SCENARIOS: dict[str, Scenario] = {
                 Phase("healthy", 0.15, HEALTHY_LATENCY, 0.0),
                 Phase("stalled", 0.55, 3.0, 0.0, ships_per_second=0.0, burst_orders=6500),
                 Phase("draining", 1.0, 0.01, 0.0),
+            ),
+        ),
+        Scenario(
+            "mechanism",
+            "the mechanism breaks inside the database: a drained token bucket, a disabled "
+            "route, a listener that stops reading; each is repaired in turn",
+            (
+                Phase("healthy", 0.1, HEALTHY_LATENCY, 0.0),
+                Phase("throttled", 0.35, HEALTHY_LATENCY, 0.0, fault="throttled"),
+                Phase("unrouted", 0.55, HEALTHY_LATENCY, 0.0, fault="unrouted"),
+                Phase("stuck listener", 0.75, HEALTHY_LATENCY, 0.0, fault="stuck_listener"),
+                Phase("repaired", 1.0, HEALTHY_LATENCY, 0.0),
             ),
         ),
         Scenario(

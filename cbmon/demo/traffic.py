@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from cbmon.db.connect import connect, first_line
+from cbmon.demo.faults import Faults
 from cbmon.demo.scenario import Conditions
 from cbmon.errors import DatabaseError
 
@@ -75,6 +76,7 @@ class Traffic:
             "orders": sql.SQL("{}.orders").format(s),
             "items": sql.SQL("{}.order_items").format(s),
         }
+        self.faults = Faults(dsn, schema)
         self._place = sql.SQL(PLACE).format(**names)
         self._ship = sql.SQL(SHIP).format(**names)
 
@@ -95,6 +97,7 @@ class Traffic:
                         conn = connect(
                             self.dsn, statement_timeout=30, application_name=NAME, read_only=False
                         )
+                    self.faults.switch(conn, conditions.phase.fault)
                     self._batch(conn, orders, ships)
                 except psycopg.Error as exc:
                     if not isinstance(exc, psycopg.OperationalError):
@@ -118,7 +121,12 @@ class Traffic:
                 self.stop.wait(TICK)
         finally:
             if conn is not None:
+                try:
+                    self.faults.switch(conn, "")  # the demo leaves the mechanism repaired
+                except psycopg.Error as exc:
+                    log.warning("demo traffic: %s", first_line(exc))
                 conn.close()
+            self.faults.close()
 
     def _batch(self, conn: psycopg.Connection[Any], orders: int, ships: int) -> None:
         if orders:

@@ -34,6 +34,10 @@ from cbmon.domain import TRIES, WAIT_BUCKETS, Callbacks, Features, TargetCounts
 _TIMES = ("timestamp without time zone", "timestamp with time zone")
 
 
+# Column types read as numbers without a guard (as format_type names them).
+NUMBERS = ("integer", "bigint", "smallint", "numeric")
+
+
 def features(config: Config, columns: Mapping[str, str | None], indexed: bool) -> Features:
     """What is on, from the columns found (``table.column`` -> type, None when absent) and
     whether the log's ``queue_id`` leads an index."""
@@ -46,10 +50,22 @@ def features(config: Config, columns: Mapping[str, str | None], indexed: bool) -
 
     notes: list[str] = []
     outcomes = has(logs_name, logs.queue_id) and has(logs_name, logs.attempt)
+    not_numbers = [
+        f"{c} is {columns.get(f'{logs_name}.{c}')}"
+        for c in (logs.queue_id, logs.attempt)
+        if outcomes and columns.get(f"{logs_name}.{c}") not in NUMBERS
+    ]
     if not outcomes:
         missing = [c for c in (logs.queue_id, logs.attempt) if not has(logs_name, c)]
         notes.append(
             f"callback outcomes off: {logs_name} has no {' or '.join(map(str, missing))} column "
+            "(tables.logs.queue_id, tables.logs.attempt)"
+        )
+    elif not_numbers:
+        # Compared with numbers in every read: a text column would fail each poll.
+        outcomes = False
+        notes.append(
+            f"callback outcomes off: in {logs_name}, {' and '.join(not_numbers)}, not a number "
             "(tables.logs.queue_id, tables.logs.attempt)"
         )
     elif not indexed:
@@ -231,9 +247,13 @@ def success_unqualified(status: str, count: int) -> sql.Composable:
     return sql.SQL("{}::text IN ({})").format(sql.Identifier(status), statuses)
 
 
-def target_aggregates(config: Config) -> dict[str, sql.Composable]:
+def target_aggregates(
+    config: Config, http_status_type: str | None = "integer"
+) -> dict[str, sql.Composable]:
     """Failures by class, per target: the HTTP status says 4xx or 5xx; no status and a status
-    word naming a timeout is a timeout; any other failure is other."""
+    word naming a timeout is a timeout; any other failure is other. An HTTP status column
+    that is not a number (text) is read through a pattern: a value that is no status code
+    (``'n/a'``) is no status, never a failed poll."""
     logs = config.tables.logs
     failed = sql.SQL("NOT coalesce({}, false)").format(
         success_unqualified(logs.status, len(logs.success_statuses))
@@ -241,7 +261,12 @@ def target_aggregates(config: Config) -> dict[str, sql.Composable]:
     if logs.http_status is None:
         code: sql.Composable = sql.SQL("NULL::int")
     else:
-        code = sql.SQL("{}::int").format(sql.Identifier(logs.http_status))
+        column = sql.Identifier(logs.http_status)
+        code = sql.SQL("{}::int").format(column)
+        if http_status_type not in NUMBERS:
+            code = sql.SQL("(CASE WHEN {c}::text ~ {code} THEN {c}::text::int END)").format(
+                c=column, code=sql.Literal("^ *[0-9]{1,3} *$")
+            )
     timeout = sql.SQL("{code} IS NULL AND lower({status}::text) LIKE '%%timeout%%'").format(
         code=code, status=sql.Identifier(logs.status)
     )

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -75,6 +75,10 @@ def _logs_source(logs: LogsTable, config: Config, duration_type: str | None = No
         "slow": sql.SQL(
             "count(CASE WHEN {x} > %(slow)s AND {x} <= %(max_time)s THEN 1 END)"
         ).format(x=x),
+        # One of the invalid durations, shortened, for the log line that says they are there.
+        "invalid_sample": sql.SQL(
+            "min(CASE WHEN {x} IS NOT NULL AND NOT ({valid}) THEN {short} END)"
+        ).format(x=x, valid=valid, short=catalog.short_text(column(logs.execution_time))),
     }
     params: dict[str, Any] = {
         **{f"success_{i}": status for i, status in enumerate(logs.success_statuses)},
@@ -142,7 +146,9 @@ def _queue_query(queue: QueueTable, found: Features | None = None) -> sql.Compos
     )
 
 
-def lifecycle_source(source: Source, config: Config, found: Features) -> Source:
+def lifecycle_source(
+    source: Source, config: Config, found: Features, http_status_type: str | None = "integer"
+) -> Source:
     """The logs' source reading the callback lifecycle too, as far as the tables allow."""
     logs = config.tables.logs
     select = {**source.select, **lifecycle.aggregates(config, found)}
@@ -150,7 +156,7 @@ def lifecycle_source(source: Source, config: Config, found: Features) -> Source:
     if found.targets:
         assert logs.target is not None
         target = sql.SQL("{}::text").format(sql.Identifier(logs.target))
-        select.update(lifecycle.target_aggregates(config))
+        select.update(lifecycle.target_aggregates(config, http_status_type))
     frame = lifecycle.Frame(config, source.table, logs.id, found, len(logs.success_statuses))
     params = {**source.params, **frame.params()}
     return dataclasses.replace(source, select=select, params=params, target=target, frame=frame)
@@ -171,11 +177,57 @@ def _figures(row: Mapping[str, Any], scale: float) -> Figures:
     )
 
 
-def lifecycle_features(
+# First polls whose history read may outrun the statement timeout before it is left out.
+HISTORY_TRIES = 3
+
+
+class InvalidDurations:
+    """Says in the log that durations were found that cannot be counted as such: at the first
+    poll that finds some, then at most once per ``every`` seconds with the count since, so a
+    table full of them is one line every few minutes, not one per poll."""
+
+    def __init__(
+        self, column: str, clock: Callable[[], float] = time.monotonic, every: float = 300.0
+    ) -> None:
+        self.column = column  # schema.table.column
+        self._clock = clock
+        self._every = every
+        self._since: float | None = None  # when the last line was written
+        self._count = 0
+        self._sample: str | None = None
+
+    def found(self, rows: Iterable[Mapping[str, Any]], max_time: float, unit: str) -> None:
+        for row in rows:
+            count = int(row["present"] or 0) - int(row["observed"] or 0)
+            if count <= 0:
+                continue
+            self._count += count
+            self._sample = self._sample or row.get("invalid_sample")
+        now = self._clock()
+        if not self._count or (self._since is not None and now - self._since < self._every):
+            return
+        sample = "" if self._sample is None else f", such as {catalog.shortened(self._sample)}"
+        log.warning(
+            "%d row%s of %s hold%s a duration cbmon cannot use%s: each is counted as an attempt "
+            "with an invalid duration (cbmon_callback_invalid_durations_total), outside the "
+            "latency figures; a valid one is a number from 0 to %.10g%s",
+            self._count,
+            "" if self._count == 1 else "s",
+            self.column,
+            "s" if self._count == 1 else "",
+            sample,
+            max_time,
+            unit,
+        )
+        self._since, self._count, self._sample = now, 0, None
+
+
+def read_lifecycle(
     cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any], config: Config
-) -> Features:
-    """Which lifecycle columns the tables have, and whether the log's queue_id is indexed:
-    what serve reads, and what ``cbmon report`` and ``cbmon check`` read the same way."""
+) -> tuple[Features, dict[str, str | None]]:
+    """Which lifecycle columns the tables have (``table.column`` -> type, None when absent)
+    and what that turns on: what serve reads, and what ``cbmon report`` and ``cbmon check``
+    read the same way."""
     tables = config.tables
     logs, queue = tables.logs, tables.queue
     columns: dict[str, str | None] = {}
@@ -193,7 +245,13 @@ def lifecycle_features(
     indexed = logs.queue_id is not None and catalog.leads_an_index(
         cur, logs_relation, logs.queue_id
     )
-    return lifecycle.features(config, columns, indexed)
+    return lifecycle.features(config, columns, indexed), columns
+
+
+def lifecycle_features(
+    cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any], config: Config
+) -> Features:
+    return read_lifecycle(cur, conn, config)[0]
 
 
 class Poller:
@@ -227,12 +285,17 @@ class Poller:
         self._skew = config.file.slo.clock_skew
         self._inspected = False
         self.features = Features()  # found at the first poll
+        self._history_timeouts = 0
+        self._column_types: dict[str, str | None] = {}  # schema.table.column: its type
         self._created_at = (
             sql.Identifier(config.tables.logs.created_at),
             sql.Identifier(config.tables.errors.created_at),
         )
         tables = config.tables
         self._scale = 1000.0 if tables.logs.execution_time_unit == "ms" else 1.0
+        logs_column = f"{tables.logs.table_schema}.{tables.logs.table}.{tables.logs.execution_time}"
+        self.invalid = InvalidDurations(logs_column, clock)
+        self._window_rows: list[Mapping[str, Any]] = []  # the backfill's log rows, for it
         self.logs = self._reader(_logs_source(tables.logs, config), reader, clock)
         self.errors = self._reader(_errors_source(tables.errors), reader, clock)
         self._queue_query = _queue_query(tables.queue)
@@ -254,6 +317,7 @@ class Poller:
         rows again: nothing is lost and nothing is counted twice.
         """
         saved = (self.logs.save(), self.errors.save())
+        reading_history = False
         # What is read before the poll's transaction runs in transactions of its own,
         # committed before the poll's snapshot is taken.
         conn.autocommit = True
@@ -272,13 +336,16 @@ class Poller:
                 first = not self._inspected
                 assumptions = self._inspect(conn, cur) if first else ()
                 backfill: tuple[Slot, ...] = ()
+                self._window_rows = []
                 ahead: dict[str, int] = {}
                 periods: tuple[tuple[float, tuple[Slot, ...]], ...] = ()
-                if self.logs.high_water is None:
+                reading_history = self.logs.high_water is None
+                if reading_history:
                     periods = self._backfill_periods(cur)
-                if self._backfill and self.logs.high_water is None:
+                if self._backfill and reading_history:
                     backfill = self._backfill_window(cur, self._backfill)
                     ahead = self.rows_ahead(cur)
+                reading_history = False
                 logs = self.logs.read(cur, fence, new_server=new_server)
                 errors = self.errors.read(cur, fence, new_server=new_server)
                 queue, in_recovery = self._queue(cur)
@@ -286,11 +353,19 @@ class Poller:
             self.logs.restore(saved[0])
             self.errors.restore(saved[1])
             if isinstance(exc, psycopg.errors.QueryCanceled):
+                if reading_history:
+                    self._history_timeouts += 1
+                    if self._history_timeouts >= HISTORY_TRIES:
+                        self._without_history()
                 self.logs.shrink_batch()
                 self.errors.shrink_batch()
             raise
         self._history = history
         self.fences.observe(in_recovery)
+        logs_unit = self._config.tables.logs.execution_time_unit
+        max_time = self._config.file.max_execution_time * self._scale
+        self.invalid.found([*self._window_rows, *logs.rows], max_time, logs_unit)
+        self._window_rows = []
         figures: dict[str | None, Figures] = {}
         targets: dict[str | None, TargetCounts] = {}
         for row in logs.rows:  # one row per event type and target
@@ -350,7 +425,13 @@ class Poller:
         duration = catalog.column_type(cur, logs_table, tables.logs.execution_time)
         self.logs.source = _logs_source(tables.logs, self._config, duration)
         self.features = self._lifecycle(cur, conn)
-        self.logs.source = lifecycle_source(self.logs.source, self._config, self.features)
+        logs = tables.logs
+        http_status_type = self._column_types.get(
+            f"{logs.table_schema}.{logs.table}.{logs.http_status}"
+        )
+        self.logs.source = lifecycle_source(
+            self.logs.source, self._config, self.features, http_status_type
+        )
         times = (tables.logs.created_at, tables.errors.created_at)
         for reader, created_at in zip((self.logs, self.errors), times, strict=True):
             table = catalog.regclass_text(reader.source.table, conn)
@@ -361,15 +442,33 @@ class Poller:
         server = server_of(conn)
         for reader, column in ((self.logs, tables.logs.id), (self.errors, tables.errors.id)):
             table = catalog.regclass_text(reader.source.table, conn)
-            found += catalog.id_assumptions(cur, reader.source.name, table, column, server)
+            checked = catalog.id_assumptions(cur, reader.source.name, table, column, server)
+            found += checked
+            one_at_a_time = any(a.check == "sequence_cache_1" and a.ok for a in checked)
+            if one_at_a_time and server.tells_ids_handed_out:
+                # Ids handed out one at a time: how far they went bounds what an idle poll
+                # looks at, whatever transactions still open hold above the rows read.
+                sequence = catalog.readable_sequence(cur, table, column)
+                reader.source = dataclasses.replace(reader.source, sequence=sequence)
         self._inspected = True
         return tuple(found)
 
     def _lifecycle(self, cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any]) -> Features:
         """Which lifecycle columns the tables have, and whether the log's queue_id is indexed."""
-        found = lifecycle_features(cur, conn, self._config)
+        found, self._column_types = read_lifecycle(cur, conn, self._config)
         self._queue_query = _queue_query(self._config.tables.queue, found)
         return found
+
+    def _without_history(self) -> None:
+        """The history read at start outran the statement timeout in each of the first polls
+        (a table far larger than the window, millions of rows inserted and not committed on
+        its index): start without it rather than fail every first poll, and say so once."""
+        log.warning(
+            "the history of the SLO window and of the error budgets could not be read within "
+            "database.statement_timeout; they fill from now on (a restart reads it again)"
+        )
+        self._backfill = None
+        self._period = 0
 
     def _backfill_periods(
         self, cur: psycopg.Cursor[Any]
@@ -399,6 +498,7 @@ class Poller:
     ) -> tuple[Slot, ...]:
         """The rows created within ``window`` before now, per time slot (a sixtieth of the
         window unless told) and raw event type."""
+        window_rows = slot is None  # the SLO window's, whose invalid durations are told
         slot = max(1.0, round(window / 60)) if slot is None else slot
         found: dict[tuple[float, str | None], Figures] = {}
         sources = zip((self.logs.source, self.errors.source), self._created_at, strict=True)
@@ -413,6 +513,8 @@ class Poller:
                     key = (float(row["slot_end"]), row["key"])
                     if source is self.logs.source:
                         figures = _figures(row, self._scale)
+                        if window_rows:
+                            self._window_rows.append(row)
                     else:
                         figures = Figures(errors=int(row["rows_read"]))
                     found[key] = found.get(key, Figures()) + figures

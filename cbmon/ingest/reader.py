@@ -101,6 +101,8 @@ class Gap:
     fence: frozenset[str] | None = None
     fenced_at: int = -1  # the number of that listing
     found_at: float = 0.0  # the reader's clock when the gap was found
+    # The newest listing known when the gap was last read (-1: never, or without listings).
+    read_at: int = -1
 
     @property
     def size(self) -> int:
@@ -127,6 +129,10 @@ class Source:
     frame: Frame | None = None
     # A second grouping key: the receiver (NULL when the table has none).
     target: sql.Composable = dataclasses.field(default_factory=lambda: sql.SQL("NULL::text"))
+    # The sequence the ids come from, when it hands them out one at a time and may be read:
+    # it tells how far ids were handed out, so ids taken by transactions still open become
+    # gaps (watched at the cost of a fence) instead of being walked through at every poll.
+    sequence: sql.Composable | None = None
 
     def formatted(
         self, template: str, where: sql.Composable, *, counted: bool = True, **extra: sql.Composable
@@ -207,6 +213,7 @@ class TailReader:
         self.excluded: array[int] = array("q")
         self._clock = clock
         self._counted_upto = 0
+        self.gap_ids_read = 0  # ids of open gaps the last read looked at again
 
     def save(self) -> _State:
         """The reader's state, for :meth:`restore` when a poll's transaction fails."""
@@ -240,6 +247,7 @@ class TailReader:
         transaction fails, the caller restores :meth:`save`'s state.
         """
         head = self._head(cur)
+        self.gap_ids_read = 0
         if self.high_water is None:
             # First poll: counting starts at the tail; transactions still open near it are
             # watched, and the newest rows remembered, so a later reset can be told.
@@ -257,12 +265,15 @@ class TailReader:
         upto = min(head.head, after + self.batch_size)
         self._counted_upto = upto  # what this read will have counted, for the lifecycle
         excluded = [i for i in self.excluded if after < i <= upto]
-        rows, in_range = self._aggregate_range(cur, after, upto, excluded)
-        checked = self.gaps[:MAX_GAP_RANGES_PER_POLL]
+        rows, in_range = (
+            self._aggregate_range(cur, after, upto, excluded) if upto > after else ([], 0)
+        )
+        checked, waiting, left = _due(self.gaps, fence, self.batch_size)
+        self.gap_ids_read = sum(gap.size for gap in checked)
         gap_rows, present = self._read_gaps(cur, checked)
         # With rows excluded the count cannot bound the search: look through the whole range.
         missing = None if excluded else upto - after - in_range
-        new_gaps = self._find_gaps(cur, after, upto, missing=missing)
+        new_gaps = self._find_gaps(cur, after, upto, missing=missing) if upto > after else []
         still_open, expired = _settle(_split(checked, present), fence)
         if in_range:
             where = sql.SQL("{id} > %(after)s AND {id} <= %(upto)s").format(
@@ -272,13 +283,13 @@ class TailReader:
         if present:
             self._remember(cur, *self._ranges([Gap(low, high) for low, high in present]))
         self.high_water = upto
-        self.gaps = self.gaps[len(checked) :] + still_open + new_gaps
+        self.gaps = waiting + still_open + new_gaps
         if self.excluded and upto >= self.excluded[-1]:
             self.excluded = array("q")
         return ReadResult(
             rows=_merge_rows(rows, gap_rows),
             new_rows=in_range + sum(high - low + 1 for low, high in present),
-            lag_rows=head.head - upto,
+            lag_rows=head.head - upto + left,
             open_gaps=self.open_gap_ids,
             resets=resets,
             expired_gaps=expired,
@@ -286,21 +297,58 @@ class TailReader:
 
     def _head(self, cur: psycopg.Cursor[Any]) -> _Head:
         """The newest id, the table's identity and the witness row's fingerprint, in one
-        statement: an idle poll costs no more than reading the newest id."""
+        statement: an idle poll costs no more than reading the newest id.
+
+        With the sequence known, the newest id is looked for above the high water only, and
+        the head is the newest id handed out: ids above the high water that no visible row
+        holds are read as a new range, so they become gaps, fenced like any other, and the
+        index entries of a transaction still open (a bulk load of millions of rows) are walked
+        once, not at every poll."""
         witness = self.ledger.witness
+        sequence, above = self.source.sequence, self.high_water
+        bounded = sequence is not None and above is not None
+        newest = "SELECT max({id})::bigint FROM {table}"
         query = sqlfiles.template("queries/head.sql").format(
-            id=self.source.id_column, table=self.source.table, fingerprint=self.source.fingerprint
+            id=self.source.id_column,
+            table=self.source.table,
+            fingerprint=self.source.fingerprint,
+            newest=sql.SQL(newest + (" WHERE {id} > %(above)s" if bounded else "")).format(
+                id=self.source.id_column, table=self.source.table
+            ),
+            issued=sql.SQL("NULL::bigint")
+            if sequence is None
+            else sql.SQL(
+                # A standby's copy of a sequence runs up to 32 ids ahead of those handed out
+                # (its WAL is written ahead), and ids not handed out yet must never be gaps.
+                "CASE WHEN NOT pg_is_in_recovery() THEN (SELECT CASE WHEN is_called THEN "
+                "last_value ELSE last_value - 1 END FROM {}) END"
+            ).format(sequence),
         )
         params = {
             "relation": self.source.table.as_string(cur.connection),
             "witness": -1 if witness is None else witness[0],
+            "above": above,
         }
         row = cur.execute(query, params).fetchone()
         if row is None:  # not a table pg_class knows: the statement itself would have failed
             return _Head(0, None, None)
         head = int(row[0]) if row[0] is not None else 0
+        identity = Identity(int(row[1]), int(row[2]))
         witness_now = None if row[3] is None else int(row[3])
-        return _Head(head, Identity(int(row[1]), int(row[2])), witness_now)
+        issued = None if row[4] is None else int(row[4])
+        if bounded and above is not None:
+            if issued is None or issued < above:
+                # The sequence went back below what was read, or cannot be trusted here (a
+                # standby): where the rows end, in full.
+                found = cur.execute(
+                    sql.SQL(newest).format(id=self.source.id_column, table=self.source.table)
+                ).fetchone()
+                head = int(found[0]) if found is not None and found[0] is not None else 0
+            else:
+                head = max(head, above, issued or 0)
+        elif issued is not None:
+            head = max(head, issued)
+        return _Head(head, identity, witness_now)
 
     def _check_history(
         self, cur: psycopg.Cursor[Any], head: _Head, new_server: bool
@@ -486,6 +534,11 @@ class TailReader:
         downwards eightfold only until that many are found: it reads a few thousand ids of the
         index, not the whole range, unless a gap lies deep in it.
         """
+        now = self._clock()
+        if missing is not None and missing == upto - after:
+            # No row of the range is visible (ids a transaction still open holds, say): it is
+            # one gap, and walking its index entries again would tell nothing more.
+            return [Gap(after + 1, upto, found_at=now)] if upto > after else []
         query = sqlfiles.template("queries/find_gaps.sql").format(
             id=self.source.id_column, table=self.source.table
         )
@@ -498,7 +551,6 @@ class TailReader:
                 found.append((int(low), int(high)))
                 remaining -= int(high) - int(low) + 1
             top, span = bottom, span * 8
-        now = self._clock()
         return [Gap(low, high, found_at=now) for low, high in _joined(sorted(found))]
 
 
@@ -512,29 +564,79 @@ def running_transactions(cur: psycopg.Cursor[Any]) -> frozenset[str]:
     return frozenset(str(row[0]) for row in rows)
 
 
+def _unchanged(gap: Gap, fence: Fence | None) -> bool:
+    """Whether ``gap`` cannot have changed since it was last read: every transaction of its
+    fence was still running at a listing made after that read's snapshot, so none had
+    committed by then. One that commits after the listing is missing from the next one, and
+    the gap is read then; nothing else can fill it. (On a standby the listing need not be
+    replayed yet: a transaction still running on the primary cannot be visible anywhere.)"""
+    current = None if fence is None else fence.current
+    return (
+        current is not None
+        and gap.fence is not None
+        and bool(gap.fence)
+        and 0 <= gap.read_at < current.number
+        and gap.fence <= current.running
+    )
+
+
+class _Due(NamedTuple):
+    due: list[Gap]  # to read in this poll
+    waiting: list[Gap]  # for a later one
+    # Ids left for the next poll that may have changed (some of their fence ended): work the
+    # caller is told of, so that it polls again at once.
+    left: int
+
+
+def _due(gaps: Sequence[Gap], fence: Fence | None, budget: int) -> _Due:
+    """The gaps to read again in this poll, and those that wait: unchanged ones (see
+    :func:`_unchanged`) are not read, and at most ``budget`` ids of the others (a large gap is
+    split), in at most :data:`MAX_GAP_RANGES_PER_POLL` ranges. Those left wait for the next
+    poll, first in line, so a poll's cost stays bounded whatever is open."""
+    due: list[Gap] = []
+    waiting: list[Gap] = []
+    room, left = budget, 0
+    for gap in gaps:
+        if _unchanged(gap, fence):
+            waiting.append(gap)
+            continue
+        if room <= 0 or len(due) >= MAX_GAP_RANGES_PER_POLL:
+            waiting.append(gap)
+            left += gap.size if gap.fence is not None else 0
+            continue
+        if gap.size > room:
+            due.append(dataclasses.replace(gap, high=gap.low + room - 1))
+            waiting.append(dataclasses.replace(gap, low=gap.low + room))
+            left += waiting[-1].size if gap.fence is not None else 0
+        else:
+            due.append(gap)
+        room -= due[-1].size
+    return _Due(due, waiting, left)
+
+
 def _settle(gaps: Iterable[Gap], fence: Fence | None) -> tuple[list[Gap], int]:
     """Fence gaps found by earlier polls, and give up those whose fence has ended; returns
     the gaps kept and how many ids were given up unseen for want of a fence (expired).
 
     Called with gaps re-read under this poll's snapshot, which began after ``fence`` was
     learnt: an id still missing when none of its fence was running at a listing this
-    snapshot sees the end of was rolled back.
+    snapshot sees the end of was rolled back. Those of the fence that had ended could not
+    hold it either, so the fence narrows to those still running.
     """
     if fence is None:
         return list(gaps), 0
     current, settled = fence.current, fence.settled
+    read_at = -1 if current is None else current.number
     kept: list[Gap] = []
     expired = 0
     for gap in gaps:
+        gap = dataclasses.replace(gap, read_at=read_at)
         if gap.fence is None and current is not None:
             gap = dataclasses.replace(gap, fence=current.running, fenced_at=current.number)
-        if (
-            gap.fence is not None
-            and settled is not None
-            and settled.number >= gap.fenced_at
-            and gap.fence.isdisjoint(settled.running)
-        ):
-            continue
+        if gap.fence is not None and settled is not None and settled.number >= gap.fenced_at:
+            if gap.fence.isdisjoint(settled.running):
+                continue
+            gap = dataclasses.replace(gap, fence=gap.fence & settled.running)
         if fence.expire_before is not None and gap.found_at < fence.expire_before:
             expired += gap.size
             continue
@@ -602,4 +704,7 @@ def _merge_rows(first: list[Row], second: list[Row]) -> list[Row]:
 def _add(a: Any, b: Any) -> Any:
     if a is None:
         return b
-    return a if b is None else a + b
+    if b is None:
+        return a
+    # Text is a sample of the group's values (one bad value to show), not an amount.
+    return min(a, b) if isinstance(a, str) else a + b

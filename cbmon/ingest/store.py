@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.domain import (
+    POLL_ERROR_REASONS,
     Assumption,
     DatabaseInfo,
     Features,
@@ -51,6 +52,7 @@ class View:
     last_poll_timestamp: float
     polls_total: int
     poll_errors_total: int
+    poll_errors: dict[str, int]  # by reason, every reason present
     poll_buckets: tuple[int, ...]
     poll_count: int
     poll_sum: float
@@ -71,6 +73,24 @@ class View:
 
 
 class Store:
+    """The figures since start, the queue and cbmon's own health, in memory: fed by polls,
+    read by scrapes, the status page and the API.
+
+    It owns the totals per event type label and per receiver, the latest queue figures,
+    the poll histogram, the readers' lag and open gaps, what the first poll learnt of the
+    database (version, topology, assumptions, lifecycle features) and the label caps that
+    fold event types beyond ``max_event_types`` into ``other``.
+
+    Threads: the poll thread alone writes (:meth:`label`, :meth:`apply`,
+    :meth:`poll_failed`); any thread reads through :meth:`view` and the small accessors.
+    One lock covers both, held only for dictionary updates and copies, never for I/O.
+
+    Invariants: totals only grow (a failed poll adds nothing, a reset of the table does not
+    take back what was counted); a :class:`View` is one consistent moment, since figures
+    are immutable and copied under the lock; ages are read on the database's clock, advanced
+    by the monotonic one, so a step of the wall clock does not move them.
+    """
+
     def __init__(
         self,
         max_event_types: int,
@@ -90,7 +110,7 @@ class Store:
         self._last_poll = 0.0  # wall time, exported
         self._last_poll_at: float | None = None  # monotonic, for how long ago
         self._polls = 0
-        self._poll_errors = 0
+        self._poll_errors = dict.fromkeys(POLL_ERROR_REASONS, 0)
         self._poll_buckets = [0] * len(POLL_BUCKETS)
         self._poll_count = 0
         self._poll_sum = 0.0
@@ -167,11 +187,13 @@ class Store:
             for table, ids in result.expired_gaps.items():
                 self._expired[table] = self._expired.get(table, 0) + ids
 
-    def poll_failed(self) -> None:
+    def poll_failed(self, reason: str = "connection") -> None:
+        """A poll failed for ``reason`` (:data:`~cbmon.domain.POLL_ERROR_REASONS`); the
+        database is down only when it did not answer."""
         with self._lock:
-            self._database_up = False
+            self._database_up = reason != "connection"
             self._polls += 1
-            self._poll_errors += 1
+            self._poll_errors[reason] = self._poll_errors.get(reason, 0) + 1
 
     @property
     def database_up(self) -> bool:
@@ -210,7 +232,8 @@ class Store:
                 database_up=self._database_up,
                 last_poll_timestamp=self._last_poll,
                 polls_total=self._polls,
-                poll_errors_total=self._poll_errors,
+                poll_errors_total=sum(self._poll_errors.values()),
+                poll_errors=dict(self._poll_errors),
                 poll_buckets=tuple(self._poll_buckets),
                 poll_count=self._poll_count,
                 poll_sum=self._poll_sum,

@@ -18,6 +18,7 @@ nobody, instead of to a session with nothing to do with them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ import psycopg
 
 from cbmon.db import topology
 from cbmon.db.connect import Deadline, connect, describe, first_line, link_of, server_of, sever
-from cbmon.delivery.post import backoff
+from cbmon.delivery.retry import RECONNECT
 from cbmon.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ CHANNEL = "cbmon_wake"
 TRIGGER = "cbmon_wake"
 _LISTEN: LiteralString = "LISTEN cbmon_wake"
 _UNLISTEN: LiteralString = "UNLISTEN cbmon_wake"
-MAX_BACKOFF = 30.0
 HEARTBEAT = 30.0  # seconds between proofs that the listening session is alive
 PAUSE_CHECK = 0.05  # seconds between looks at the poll loop while paused
 GRACE = 2.0  # on our side, beyond the statement timeout, as for polls
@@ -162,7 +162,7 @@ class Listener:
     ) -> None:
         """``polls``: how many polls the poll loop has started (:attr:`Pacer.polls`)."""
         self._connect = connect_to
-        self.retry_base = retry_base
+        self.retry = dataclasses.replace(RECONNECT, initial=retry_base)
         self._polls = polls
         self.tables = frozenset(tables)
         self._on_wake = on_wake
@@ -406,7 +406,7 @@ class Listener:
         self.mode = "connecting"
         self.listening.clear()
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
-        delay = backoff(failures, base=self.retry_base, cap=MAX_BACKOFF, jitter=0.2)
+        delay = self.retry.delay(failures)
         level = logging.INFO if failures == 1 else logging.DEBUG
         log.log(level, "not listening for new rows (%s); trying again in %.1fs", text, delay)
         self._stopping.wait(delay)

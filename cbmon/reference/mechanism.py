@@ -22,7 +22,12 @@ from cbmon.errors import DatabaseError
 DEFAULT_EXECUTOR = "callback_executor"
 
 # Applied in this order after schema.sql; each names its objects with {schema}.
-PLAIN_FILES = ("mechanism/orders.sql", "mechanism/router.sql", "mechanism/limits.sql")
+PLAIN_FILES = (
+    "mechanism/orders.sql",
+    "mechanism/router.sql",
+    "mechanism/limits.sql",
+    "mechanism/scheduler.sql",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,32 @@ class Installed:
     executor_role: str
     signatures: bool  # False when pgcrypto is not available on the server
     crypto_schema: str | None  # where pgcrypto's functions live, when installed
+    scheduler_job: str | None = None  # the pg_cron job's name, where pg_cron runs here
+
+
+def job_name(schema: str) -> str:
+    return f"{schema}.expire_callback_leases"
+
+
+def _schedule(conn: psycopg.Connection[Any], schema: str, server: Server) -> str | None:
+    """Schedule the lease expiry every minute with pg_cron where it is installed in this
+    database, or can be (preloaded, with this database as cron.database_name); None elsewhere.
+    cron.schedule replaces a job of the same name, so applying again keeps one job."""
+    if server.scheduler != "cron":
+        return None  # PG_JOB jobs are left to the operator (docs/mechanism.md)
+    installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+    if installed is None:
+        home = conn.execute(
+            "SELECT current_setting('cron.database_name', true) = current_database()"
+            " AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')"
+        ).fetchone()
+        if home is None or not home[0]:
+            return None
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+    name = job_name(schema)
+    command = sql.SQL("SELECT {}.expire_callback_leases()").format(sql.Identifier(schema))
+    conn.execute("SELECT cron.schedule(%s, '* * * * *', %s)", (name, command.as_string(conn)))
+    return name
 
 
 def _crypto_schema(conn: psycopg.Connection[Any], schema: str) -> str | None:
@@ -87,12 +118,15 @@ def apply(
     signatures: bool = True,
     using: Driver = "psycopg",
     wake: bool = False,
+    reader: str | None = None,
 ) -> Installed:
     """Create the base tables and the mechanism in ``schema``, in one transaction.
 
     Applying twice is harmless: tables are kept, functions and triggers replaced, router rows
     the user changed left alone. ``signatures=False`` skips pgcrypto and signed callbacks;
-    ``wake`` adds the triggers that wake ``cbmon serve`` (see ``cbmon schema apply --wake``).
+    ``wake`` adds the triggers that wake ``cbmon serve`` (see ``cbmon schema apply --wake``);
+    ``reader`` (cbmon's role, made by ``schema apply``) is granted reading what its mechanism
+    probes read.
     The same files serve PostgreSQL and openGauss; only the executor role's attributes and the
     search_path the functions capture differ (:mod:`cbmon.db.dialect`).
     """
@@ -116,6 +150,10 @@ def apply(
             crypto = _crypto_schema(conn, schema) if signatures else None
             for statement in statements(schema, executor_role, server, crypto):
                 conn.execute(statement)
+            job = _schedule(conn, schema, server)
+            if reader is not None:
+                for grant in roles.mechanism_grants(conn, reader, server, schema):
+                    conn.execute(grant)
     except psycopg.Error as exc:
         raise DatabaseError(f"mechanism apply failed: {first_line(exc)}") from None
     finally:
@@ -125,4 +163,5 @@ def apply(
         executor_role=executor_role,
         signatures=crypto is not None,
         crypto_schema=crypto,
+        scheduler_job=job,
     )

@@ -80,3 +80,5 @@ def _ensure_role(
     assert database is not None
     for statement in roles.reader_statements(role, schema, str(database[0])):
         conn.execute(statement)
+    for statement in roles.mechanism_grants(conn, role, server, schema):
+        conn.execute(statement)

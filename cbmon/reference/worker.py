@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 import threading
 import time
 import urllib.parse
@@ -38,7 +37,8 @@ from cbmon.db import sqlfiles
 from cbmon.db.connect import connect, first_line
 from cbmon.db.driver import Driver
 from cbmon.delivery import signing
-from cbmon.delivery.post import backoff, post_signed
+from cbmon.delivery.post import post_signed
+from cbmon.delivery.retry import WORKER, RetryPolicy
 from cbmon.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -54,53 +54,29 @@ TIMEOUT = "TIMEOUT"
 _WAIT_SLICE = 0.2  # seconds between checks of the stop event while idle
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how far apart a failed delivery is tried again.
-
-    Stored per event type as ``callback_router.retry_policy`` JSON with these keys.
-    """
-
-    max_retries: int = MAX_RETRIES
-    backoff: str = "exponential"  # or "fixed"
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 300.0
-
-    @classmethod
-    def from_json(cls, value: Any, default: RetryPolicy) -> RetryPolicy:
-        """The policy a router row asks for; keys it lacks or gets wrong keep ``default``'s."""
-        if not isinstance(value, dict):
-            return default
-        try:
-            retries = int(value.get("max_retries", default.max_retries))
-            backoff = str(value.get("backoff", default.backoff))
-            base = float(value.get("backoff_seconds", default.backoff_seconds))
-            cap = float(value.get("max_backoff_seconds", default.max_backoff_seconds))
-            return cls(
-                max_retries=max(0, min(MAX_RETRIES, retries)),
-                backoff="fixed" if backoff == "fixed" else "exponential",
-                backoff_seconds=max(0.0, base),
-                max_backoff_seconds=max(0.0, cap),
-            )
-        except (TypeError, ValueError):
-            log.warning("ignoring malformed retry_policy %r", value)
-            return default
-
-    def delay(
-        self, attempt: int, *, retry_after: float | None = None, jitter: float = 1.0
-    ) -> float:
-        """Seconds to wait after failed ``attempt`` (1-based).
-
-        ``jitter`` in (0, 1] spreads retries of many rows apart; a receiver's Retry-After is
-        honoured up to ``max_backoff_seconds``.
-        """
-        steps = 1 if self.backoff == "fixed" else attempt
-        seconds = jitter * backoff(
-            steps, base=self.backoff_seconds, cap=self.max_backoff_seconds, jitter=0.0
-        )
-        if retry_after is not None:
-            seconds = max(seconds, min(retry_after, self.max_backoff_seconds))
-        return seconds
+def policy_from_json(value: Any, default: RetryPolicy) -> RetryPolicy:
+    """The retry policy a router row asks for (``callback_router.retry_policy``: keys
+    ``max_retries``, ``backoff`` exponential or fixed, ``backoff_seconds``,
+    ``max_backoff_seconds``); keys it lacks or gets wrong keep ``default``'s. A receiver's
+    ``Retry-After`` is honoured up to the row's cap, and never beyond the policy's own."""
+    if not isinstance(value, dict):
+        return default
+    try:
+        retries = int(value.get("max_retries", default.max_retries))
+        fixed = str(value.get("backoff", "fixed" if default.factor == 1 else "")) == "fixed"
+        base = float(value.get("backoff_seconds", default.initial))
+        cap = max(0.0, float(value.get("max_backoff_seconds", default.cap)))
+    except (TypeError, ValueError):
+        log.warning("ignoring malformed retry_policy %r", value)
+        return default
+    return dataclasses.replace(
+        default,
+        max_retries=max(0, min(MAX_RETRIES, retries)),
+        initial=max(0.0, base),
+        factor=1.0 if fixed else 2.0,
+        cap=cap,
+        retry_after_cap=min(default.retry_after_cap, cap),
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +86,7 @@ class WorkerOptions:
     timeout: float = 5.0  # seconds for the whole exchange with the receiver
     poll_interval: float = 5.0  # longest sleep without a notification
     batch_size: int = 10
-    retry: RetryPolicy = RetryPolicy()  # for event types without a router row
+    retry: RetryPolicy = WORKER  # for event types without a router row
     channel: str = CHANNEL
     reconnect_delay: float = 2.0
     driver: Driver = "psycopg"  # or "gaussdb" (cbmon.db.driver)
@@ -373,7 +349,7 @@ class Worker:
             rows = cur.execute(self._sql.routes, (sorted(event_types),)).fetchall()
         return {
             str(row["event_type"]): Route(
-                row["target_url"], RetryPolicy.from_json(row["retry_policy"], self.options.retry)
+                row["target_url"], policy_from_json(row["retry_policy"], self.options.retry)
             )
             for row in rows
         }
@@ -432,11 +408,7 @@ class Worker:
                 result = "delivered" if outcome.ok else "dead"
                 settled = conn.execute(self._sql.finish, {**key, "outcome": result}).rowcount
             else:
-                delay = route.policy.delay(
-                    claim.attempt,
-                    retry_after=outcome.retry_after,
-                    jitter=random.uniform(0.5, 1.0),
-                )
+                delay = route.policy.delay(claim.attempt, outcome.retry_after)
                 settled = conn.execute(self._sql.retry, {**key, "delay": delay}).rowcount
             if done and not outcome.ok and settled:
                 # the article's "retries exhausted: send an alert notification"

@@ -10,11 +10,11 @@ from typing import Any
 
 from cbmon.clock import Clock, SystemClock
 from cbmon.config import Config
-from cbmon.domain import PollResult, total
+from cbmon.domain import Mechanism, PollResult, total
 from cbmon.ingest.periods import Periods
 from cbmon.ingest.store import LabeledPoll
 from cbmon.ingest.window import Window
-from cbmon.slo import budget, saved
+from cbmon.slo import budget, mechanism, saved
 from cbmon.slo.budget import Budget
 from cbmon.slo.judge import Indicator, evaluate, traffic
 from cbmon.slo.notification import Alert, Notification
@@ -23,6 +23,22 @@ from cbmon.slo.trend import Trend
 
 
 class Evaluator:
+    """The SLO side of ``cbmon serve``: owns the window of recent polls, the error budgets'
+    periods, the trend (sparklines), the latest judged indicators and the
+    :class:`~cbmon.slo.tracker.AlertTracker`.
+
+    Threads: the poll thread feeds it (:meth:`observe`, :meth:`evaluate`) and reconfigures
+    it at a reload; the HTTP threads read the indicators and budgets for the status page and
+    the API, under a lock that guards those two lists (the tracker is read as its own
+    docstring says).
+
+    Invariants: it judges with the one judge (:mod:`cbmon.slo.judge`) that ``check`` and
+    ``report`` use; every span is measured on the monotonic clock, the wall clock only dates
+    what is sent and shown; it returns the notifications due and sends nothing itself (the
+    dispatcher does); a reload changes thresholds, ``for`` and the window without dropping
+    alerts pending or firing.
+    """
+
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         slo = config.file.slo
         self.config = config
@@ -43,6 +59,7 @@ class Evaluator:
         # When the last attempt was logged, by our clock; before any, when we started
         # looking: the traffic rule never counts time cbmon did not watch.
         self._last_attempt: float | None = None
+        self.mechanism: Mechanism | None = None  # the last probe of the mechanism, judged too
 
     def reconfigure(self, config: Config) -> None:
         """Judge by ``config`` from the next evaluation on (at start, and at a reload): alerts
@@ -104,6 +121,9 @@ class Evaluator:
         if baseline.traffic_absent_after > 0:
             idle = now - (now if self._last_attempt is None else self._last_attempt)
             indicators.append(traffic(max(0.0, idle), baseline))
+        if self.mechanism is not None:
+            missed = self.config.file.mechanism.missed_runs
+            indicators += mechanism.indicators(self.mechanism, baseline, missed)
         notes = self.tracker.update(indicators, now, wall)
         self.trend.record(now, indicators)
         with self._lock:

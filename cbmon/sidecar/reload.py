@@ -38,6 +38,10 @@ LIVE = (
     "alerting.repeat_interval",
     "alerting.resend_interval",
     "alerting.resolved_retention",
+    "mechanism.interval",
+    "mechanism.listeners",
+    "mechanism.notify_queue_usage",
+    "mechanism.missed_runs",
 )
 WEBHOOK_SECRET = "the webhook secret"  # noqa: S105 - how the key is named, not a secret
 _SHOWN = {"for_": "for", "table_schema": "schema"}  # field names as the file spells them

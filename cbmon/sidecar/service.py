@@ -14,6 +14,7 @@ thread applies it before its next poll (see :mod:`cbmon.sidecar.reload`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -30,16 +31,17 @@ from prometheus_client.process_collector import ProcessCollector
 from cbmon import secrets
 from cbmon.clock import SystemClock
 from cbmon.config import Config, parse_listen, secrets_of
-from cbmon.db.connect import Deadline, connect, describe, first_line, sever
+from cbmon.db.connect import Deadline, connect, describe, first_line, poll_error_reason, sever
 from cbmon.delivery import signing, statefile
 from cbmon.delivery.alertmanager import AlertmanagerSender
 from cbmon.delivery.dispatcher import Dispatcher
 from cbmon.delivery.leader import Leadership
-from cbmon.delivery.post import backoff
+from cbmon.delivery.retry import RECONNECT
 from cbmon.delivery.statefile import StateFile
 from cbmon.domain import DatabaseInfo, PollResult
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError
+from cbmon.ingest.mechanism import MechanismProbe, Settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
 from cbmon.ingest.wake import CHANNEL, Listener, Pacer
@@ -56,12 +58,13 @@ from cbmon.web.collector import (
     ReloadCollector,
 )
 from cbmon.web.exposition import Exposition, by_database
+from cbmon.web.mechanism import MechanismCollector
+from cbmon.web.mechanism import summary as mechanism_summary
 from cbmon.web.pages import StatusPages
 from cbmon.web.server import MetricsServer
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 30.0
 # A poll is bounded by the statement timeout on the server and by this much more on our side.
 POLL_GRACE = 2.0
 # Errors that mean the configuration names tables or columns the role cannot read.
@@ -82,6 +85,28 @@ def external_url(listen: str) -> str:
 
 
 class Service:
+    """``cbmon serve``: owns every part of a running sidecar and is the only place they are
+    wired together.
+
+    It owns the poll connection, the :class:`~cbmon.ingest.poller.Poller` (readers and
+    fences), the :class:`~cbmon.ingest.store.Store`, the
+    :class:`~cbmon.sidecar.evaluator.Evaluator`, the leader lock, the webhook dispatcher and
+    the Alertmanager sender, the alert state file, the two metric registries (rendered once
+    per poll, and live) and the HTTP server.
+
+    Threads: :meth:`run` is the poll thread, the only one that polls, evaluates, saves the
+    state file and applies a reload, so polls never overlap and the state it feeds changes
+    in one place. The HTTP server answers from memory in threads of its own (one snapshot per
+    request, never the database); each webhook receiver and the Alertmanager sender post from
+    their own threads; the wake listener holds its own connection; a reload is read and
+    checked in the ``reload`` thread and handed to the poll thread to apply.
+
+    Invariants: the constructor starts nothing and opens no connection (:meth:`start` does);
+    a failed poll changes no count (the readers keep their position) and is retried with the
+    reconnect backoff; only the replica holding the leader lock sends webhooks; the state file
+    is read and written only once started.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -108,6 +133,11 @@ class Service:
         )
         self.poller = Poller(config, backfill=config.file.slo.window)
         self.evaluator = Evaluator(config, clock=self.clock)
+        self.mechanism = (
+            MechanismProbe(Settings.of(config), self.clock.monotonic)
+            if config.file.mechanism.enabled
+            else None
+        )
         url = external_url(config.file.listen)
         logs = config.tables.logs
         secret = config.cluster_secret or config.webhook_secret
@@ -147,6 +177,8 @@ class Service:
         self.polled, self.live = CollectorRegistry(), CollectorRegistry()
         self.polled.register(CallbackCollector(self.store))
         self.polled.register(EvaluatorCollector(self.evaluator, self.dispatcher))
+        if self.mechanism is not None:
+            self.polled.register(MechanismCollector(self.mechanism))
         self.live.register(QueueAgeCollector(self.store))
         self.live.register(DeliveryCollector(self.dispatcher, self.alertmanagers))
         self.reloads = ReloadStatus(self.clock.wall())
@@ -179,6 +211,7 @@ class Service:
                 statement_timeout=db.statement_timeout,
                 connect_timeout=db.connect_timeout,
             )
+        self.reconnect = RECONNECT  # the wait after a failed poll, at most 3 poll intervals
         self.stop_event = threading.Event()
         self._nudge = threading.Event()  # ends a wait after a failed poll: a reload, a stop
         self._conn: psycopg.Connection[Any] | None = None
@@ -321,6 +354,9 @@ class Service:
             ),
             wake="off" if self.listener is None else self.listener.mode,
             budgets=self.evaluator.budgets(),
+            mechanism=mechanism_summary(
+                self.evaluator.mechanism, self.config.file.mechanism.missed_runs
+            ),
         )
 
     def _start_server(self) -> MetricsServer:
@@ -392,6 +428,8 @@ class Service:
                     count,
                     table,
                 )
+        if self.mechanism is not None:
+            self._probe_mechanism()
         labeled = self.store.label(result)
         self.store.apply(result, labeled, time.monotonic() - started)
         tracker = self.evaluator.tracker
@@ -405,6 +443,21 @@ class Service:
             self._save()
         self.exposition.refresh()
         return result
+
+    def _probe_mechanism(self) -> None:
+        """The mechanism's sources, every mechanism.interval, on the poll's connection; a
+        failure is said and waits for the next interval, never failing the poll."""
+        assert self.mechanism is not None
+        assert self._conn is not None
+        db = self.config.file.database
+        try:
+            with Deadline(self._conn, db.statement_timeout + POLL_GRACE):
+                state = self.mechanism.maybe_probe(self._conn)
+        except psycopg.Error as exc:
+            log.warning("mechanism probe failed: %s", first_line(exc))
+            return
+        if state is not None:
+            self.evaluator.mechanism = state
 
     def _save(self) -> None:
         if not self._started:
@@ -448,14 +501,15 @@ class Service:
     def _poll_failed(self, exc: BaseException, failures: int, interval: float) -> int:
         """Record a failed poll, drop the connection and wait with backoff; returns failures."""
         failures += 1
-        self.store.poll_failed()
+        reason = poll_error_reason(exc)
+        self.store.poll_failed(reason)
         self.exposition.refresh()
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
-        cap = min(MAX_BACKOFF, max(1.0, 3 * interval))
-        delay = max(interval, backoff(failures, base=1.0, cap=cap, jitter=0.2))
+        cap = min(self.reconnect.cap, max(1.0, 3 * interval))
+        delay = max(interval, dataclasses.replace(self.reconnect, cap=cap).delay(failures))
         text = first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
-        log.warning("poll failed (%s); retrying in %.1fs", text, delay)
+        log.warning("poll failed (%s: %s); retrying in %.1fs", reason, text, delay)
         self._nudge.wait(delay)
         self._nudge.clear()
         return failures
@@ -514,6 +568,8 @@ class Service:
         if config.file.alerting.webhooks != self.config.file.alerting.webhooks:
             self._said = None  # who sends the webhooks is said again at the next check
         self.config = config
+        if self.mechanism is not None:
+            self.mechanism.settings = Settings.of(config)
         self.evaluator.reconfigure(config)
         self.dispatcher.reconfigure(config, self.evaluator.current)
         alerting = config.file.alerting

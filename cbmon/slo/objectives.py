@@ -45,6 +45,10 @@ class Objective:
     explained: str = ""  # the alert's description, before the advice
     advice: str = ""  # what on-call does first, with commands that exist
     series: str | None = None  # the Prometheus recorded series judged, {w} for the window
+    # The recorded series counting the samples the value rests on over {w}: the rules judge
+    # only where it reaches min_events, as the judge does. None: judged whatever the count.
+    events: str | None = None
+    instant: bool = False  # fires at once, without slo.for (probed at a slow interval)
 
     @property
     def judged(self) -> bool:
@@ -69,6 +73,7 @@ SUCCESS_RATE = Objective(
         "(cbmon report --since 1h)."
     ),
     series="cbmon:callback_success_ratio:rate{w}",
+    events="cbmon:callback_attempts:increase{w}",
 )
 AVG_LATENCY = Objective(
     slo="avg_latency",
@@ -89,6 +94,7 @@ AVG_LATENCY = Objective(
         "grow the queue."
     ),
     series="cbmon:callback_duration_seconds:mean{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 P95_LATENCY = Objective(
     slo="p95_latency",
@@ -97,6 +103,7 @@ P95_LATENCY = Objective(
     better=None,
     samples="attempts with a duration",
     series="cbmon:callback_duration_seconds:p95_{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 SLOW_SHARE = Objective(
     slo="slow_share",
@@ -117,6 +124,8 @@ SLOW_SHARE = Objective(
         "Look at which receivers are slow (cbmon report --since 1h) and at the p95 latency; a "
         "slow receiver holds a worker and grows the queue."
     ),
+    series="cbmon:callback_slow_ratio:rate{w}",
+    events="cbmon:callback_duration_seconds_count:increase{w}",
 )
 CALLBACK_SUCCESS_RATE = Objective(
     slo="callback_success_rate",
@@ -138,6 +147,8 @@ CALLBACK_SUCCESS_RATE = Objective(
         "Look at the dead letters (the queue rows whose outcome is dead), the receivers that "
         "fail and the newest rows of the error table (cbmon report --since 1h)."
     ),
+    series="cbmon:callback_delivery_ratio:rate{w}",
+    events="cbmon:callbacks_finished:increase{w}",
 )
 DEAD_LETTERS = Objective(
     slo="dead_letters",
@@ -158,6 +169,7 @@ DEAD_LETTERS = Objective(
         "Find them in the queue (outcome dead) and the error table, fix the receiver, and "
         "queue them again; cbmon report --since 1h shows which event types lose callbacks."
     ),
+    series="cbmon:callbacks_dead:increase{w}",
 )
 END_TO_END_P95 = Objective(
     slo="end_to_end_p95",
@@ -179,6 +191,8 @@ END_TO_END_P95 = Objective(
         "Check the queue (cbmon_queue_items by state: due, waiting for a retry, in flight, "
         "stuck), the workers, and the receivers that need retries."
     ),
+    series="cbmon:callback_end_to_end_seconds:p95_{w}",
+    events="cbmon:callback_end_to_end_seconds_count:increase{w}",
 )
 BACKLOG = Objective(
     slo="backlog",
@@ -219,6 +233,94 @@ TRAFFIC = Objective(
     ),
 )
 
+# The mechanism's own health inside the database, probed every mechanism.interval
+# (cbmon/ingest/mechanism.py); each judged overall, what it names listed beside it.
+NOTIFY_QUEUE = Objective(
+    slo="notify_queue_usage",
+    label="NOTIFY queue",
+    unit="ratio",
+    better="lower",
+    per_event_type=False,
+    instant=True,
+    normal=0.5,
+    alert=0.9,
+    alertname="CallbackNotifyQueueFilling",
+    samples="probes",
+    source="pg_notification_queue_usage()",
+    measured="The NOTIFY queue is {value} full",
+    explained=(
+        "The server's NOTIFY queue is {value} full. When it is full, every transaction that "
+        "notifies fails at commit. Healthy is below {normal}; above {alert} is critical."
+    ),
+    advice=(
+        "A listening session has stopped reading: find it (pg_stat_activity, state idle in "
+        "transaction, or cbmon_listener_up) and end its transaction or the session."
+    ),
+)
+SCHEDULER_JOBS = Objective(
+    slo="scheduler_jobs_failing",
+    label="scheduler jobs failing",
+    unit="items",
+    better="lower",
+    per_event_type=False,
+    instant=True,
+    normal=1,
+    alert=0,
+    alertname="CallbackSchedulerJobFailing",
+    samples="scheduler jobs",
+    source="cron.job and cron.job_run_details (PG_JOB on openGauss)",
+    measured="Scheduler jobs disabled or without a success: {value}",
+    explained=(
+        "{value} scheduled jobs of the callback mechanism are disabled or have not succeeded "
+        "for several of their intervals (mechanism.missed_runs): the queue is not drained."
+    ),
+    advice=(
+        "The status page and /api/v1/status name the jobs; read their last runs "
+        "(cron.job_run_details, or PG_JOB's failure_count on openGauss) and enable them again."
+    ),
+)
+RATE_LIMITED = Objective(
+    slo="rate_limited",
+    label="rate-limited drops",
+    unit="items",
+    better="lower",
+    per_event_type=False,
+    instant=True,
+    normal=1,
+    alertname="CallbackRateLimited",
+    samples="buckets",
+    source="callback_limits",
+    measured="Callbacks dropped by the rate limiter: {value}",
+    explained=(
+        "In the last {span}, the token bucket dropped {value} callbacks ('Rate limit "
+        "exceeded'). They were never queued, so no success rate counts them."
+    ),
+    advice=(
+        "cbmon_rate_limit_tokens and cbmon_rate_limited_total name the buckets; raise their "
+        "capacity or refill rate in callback_limits, or find the burst."
+    ),
+)
+ROUTE_PROBLEMS = Objective(
+    slo="route_problems",
+    label="route problems",
+    unit="items",
+    better="lower",
+    per_event_type=False,
+    instant=True,
+    normal=1,
+    alertname="CallbackRouteProblem",
+    samples="routes",
+    source="callback_router",
+    measured="Event types with a routing problem: {value}",
+    explained=(
+        "{value} event types have no route, a disabled route, a handler function that does "
+        "not exist or more retries than the policy allows: their callbacks are lost or "
+        "retried too often."
+    ),
+    advice="The status page and /api/v1/status name them by problem; fix callback_router.",
+)
+MECHANISM: tuple[Objective, ...] = (NOTIFY_QUEUE, SCHEDULER_JOBS, RATE_LIMITED, ROUTE_PROBLEMS)
+
 OBJECTIVES: tuple[Objective, ...] = (
     SUCCESS_RATE,
     AVG_LATENCY,
@@ -229,6 +331,7 @@ OBJECTIVES: tuple[Objective, ...] = (
     CALLBACK_SUCCESS_RATE,
     DEAD_LETTERS,
     END_TO_END_P95,
+    *MECHANISM,
 )
 # Judged from the callback lifecycle columns, when the tables have them.
 LIFECYCLE: tuple[Objective, ...] = (CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95)
@@ -286,6 +389,14 @@ class Baseline:
     def traffic_absent_after(self) -> float:
         limits = self.limits.get(TRAFFIC.slo)
         return 0.0 if limits is None else limits.normal
+
+
+def mechanism_limits(notify_normal: float, notify_alert: float) -> dict[str, Limits]:
+    """The mechanism's limits: the NOTIFY queue's as configured; a failing job is critical
+    (ok below 1, critical above 0), a drop or a route problem a warning."""
+    limits = {o.slo: Limits(o.normal, o.alert) for o in MECHANISM if o.normal is not None}
+    limits[NOTIFY_QUEUE.slo] = Limits(notify_normal, notify_alert)
+    return limits
 
 
 def default_limits() -> dict[str, Limits]:

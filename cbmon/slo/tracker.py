@@ -77,6 +77,17 @@ class AlertTracker:
 
     Its state survives a restart (:mod:`cbmon.slo.saved`), so an alert firing before a
     restart resolves after it, rather than being forgotten.
+
+    It owns one :class:`Track` per (indicator, event type) ever judged and the last
+    :attr:`TRANSITIONS` changes for the status page. It has no thread and no lock: only the
+    poll thread changes it (through the :class:`~cbmon.sidecar.evaluator.Evaluator`); the
+    collectors and the status page read it from their threads through
+    :meth:`firing_counts`, :meth:`active` and :meth:`transitions`, which build new values
+    from the tracks rather than hand them out.
+
+    Invariants: at most one severity of an indicator fires at a time; every firing alert is
+    ended by one ``resolved`` notification carrying the same ``startsAt`` (and so the same
+    id); no decision reads the wall clock.
     """
 
     TRANSITIONS = 50  # kept for the status page
@@ -219,8 +230,10 @@ class AlertTracker:
             track.since_critical = None
         elif track.since_critical is None:
             track.since_critical = now
-        # The traffic rule's threshold is a duration already: it needs no `for` on top.
-        for_ = 0.0 if indicator.slo == TRAFFIC else self.baseline.for_
+        # The traffic rule's threshold is a duration already: it needs no `for` on top; the
+        # mechanism's probes come every mechanism.interval, slower than any `for`.
+        instant = indicator.slo == TRAFFIC or indicator.objective.instant
+        for_ = 0.0 if instant else self.baseline.for_
         target = self._target(track, state, now, for_)
         if target == track.firing:
             return self._repeat(track, now)

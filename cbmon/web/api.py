@@ -115,6 +115,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             "states": snapshot.queue_states,
         },
         "lifecycle_notes": list(snapshot.lifecycle_notes),
+        "mechanism": snapshot.mechanism,
         "database": {
             "name": database.name,
             "up": database.up,

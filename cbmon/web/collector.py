@@ -164,13 +164,19 @@ class CallbackCollector(Collector):
         yield database
         yield GaugeMetricFamily(
             "cbmon_database_up",
-            "1 when the last poll of the database succeeded, 0 otherwise.",
+            "1 when the database answered the last poll (even with an error), 0 when it did "
+            "not (no connection, or no answer in time).",
             value=1 if view.database_up else 0,
         )
         yield CounterMetricFamily("cbmon_polls", "Polls attempted.", value=view.polls_total)
-        yield CounterMetricFamily(
-            "cbmon_poll_errors", "Polls that failed.", value=view.poll_errors_total
+        errors = CounterMetricFamily(
+            "cbmon_poll_errors",
+            "Polls that failed, by reason: connection, timeout, permission, schema, data, query.",
+            labels=["reason"],
         )
+        for reason, count in sorted(view.poll_errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
         poll = HistogramMetricFamily(
             "cbmon_poll_duration_seconds", "Wall time of each successful poll."
         )

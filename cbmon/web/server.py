@@ -219,6 +219,9 @@ class Reaper:
 class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+    # How often the serving loop looks whether it is asked to stop: how long stop() can
+    # wait for it. Only a shutdown pays it, so serving stays free of wake-ups.
+    poll_interval = 0.5
 
     def __init__(
         self,
@@ -264,7 +267,12 @@ class MetricsServer(ThreadingHTTPServer):
 
     def start(self) -> None:
         self.reaper.start()
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": self.poll_interval},
+            name="http",
+            daemon=True,
+        )
         self._thread.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from cbmon import __version__
 from cbmon.config import Config
@@ -122,6 +123,7 @@ class Snapshot:
     budgets: tuple[BudgetStatus, ...] = ()
     queue_states: dict[str, int] | None = None  # where the queue has lease and retry columns
     lifecycle_notes: tuple[str, ...] = ()  # what the tables do not let cbmon read, and why
+    mechanism: dict[str, Any] | None = None  # the mechanism's last probe (cbmon.web.mechanism)
     version: str = __version__
 
     @property
@@ -160,6 +162,7 @@ def build(
     leader: LeaderStatus,
     wake: str,
     budgets: Sequence[Budget] = (),
+    mechanism: dict[str, Any] | None = None,
 ) -> Snapshot:
     """A snapshot from the parts' own copies of their state (each taken under its lock)."""
     baseline = config.baseline
@@ -227,6 +230,7 @@ def build(
         leader=leader,
         queue_states=view.queue_states,
         lifecycle_notes=() if view.features is None else view.features.notes,
+        mechanism=mechanism,
         budgets=tuple(
             BudgetStatus(
                 slo=b.slo,

@@ -23,7 +23,7 @@ from cbmon.domain import Level
 from cbmon.durations import format_duration
 from cbmon.slo import budget, wording
 from cbmon.slo.judge import OVERALL, TRAFFIC
-from cbmon.slo.objectives import BY_SLO, Limits
+from cbmon.slo.objectives import BY_SLO, MECHANISM, Limits
 from cbmon.slo.tracker import Transition
 from cbmon.web.status import FiringStatus, IndicatorStatus, Snapshot
 
@@ -344,6 +344,48 @@ def _queue(snapshot: Snapshot) -> str:
     )
 
 
+_PROBLEM_WORDS = {
+    "no_route": "no route",
+    "disabled": "route disabled",
+    "missing_handler": "handler function missing",
+    "retries_above_policy": "more retries than the policy",
+}
+
+
+def _mechanism(snapshot: Snapshot) -> str:
+    """The mechanism inside the database: each judged probe, and what it names."""
+    found = snapshot.mechanism
+    if found is None:
+        return ""
+    jobs = [j for j in found["jobs"] or () if j["failing"]]
+    named = {
+        "scheduler_jobs_failing": "; ".join(f"{j['job']}: {j['failing']}" for j in jobs),
+        "route_problems": "; ".join(
+            f"{_PROBLEM_WORDS.get(problem, problem)}: {', '.join(names)}"
+            for problem, names in (found["route_problems"] or {}).items()
+            if names
+        ),
+    }
+    items = "".join(
+        _single(
+            snapshot.indicator(slo, OVERALL),
+            slo,
+            f"<small>{esc(named[slo])}</small>" if named.get(slo) else "",
+        )
+        for slo in (objective.slo for objective in MECHANISM)
+    )
+    off = "; ".join(
+        f"{s['source']} {s['state']}" + (f" ({s['detail']})" if s["detail"] else "")
+        for s in found["sources"]
+        if s["state"] != "ok" or s["detail"]
+    )
+    note = f'<p class="hint">{esc(off)}</p>' if off else ""
+    return (
+        f'<section id="mechanism"><h2>Mechanism in the database</h2><dl>{items}</dl>{note}'
+        "</section>"
+    )
+
+
 def _senders(snapshot: Snapshot) -> str:
     leader = snapshot.leader
     if not leader.webhooks:
@@ -575,6 +617,7 @@ def render(snapshot: Snapshot) -> str:
         f'<p class="meta">updated {esc(_when(snapshot.generated_at))} · window '
         f"{esc(format_duration(snapshot.window))} · cbmon {esc(snapshot.version)}</p></header>"
         f"{_firing(snapshot)}{_indicators(snapshot)}{_budgets(snapshot)}{_queue(snapshot)}"
+        f"{_mechanism(snapshot)}"
         f"{_system(snapshot)}"
         f"{_transitions(snapshot.transitions, snapshot.generated_at)}</div>"
         f"<footer>{links}</footer></main>"

@@ -22,6 +22,7 @@ from tests.conftest import PgSchema
 from tests.support.processes import (
     CBMON,
     free_port,
+    poll_errors,
     running,
     scrape_or_empty,
     serve_command,
@@ -309,7 +310,7 @@ def test_a_database_restart_resends_nothing_under_a_new_id(tmp_path: Path) -> No
                 conn.close()
                 db.restart(mode="fast")
                 conn = psycopg.connect(db.dsn, autocommit=True)
-                wait_for(lambda: scrape_or_empty(url).get("cbmon_poll_errors_total", 0) >= 1)
+                wait_for(lambda: poll_errors(scrape_or_empty(url)) >= 1)
                 wait_for(lambda: leader_of(url))  # the lock is taken again: a takeover
                 after_polls(url, 4)
                 with hook.lock:

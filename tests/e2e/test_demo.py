@@ -209,6 +209,30 @@ def test_backlog_demo_grows_the_queue_past_5000_and_stops_with_receivers_stalled
     assert _port_closed(url)
 
 
+def test_mechanism_demo_breaks_the_mechanism_and_each_alert_fires_and_resolves(
+    pg_dsn: str, demo_schema: str
+) -> None:
+    demo = Demo(
+        "--dsn", pg_dsn, "--schema", demo_schema, "--scenario", "mechanism",
+        "--duration", "80s", "--listen", "127.0.0.1:0",
+    )  # fmt: skip
+    url = demo.metrics_url()
+
+    def dropped() -> float | None:
+        value = scrape(url).get('cbmon_rate_limited_total{bucket="order_created"}', 0.0)
+        return value or None
+
+    assert wait_for(dropped, timeout=40, every=0.5) > 0
+    code = demo.wait(timeout=120)
+    output = demo.output()
+    assert code == 0, output + "\n".join(demo.errors)
+    for alert in ("CallbackRateLimited", "CallbackRouteProblem", "CallbackNotifyQueueFilling"):
+        assert re.search(rf"alert FIRING {alert} \(warning\)", output), alert
+        assert re.search(rf"alert RESOLVED {alert} \(warning\)", output), alert
+    assert "Event types with a routing problem: 1" in output
+    assert _summary_alerts(output) == (3, 3)
+
+
 @contextlib.contextmanager
 def stopped_after_the_test() -> Iterator[list[Demo]]:
     """Demos started in the block are killed at its end, should an assertion stop it early."""

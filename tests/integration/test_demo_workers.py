@@ -9,10 +9,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.demo.workers import FreezingWorker, LeasedOptions
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
-from cbmon.reference.worker import RetryPolicy, Worker, WorkerOptions
+from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.report import build_report
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress

@@ -14,6 +14,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from cbmon.delivery.dispatcher import Message, Outbox
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.delivery.signing import new_secret
 from tests.support.processes import wait_for
 from tests.support.receiver import Reply, receiver
@@ -45,7 +46,7 @@ def test_signed_and_the_id_is_stable_across_retries() -> None:
     secret = new_secret()
     with receiver() as hook:
         hook.replies = [Reply(500), Reply(502)]
-        out = Outbox(hook.url, secret, max_retries=3, backoff_base=0.05)
+        out = Outbox(hook.url, secret, retry=RetryPolicy(initial=0.05, max_retries=3))
         notifier = _Fanout([out])
         notifier.send(BODY)
         requests = hook.wait(3)
@@ -72,7 +73,7 @@ def test_retry_budget_then_delivered_when_the_receiver_comes_back() -> None:
     with receiver() as hook:
         # One try and three retries fail; the next attempt is held until the test looks.
         hook.replies = [Reply(500)] * 4 + [Reply(200, gate=back)]
-        out = Outbox(hook.url, None, max_retries=3, backoff_base=0.05, down_retry=0.2)
+        out = Outbox(hook.url, None, retry=RetryPolicy(initial=0.05, max_retries=3), down_retry=0.2)
         notifier = _Fanout([out])
         try:
             notifier.send(BODY)
@@ -107,8 +108,8 @@ def test_retry_after_is_honoured_and_backoff_grows() -> None:
     with receiver() as paced, receiver() as control:
         paced.replies = [Reply(429, {"Retry-After": "30"}), Reply(503, {"Retry-After": "7"})]
         control.replies = [Reply(500), Reply(500), Reply(500)]
-        asked = _NoteWaits(paced.url, None, backoff_base=1.0)
-        not_asked = _NoteWaits(control.url, None, backoff_base=1.0)
+        asked = _NoteWaits(paced.url, None, retry=RetryPolicy(initial=1.0))
+        not_asked = _NoteWaits(control.url, None, retry=RetryPolicy(initial=1.0))
         notifier = _Fanout([asked, not_asked])
         notifier.send(BODY)
         wait_for(lambda: asked.counters.delivered == not_asked.counters.delivered == 1, timeout=5)
@@ -118,6 +119,18 @@ def test_retry_after_is_honoured_and_backoff_grows() -> None:
     for attempt, waited in enumerate(not_asked.waits, start=1):
         ceiling = 2.0 ** (attempt - 1)  # 1 s, 2 s, 4 s, less up to half at random
         assert ceiling / 2 <= waited <= ceiling
+
+
+def test_a_retry_after_longer_than_five_minutes_is_cut_to_five() -> None:
+    with receiver() as hook:
+        hook.replies = [Reply(503, {"Retry-After": "3600"}), Reply(429, {"Retry-After": "3600"})]
+        out = _NoteWaits(hook.url, None, retry=RetryPolicy(initial=0.05, max_retries=1))
+        notifier = _Fanout([out])
+        notifier.send(BODY)
+        wait_for(lambda: out.counters.delivered == 1, timeout=5)
+        notifier.close()
+    # a retry, then the retries spent: the pause before trying again is cut to 300 s too
+    assert out.waits == [300.0, 300.0]
 
 
 def test_a_hanging_receiver_delays_nobody_else() -> None:
@@ -144,7 +157,13 @@ def test_a_receiver_that_does_not_answer_times_out_and_is_retried() -> None:
     release = threading.Event()
     with receiver() as slow:
         slow.default = Reply(200, gate=release)
-        out = Outbox(slow.url, None, timeout=0.3, max_retries=1, backoff_base=0.05, down_retry=60)
+        out = Outbox(
+            slow.url,
+            None,
+            timeout=0.3,
+            retry=RetryPolicy(initial=0.05, max_retries=1),
+            down_retry=60,
+        )
         notifier = _Fanout([out])
         try:
             notifier.send(BODY)

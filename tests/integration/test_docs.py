@@ -97,6 +97,9 @@ NOT_RUN = {
     "checks what each attempt ends with",
     "performance.md: .venv/bin/python bench/bench_serve.py --only breach,cost": "a benchmark of "
     "alert reaction and database cost under load, run by hand",
+    "performance.md: .venv/bin/python bench/bench_serve.py --only invisible": "a benchmark that "
+    "inserts five million rows in an open transaction, run by hand; "
+    "tests/integration/test_invisible_rows.py checks what an idle poll reads meanwhile",
     "demo.md: curl -s http://127.0.0.1:9863/api/v1/alerts": "needs a demo running; "
     "tests/e2e/test_status_page.py and tests/integration/test_status_api.py read the same API",
     "api.md: curl -s http://cbmon:9863/api/v1/status | jq '.alerts[] | {alertname, event_type, "
@@ -108,13 +111,14 @@ NOT_RUN = {
     "opengauss/opengauss-server:latest": "needs a Docker engine, which this machine lacks",
     "gaussdb.md: .venv/bin/pytest -m opengauss -p no:cacheprovider": "runs tests of this suite "
     "against the openGauss server started above",
-    "prometheus.md: sudo install -D -m 0644 alerts-traffic.yml "
+    "prometheus.md: sudo install -D -m 0644 cbmon-traffic.yml "
     "/etc/prometheus/rules/cbmon-traffic.yml": "writes to /etc as root; the promtool checks run "
     "on the repository's alerts-traffic.yml",
     "report.md: .venv/bin/python bench/bench_report.py --rows 10000000 --by hour": "a benchmark "
     "over ten million rows, run by hand",
-    "prometheus.md: sudo install -D -m 0644 alerts.yml /etc/prometheus/rules/cbmon.yml": "writes "
-    "to /etc as root; the promtool checks after it run on the repository's alerts.yml",
+    "prometheus.md: sudo install -D -m 0644 cbmon-rules.yml /etc/prometheus/rules/cbmon.yml": (
+        "writes to /etc as root; the promtool checks after it run on the repository's alerts.yml"
+    ),
     "prometheus.md: sudo systemctl reload prometheus": "reloads a system service",
     "prometheus.md: sudo install -D -m 0644 dashboards/provisioning/datasources/"
     "cbmon-prometheus.yml /etc/grafana/provisioning/datasources/cbmon-prometheus.yml": "writes "
@@ -138,6 +142,7 @@ SUBSTITUTIONS = {
     "--listen :9863": "--listen :{port}",
     "whsec_...": "{secret}",
     "/etc/prometheus/rules/cbmon.yml": "{repo}/alerts.yml",
+    "/etc/prometheus/rules/cbmon-traffic.yml": "{repo}/alerts-traffic.yml",
     "/etc/prometheus/prometheus.yml": "{prometheus_yml}",
     "tests/rules/": "{repo}/tests/rules/",
     "--duration 2m": "--duration 6s",  # a demo of a few seconds shows the command works

@@ -51,7 +51,7 @@ def test_each_database_is_polled_on_its_own_and_named_everywhere(
         path = tmp_path / "fleet.yml"
         config = {
             "listen": "127.0.0.1:0",
-            "poll_interval": "200ms",
+            "poll_interval": "50ms",
             "wake": {"listen": False},
             "database": {"connect_timeout": "30s"},
             "targets": [
@@ -71,7 +71,7 @@ def test_each_database_is_polled_on_its_own_and_named_everywhere(
             def polls(samples: dict[str, float], name: str) -> float:
                 return samples.get(f'cbmon_polls_total{{database="{name}"}}', 0.0)
 
-            # The hung database holds its poll for 30 s; the others poll every 200 ms.
+            # The hung database holds its poll for 30 s; the others poll every 50 ms.
             first = until(metrics, lambda s: polls(s, "billing") >= 2)
             later = until(
                 metrics,

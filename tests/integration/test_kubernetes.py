@@ -8,8 +8,10 @@ PrometheusRule against alerts.yml, whose rules promtool checks and tests."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ def test_the_prometheusrule_is_alerts_yml_as_generated() -> None:
     generated = subprocess.run(
         ["bash", str(ROOT / "scripts" / "prometheusrule")],
         capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHON": sys.executable, "CBMON_CONFIG": ""},
     ).stdout  # fmt: skip
     shipped = (MANIFESTS / "prometheusrule.yaml").read_text(encoding="utf-8")
     assert shipped == generated, "run: bash scripts/prometheusrule > " + str(

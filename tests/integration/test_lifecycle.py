@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.domain import QUEUE_STATES, WAIT_BUCKETS
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
-from cbmon.reference.worker import RetryPolicy, Worker, WorkerOptions
+from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.web.collector import CallbackCollector
 from tests.conftest import PgSchema
 from tests.support.counting import max_id, poll_into, poll_until_no_gaps
@@ -115,7 +116,7 @@ def deliver(pg: PgSchema, url: str) -> None:
     """The reference worker delivers to ``url`` until every queued callback is settled."""
     stop = threading.Event()
     options = WorkerOptions(
-        default_url=url, poll_interval=0.05, retry=RetryPolicy(backoff_seconds=0.01)
+        default_url=url, poll_interval=0.05, retry=RetryPolicy(initial=0.01, cap=300.0)
     )
     worker = Worker(pg.dsn, schema=pg.name, options=options, stop=stop)
     thread = threading.Thread(target=worker.run, daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import psycopg
 import pytest
 
 from cbmon.domain import BUCKETS
@@ -80,7 +81,10 @@ def test_a_gap_deep_below_many_new_rows_is_found(pg: PgSchema) -> None:
     assert_matches(state, truth(pg, start))
 
 
-def test_rolled_back_ids_are_given_up(pg: PgSchema) -> None:
+def test_rolled_back_ids_are_given_up(quiet_pg: PgSchema) -> None:
+    """On the quiet cluster: on the shared server another session's long transaction would
+    keep the gap fenced (rightly) for as long as it runs."""
+    pg = quiet_pg
     poller, state = Poller(pg.config()), Store(500)
     with pg.connect() as conn, pg.connect(autocommit=False) as aborted:
         poll_into(poller, state, conn)
@@ -195,3 +199,47 @@ def test_custom_table_and_column_names(pg: PgSchema, unit: str) -> None:
     assert (k.attempts, k.failures, k.observed) == (3, 1, 3)
     assert k.buckets[BUCKETS.index(0.15)] == 2
     assert math.isclose(k.sum_seconds, 0.85)
+
+
+def test_a_poll_that_outran_the_statement_timeout_halves_the_batch(pg: PgSchema) -> None:
+    """A backlog on a slow server drains in smaller steps instead of timing out for ever: each
+    timed-out poll halves the batch (never below 1000 ids), and the rows are read exactly."""
+    poller, state = Poller(pg.config(reader={"batch_size": 8000})), Store(500)
+    with pg.connect() as conn, pg.connect(autocommit=False) as locker:
+        poll_into(poller, state, conn)
+        start = max_id(pg)
+        pg.conn.execute(
+            "INSERT INTO callback_logs (event_type, status, execution_time)"
+            " SELECT 'bulk', 'COMPLETED', 5 FROM generate_series(1, 2500)"
+        )
+        conn.execute("SET statement_timeout = '100ms'")
+        conn.commit()
+        locker.execute("LOCK TABLE callback_logs IN ACCESS EXCLUSIVE MODE")  # a slow server
+        sizes = []
+        for _ in range(4):
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                poller.poll(conn)
+            sizes.append(poller.logs.batch_size)
+        locker.rollback()
+        assert sizes == [4000, 2000, 1000, 1000]
+        assert state.view().figures == {}  # a failed poll counts nothing
+        conn.execute("SET statement_timeout = 0")
+        conn.commit()
+        first = poller.poll(conn)
+        assert first.lag_rows["logs"] == 1500  # 1000 ids read, the rest left for later polls
+        state.apply(first, state.label(first), 0.001)
+        poll_into(poller, state, conn)
+    assert_matches(state, truth(pg, start))
+
+
+def test_a_poll_failing_otherwise_keeps_the_batch(pg: PgSchema) -> None:
+    poller = Poller(pg.config(reader={"batch_size": 8000}))
+    with pg.connect() as conn:
+        poller.poll(conn)
+        pg.conn.execute("ALTER TABLE callback_logs RENAME TO callback_logs_away")
+        try:
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                poller.poll(conn)
+        finally:
+            pg.conn.execute("ALTER TABLE callback_logs_away RENAME TO callback_logs")
+    assert poller.logs.batch_size == 8000

@@ -12,6 +12,7 @@ import pytest
 from cbmon.delivery.dispatcher import Message, Outbox
 from cbmon.delivery.exchange import MAX_ANSWER, TRUST_HINT
 from cbmon.delivery.post import Attempt, post_signed
+from cbmon.delivery.retry import RetryPolicy
 from tests.conftest import require_binary
 from tests.support.hostile import (
     DRIP_BODY,
@@ -38,18 +39,18 @@ def post(url: str, timeout: float = 1.0, ca_file: Path | None = None) -> Attempt
 def test_no_status_line_by_the_deadline_is_a_timeout_and_the_connection_is_cut(
     behaviour: str,
 ) -> None:
-    # A byte every 200 ms: no single read ever waits long enough to time out.
-    with hostile(behaviour, interval=0.2) as hook:
-        attempt = post(hook.url, timeout=1.0)
+    # A byte every 100 ms: no single read ever waits long enough to time out.
+    with hostile(behaviour, interval=0.1) as hook:
+        attempt = post(hook.url, timeout=0.5)
         assert (attempt.delivered, attempt.timed_out) == (False, True)
-        assert attempt.error == "no complete answer within 1s"
+        assert attempt.error == "no complete answer within 500ms"
         if behaviour == DRIP_STATUS:
             wait_for(lambda: hook.closed == 1)  # cut, not left dripping
 
 
 def test_a_2xx_whose_body_drips_is_delivered_and_cut_at_the_deadline() -> None:
-    with hostile(DRIP_BODY, interval=0.2) as hook:
-        attempt = post(hook.url, timeout=1.0)
+    with hostile(DRIP_BODY, interval=0.1) as hook:
+        attempt = post(hook.url, timeout=0.5)
         assert (attempt.delivered, attempt.status) == (True, 200)
         wait_for(lambda: hook.closed == 1)
         assert hook.sent < 1000
@@ -70,8 +71,8 @@ def test_a_200_mb_answer_is_read_up_to_64_kib_and_dropped() -> None:
 
 
 def test_an_outbox_facing_a_drip_feed_keeps_trying_and_says_why() -> None:
-    with hostile(DRIP_STATUS, interval=0.2) as hook:
-        outbox = Outbox(hook.url, None, timeout=0.5, max_retries=1, backoff_base=0.05)
+    with hostile(DRIP_STATUS, interval=0.1) as hook:
+        outbox = Outbox(hook.url, None, timeout=0.3, retry=RetryPolicy(initial=0.05, max_retries=1))
         outbox.down_retry = 0.05
         outbox.start()
         try:

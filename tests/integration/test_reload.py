@@ -38,7 +38,9 @@ def test_a_reload_while_the_database_is_away_applies_before_the_next_try(pg: PgS
         with polling(Service(config("1m"), reload_from=loader)) as service:
             assert service.server is not None
             metrics = f"{service.server.url}/metrics"
-            wait_for_scrape(metrics, lambda m: m.get("cbmon_poll_errors_total", 0) >= 1)
+            wait_for_scrape(
+                metrics, lambda m: m.get('cbmon_poll_errors_total{reason="connection"}', 0) >= 1
+            )
             loader.config = config("0s")
             ok, said = service.reload("test")
             assert (ok, said) == (True, "slo.for changed; applied at the next poll")

@@ -20,8 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from cbmon.cli import cli
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.domain import Level
-from cbmon.reference.worker import RetryPolicy, Worker, WorkerOptions
+from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.report import build_report, renderer
 from cbmon.report.model import TRIES_LABELS, Report
 from cbmon.report.period import PeriodRequest
@@ -126,7 +127,7 @@ def deliver(pg: PgSchema, url: str) -> None:
     """The reference worker delivers to ``url`` until every queued callback is settled."""
     stop = threading.Event()
     options = WorkerOptions(
-        default_url=url, poll_interval=0.05, retry=RetryPolicy(backoff_seconds=0.01)
+        default_url=url, poll_interval=0.05, retry=RetryPolicy(initial=0.01, cap=300.0)
     )
     worker = Worker(pg.dsn, schema=pg.name, options=options, stop=stop)
     thread = threading.Thread(target=worker.run, daemon=True)

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from cbmon import __version__
 from cbmon.config import Config
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.delivery.signing import new_secret
 from cbmon.errors import ConfigError
 from cbmon.sidecar.service import Service
@@ -147,22 +148,25 @@ def test_database_down_at_start_then_up(pg: PgSchema) -> None:
     """cbmon starts without its database, says so, and counts once the database answers."""
     with forwarder(pg.dsn) as database:
         config = pg.config(dsn=database.dsn, listen=LISTEN, poll_interval="200ms")
-        with serving(config) as service, running(service):
-            metrics_url = url(service, "/metrics")
-            metrics = wait_for_scrape(
-                metrics_url, lambda m: m.get("cbmon_poll_errors_total", 0) >= 1
-            )
-            assert metrics["cbmon_database_up"] == 0
-            ready = requests.get(url(service, "/readyz"), timeout=5)
-            assert (ready.status_code, ready.text) == (
-                503,
-                "database unreachable or not polled yet\n",
-            )
-            assert status(url(service, "/healthz")) == 200
-            database.open()
-            wait_for(lambda: answers(url(service, "/readyz")))
-            insert(pg, ok=3, failed=0)
-            metrics = wait_for_sample(metrics_url, PAY_ATTEMPTS, 3)
+        with serving(config) as service:
+            service.reconnect = RetryPolicy(initial=0.05, cap=0.1)  # tries again soon
+            with running(service):
+                metrics_url = url(service, "/metrics")
+                metrics = wait_for_scrape(
+                    metrics_url,
+                    lambda m: m.get('cbmon_poll_errors_total{reason="connection"}', 0) >= 1,
+                )
+                assert metrics["cbmon_database_up"] == 0
+                ready = requests.get(url(service, "/readyz"), timeout=5)
+                assert (ready.status_code, ready.text) == (
+                    503,
+                    "database unreachable or not polled yet\n",
+                )
+                assert status(url(service, "/healthz")) == 200
+                database.open()
+                wait_for(lambda: answers(url(service, "/readyz")))
+                insert(pg, ok=3, failed=0)
+                metrics = wait_for_sample(metrics_url, PAY_ATTEMPTS, 3)
     assert metrics["cbmon_database_up"] == 1
 
 

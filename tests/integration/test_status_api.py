@@ -163,7 +163,7 @@ def answering(status: int, body: bytes, trickle: float = 0.0) -> Iterator[str]:
     handler = type("Answer", (_Answer,), {"status": status, "body": body, "trickle": trickle})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -200,10 +200,10 @@ def test_check_from_url_is_unknown_when_nothing_answers_or_too_slowly() -> None:
         3,
         f"CBMON UNKNOWN - cannot reach http://127.0.0.1:{port}: ConnectionError\n",
     )
-    with answering(200, b'{"version": 1, "indicators": []}' * 4, trickle=0.2) as base:
-        code, out = check("--from-url", base, "--timeout", "1s")
+    with answering(200, b'{"version": 1, "indicators": []}' * 4, trickle=0.1) as base:
+        code, out = check("--from-url", base, "--timeout", "500ms")
     assert code == 3
-    assert "within 1s" in out or "too slowly" in out
+    assert "within 500ms" in out or "too slowly" in out
 
 
 def test_check_from_url_refuses_a_window_and_a_url_that_is_no_url() -> None:

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from cbmon.config import Config
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.reference import schema
 from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema, Replicated
@@ -96,6 +97,7 @@ def test_the_listener_comes_back_after_its_session_is_ended(pg: PgSchema) -> Non
     with running(pg) as service:
         listener = service.listener
         assert listener is not None
+        listener.retry = RetryPolicy(initial=0.05)  # reconnect soon: the test has no time to wait
         before = idle(service)
         ended = listener.backend_pid
         pg.conn.execute("SELECT pg_terminate_backend(%s)", [ended])

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from cbmon.delivery.leader import Leadership, lock_key
+from cbmon.delivery.signing import new_secret
 from cbmon.sidecar.service import Service
 from tests.conftest import PgSchema, Replicated
 from tests.support.cluster import Pgbouncer
@@ -120,6 +121,49 @@ def test_replicas_reaching_the_database_by_different_addresses_elect_one_sender(
         finally:
             for replica in replicas:
                 replica.close()
+
+
+def test_clusters_watching_different_tables_each_have_a_sender(pg: PgSchema) -> None:
+    """Two clusters of one name and secret watching two log tables of one database are two
+    elections: the watched table is part of the lock's key."""
+    pg.conn.execute("CREATE TABLE other_logs (LIKE callback_logs)")
+
+    def replica(table: str, name: str) -> Leadership:
+        watched = (pg.name, table)
+        return Leadership(
+            pg.dsn, cluster="shop", secret="s", watched=watched, alive_timeout=30, replica=name
+        )
+
+    replicas = [
+        replica("callback_logs", "a:1"),
+        replica("other_logs", "b:2"),
+        replica("callback_logs", "c:3"),
+    ]
+    try:
+        assert [r.check() for r in replicas] == [True, True, False]
+        assert replicas[0].key != replicas[1].key
+        assert replicas[2].holder is not None
+        assert replicas[2].holder.startswith("a:1")
+    finally:
+        for r in replicas:
+            r.close()
+
+
+def test_the_service_keys_its_lock_by_the_logs_table_it_reads(pg: PgSchema) -> None:
+    secret = new_secret()
+    config = pg.config(
+        webhook_secret=secret, alerting={"webhooks": ["http://127.0.0.1:9/t0k3n-4f2a"]}
+    )
+    service = Service(config)
+    try:
+        assert service.leadership.check() is True
+        row = pg.conn.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        cluster = config.file.alerting.cluster
+        expected = lock_key(secret, cluster, str(row[0]), pg.name, "callback_logs")
+        assert service.leadership.key == expected
+    finally:
+        service.leadership.close()
 
 
 def _replica(pg: PgSchema, dsn: str, port: int, primary_dsn: str | None = None) -> Service:

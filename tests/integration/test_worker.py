@@ -17,9 +17,10 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from cbmon.delivery import signing
+from cbmon.delivery.retry import RetryPolicy
 from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
-from cbmon.reference.worker import Claim, RetryPolicy, Worker, WorkerOptions
+from cbmon.reference.worker import Claim, Worker, WorkerOptions
 from tests.conftest import PgSchema
 from tests.support.processes import wait_for
 
@@ -163,7 +164,7 @@ def _run(workers: list[Worker], until: Callable[[], bool], timeout: float = 20.0
 
 def _options(url: str | None = None, **kw: Any) -> WorkerOptions:
     kw.setdefault("poll_interval", 0.5)
-    kw.setdefault("retry", RetryPolicy(backoff_seconds=0.05))
+    kw.setdefault("retry", RetryPolicy(initial=0.05, cap=300.0))
     return WorkerOptions(default_url=url, **kw)
 
 

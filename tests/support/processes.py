@@ -64,6 +64,11 @@ def scrape_or_empty(url: str) -> dict[str, float]:
         return {}
 
 
+def poll_errors(samples: dict[str, float]) -> float:
+    """``cbmon_poll_errors_total`` of a scrape, summed over its reasons."""
+    return sum(v for k, v in samples.items() if k.startswith("cbmon_poll_errors_total{"))
+
+
 def scrape(url: str, *, database: bool = False) -> dict[str, float]:
     """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted. The ``database`` label,
     the same on every sample of one database's cbmon, is left out unless ``database``."""

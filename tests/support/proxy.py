@@ -42,6 +42,10 @@ class Proxy(abc.ABC):
 
     def stop(self) -> None:
         self._stopping.set()
+        # Closing a listening socket does not wake a thread blocked in accept(); shutting it
+        # down does, so the accept thread ends now rather than at the join's timeout.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self.cut()
         for thread in self._threads:
@@ -68,6 +72,10 @@ class Proxy(abc.ABC):
                 client.close()
                 continue
             upstream.settimeout(None)
+            # Messages are relayed one by one: without this, Nagle's algorithm holds each
+            # small write for the peer's delayed acknowledgement.
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, upstream]
             self.serve(client, upstream)

@@ -3,6 +3,7 @@ describing every field it has (and none it has not)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,11 +11,24 @@ from typing import Any
 
 import pytest
 
+from cbmon.domain import Bucket, Job, Mechanism, SourceState
 from cbmon.web import api
+from cbmon.web.mechanism import summary
 from tests.support.sidecar import callbacks
 from tests.support.status import Pipeline
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+PROBED = Mechanism(
+    at=1_800_000_000.0,
+    sources=(SourceState("notify_queue", "ok"), SourceState("scheduler", "absent", "no pg_cron")),
+    notify_usage=0.25,
+    listeners={"callback_queue": True},
+    jobs=(Job("drain", True, 60.0, 3, 1, 1_799_999_990.0, 1_799_999_990.0),),
+    buckets=(Bucket("default", 4.0, 100, 7),),
+    dropped_in_window=2,
+    route_problems={"no_route": ("refund",), "disabled": ()},
+    track_functions="pl",
+)
 
 
 def breach() -> Pipeline:
@@ -27,7 +41,9 @@ def status_document() -> dict[str, Any]:
     pipeline = breach()
     pipeline.clock.advance(1)
     pipeline.poll({"pay": callbacks([0.05] * 100)})
-    document: dict[str, Any] = json.loads(api.encode(api.status(pipeline.snapshot())))
+    # With a probe of the mechanism, so that its fields are produced too.
+    snapshot = dataclasses.replace(pipeline.snapshot(), mechanism=summary(PROBED, 3))
+    document: dict[str, Any] = json.loads(api.encode(api.status(snapshot)))
     return document
 
 
@@ -53,7 +69,12 @@ def documented() -> set[str]:
 def test_every_field_is_documented_and_every_documented_field_exists() -> None:
     produced = fields(status_document())
     # Keyed by value (levels, windows), documented as one field each.
-    keyed = ("indicators[].thresholds.", "budgets[].burn_rate.")
+    keyed = (
+        "indicators[].thresholds.",
+        "budgets[].burn_rate.",
+        "mechanism.listeners.",
+        "mechanism.route_problems.",
+    )
     produced -= {f for f in produced if f.startswith(keyed)}
     assert produced == documented()
 

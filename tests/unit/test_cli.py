@@ -278,6 +278,7 @@ def test_every_command_is_listed() -> None:
         "config check",
         "demo",
         "report",
+        "rules",
         "schema",
         "schema apply",
         "schema audit",

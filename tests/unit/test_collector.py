@@ -145,7 +145,7 @@ def test_a_failed_poll_marks_the_database_down_and_is_counted() -> None:
     store.poll_failed()
     assert sample(registry, "cbmon_database_up") == 0
     assert sample(registry, "cbmon_polls_total") == 2
-    assert sample(registry, "cbmon_poll_errors_total") == 1
+    assert sample(registry, "cbmon_poll_errors_total", reason="connection") == 1
     # The last *successful* poll, so an alert on its age fires while the database is away.
     assert sample(registry, "cbmon_last_poll_timestamp_seconds") == 1_000_000.0
     assert sample(registry, "cbmon_poll_duration_seconds_count") == 1
@@ -153,7 +153,7 @@ def test_a_failed_poll_marks_the_database_down_and_is_counted() -> None:
     feed(store, poll_result())
     assert sample(registry, "cbmon_database_up") == 1
     assert sample(registry, "cbmon_polls_total") == 3
-    assert sample(registry, "cbmon_poll_errors_total") == 1
+    assert sample(registry, "cbmon_poll_errors_total", reason="connection") == 1
 
 
 def test_reader_lag_and_open_gaps_are_the_last_polls_per_table() -> None:

@@ -1,4 +1,4 @@
-"""Signed delivery: one backoff, one reading of Retry-After, one POST that says what happened
+"""Signed delivery: one reading of Retry-After, one POST that says what happened
 without ever showing the URL, against a real receiver on 127.0.0.1."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from email.utils import format_datetime
 import pytest
 from standardwebhooks import Webhook
 
-from cbmon.delivery.post import Attempt, backoff, parse_retry_after, post_signed
+from cbmon.delivery.post import Attempt, parse_retry_after, post_signed
 from cbmon.delivery.signing import new_secret
 from tests.support.receiver import Receiver, Reply, receiver
 
@@ -24,30 +24,6 @@ TOKEN = "t0ken-in-the-path"
 
 def http_date(at: float) -> str:
     return format_datetime(datetime.fromtimestamp(at, UTC), usegmt=True)
-
-
-# -- backoff -----------------------------------------------------------------------------------
-
-
-def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
-    waits = [backoff(n, base=1.0, cap=30.0, rng=lambda: 0.0) for n in range(1, 8)]
-    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
-    assert backoff(0, base=0.5, cap=30.0, rng=lambda: 0.0) == 0.5  # no attempt yet: the base
-
-
-@pytest.mark.parametrize(
-    ("jitter", "draw", "wait"),
-    [
-        (0.5, 0.0, 8.0),  # no jitter drawn: the full wait
-        (0.5, 0.5, 6.0),
-        (0.5, 1.0, 4.0),  # at most half of it taken off
-        (0.2, 1.0, 6.4),
-        (1.0, 1.0, 0.0),
-        (0.0, 0.9, 8.0),
-    ],
-)
-def test_backoff_jitter_takes_off_up_to_its_share(jitter: float, draw: float, wait: float) -> None:
-    assert backoff(4, base=1.0, cap=30.0, jitter=jitter, rng=lambda: draw) == pytest.approx(wait)
 
 
 # -- Retry-After -------------------------------------------------------------------------------

@@ -7,25 +7,37 @@ import json
 from datetime import UTC, datetime
 
 from cbmon.delivery.post import parse_retry_after
-from cbmon.reference.worker import Claim, RetryPolicy, build_body
+from cbmon.delivery.retry import WORKER, RetryPolicy
+from cbmon.reference.worker import Claim, build_body, policy_from_json
+
+
+def no_jitter() -> float:
+    return 0.0
 
 
 def test_retry_policy_from_router_json() -> None:
-    default = RetryPolicy()
-    assert RetryPolicy.from_json(None, default) == default
-    assert RetryPolicy.from_json({"max_retries": 9}, default).max_retries == 3
-    assert RetryPolicy.from_json({"max_retries": -1}, default).max_retries == 0
-    assert RetryPolicy.from_json({"max_retries": "x"}, default) == default
-    fixed = RetryPolicy.from_json({"backoff": "fixed", "backoff_seconds": 2}, default)
-    assert [fixed.delay(n) for n in (1, 2, 3)] == [2, 2, 2]
+    default = WORKER
+    assert policy_from_json(None, default) == default
+    assert policy_from_json({"max_retries": 9}, default).max_retries == 3
+    assert policy_from_json({"max_retries": -1}, default).max_retries == 0
+    assert policy_from_json({"max_retries": "x"}, default) == default
+    fixed = policy_from_json({"backoff": "fixed", "backoff_seconds": 2}, default)
+    assert [fixed.delay(n, rng=no_jitter) for n in (1, 2, 3)] == [2, 2, 2]
+    assert policy_from_json({}, fixed) == fixed  # a fixed default stays fixed
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
-    policy = RetryPolicy(backoff_seconds=1, max_backoff_seconds=3)
-    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 3, 3]
-    assert policy.delay(1, jitter=0.5) == 0.5
-    assert policy.delay(1, retry_after=2.5) == 2.5
-    assert policy.delay(1, retry_after=600) == 3
+    policy = policy_from_json({"backoff_seconds": 1, "max_backoff_seconds": 3}, WORKER)
+    assert [policy.delay(n, rng=no_jitter) for n in (1, 2, 3, 4)] == [1, 2, 3, 3]
+    assert policy.delay(1, rng=lambda: 1.0) == 0.5  # the jitter shortens a wait by up to half
+    assert policy.delay(1, retry_after=2.5, rng=no_jitter) == 2.5
+    assert policy.delay(1, retry_after=600, rng=no_jitter) == 3  # Retry-After up to the cap
+
+
+def test_retry_after_never_beyond_300_seconds_whatever_the_router_cap() -> None:
+    policy = policy_from_json({"max_backoff_seconds": 3600}, WORKER)
+    assert policy.delay(1, retry_after=3600, rng=no_jitter) == 300
+    assert isinstance(policy, RetryPolicy)
 
 
 def test_retry_after_header_forms() -> None:
