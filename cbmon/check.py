@@ -213,6 +213,16 @@ def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckR
         )
         for row in rows
     }
+    # Callbacks, not only attempts, where the tables tell them apart: queued to delivered
+    # exact too.
+    end_p95 = {
+        (row.event_type or OVERALL): (
+            None
+            if row.lifecycle is None or row.lifecycle.end.p95_ms is None
+            else float(row.lifecycle.end.p95_ms) / 1000
+        )
+        for row in rows
+    }
     assert report.queue is not None
     indicators = evaluate(
         report.overall.figures,
@@ -220,6 +230,8 @@ def judge_report(report: Report, window: float, ahead: dict[str, int]) -> CheckR
         report.queue.backlog,
         report.baseline,
         p95=p95,
+        callbacks=report.lifecycle,
+        end_p95=end_p95,
     )
     return verdict(indicators, window, report.baseline, ahead)
 
@@ -410,7 +422,11 @@ _MECHANISM = tuple(objective.slo for objective in MECHANISM)
 
 
 def _perfdata(indicators: Iterable[Indicator], baseline: Baseline) -> str:
-    wanted = ("success_rate", "avg_latency", "p95_latency", "backlog", *_MECHANISM)
+    wanted = (
+        *("success_rate", "avg_latency", "p95_latency", "backlog"),
+        *("callback_success_rate", "dead_letters", "end_to_end_p95"),
+        *_MECHANISM,
+    )
     return " ".join(_perf(i, baseline) for i in indicators if i.slo in wanted)
 
 

@@ -116,7 +116,9 @@ def report(
     statement_timeout: float,
 ) -> None:
     """Calls, failures, success rate, latency percentiles and errors per event type over a
-    period, judged against the baseline; the queue now; the most frequent errors."""
+    period, and what became of the callbacks (delivered, dead, first try, tries, duplicates,
+    queue wait and end to end), judged against the baseline; the queue now; the most frequent
+    errors."""
     period = PeriodRequest(
         since=since,
         start=parse_time(start, "--from") if start is not None else None,

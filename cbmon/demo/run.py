@@ -41,6 +41,7 @@ from cbmon.demo import summary
 from cbmon.demo.receivers import PATHS, AlertEvent, AlertReceiver, CallbackReceivers
 from cbmon.demo.scenario import (
     DEFAULT_CYCLE,
+    FROZEN_LEASE,
     SCENARIOS,
     Conditions,
     Scenario,
@@ -48,9 +49,11 @@ from cbmon.demo.scenario import (
     slo_window,
 )
 from cbmon.demo.traffic import Traffic
-from cbmon.demo.view import LiveView, Snapshot, clock
+from cbmon.demo.view import CallbackTotals, LiveView, Snapshot, clock
+from cbmon.demo.workers import FreezingWorker, LeasedOptions
 from cbmon.durations import format_duration
 from cbmon.errors import CbmonError, ConfigError, DatabaseError
+from cbmon.ingest.store import View as StoreView
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.sidecar.service import Service
@@ -227,6 +230,8 @@ class Demo:
         self.data_dir: Path | None = None
         self.events: queue.Queue[AlertEvent] = queue.Queue()
         self.traffic: Traffic | None = None
+        self.freezing: FreezingWorker | None = None  # the worker the scenario stops, if any
+        self._held: int | None = None  # the callback it held when last looked at
 
     # -- helpers -----------------------------------------------------------------------------
     def say(self, text: str, indent: str = "    ") -> None:
@@ -385,14 +390,31 @@ class Demo:
             secret=receivers.secret, timeout=5.0, poll_interval=1.0, batch_size=5
         )
         threads = []
+        freezes = any(phase.freeze_worker for phase in self.scenario.phases)
         for number in range(1, self.options.workers + 1):
-            worker = Worker(
-                dsn,
-                schema=self.options.schema,
-                options=options,
-                stop=stop,
-                name=f"cbmon-demo-worker-{number}",
-            )
+            name = f"cbmon-demo-worker-{number}"
+            worker: Worker
+            if freezes and number == 1:
+                # the one the scenario stops mid-delivery: one claim at a time, a short lease
+                leased = LeasedOptions(
+                    secret=receivers.secret,
+                    timeout=5.0,
+                    poll_interval=1.0,
+                    batch_size=1,
+                    lease=FROZEN_LEASE,
+                )
+                worker = self.freezing = FreezingWorker(
+                    dsn,
+                    frozen=lambda: self.conditions().phase.freeze_worker,
+                    schema=self.options.schema,
+                    options=leased,
+                    stop=stop,
+                    name=name,
+                )
+            else:
+                worker = Worker(
+                    dsn, schema=self.options.schema, options=options, stop=stop, name=name
+                )
             stack.callback(worker.close)
             worker.check_tables()
             threads.append(threading.Thread(target=worker.run, name=worker.name))
@@ -458,6 +480,13 @@ class Demo:
             f"  critical   success < {present.percent(t.success_rate.alert)}, avg > "
             f"{present.millis(t.avg_latency.alert)}, backlog > {t.backlog.alert}",
         ]
+        end = service.config.baseline.limit("end_to_end_p95")
+        if end is not None:
+            alert = "" if end.alert is None else f", critical > {format_duration(end.alert)}"
+            lines.append(
+                f"  callbacks  3 retries (0.5s, 1s, 2s), then a dead letter (a warning); end to "
+                f"end p95 ok < {format_duration(end.normal)}{alert}"
+            )
         if o.listen is None and service.server.address != DEFAULT_LISTEN:
             lines.append(
                 f"  note: {DEFAULT_LISTEN} is taken (another demo?), so this one serves on "
@@ -491,6 +520,20 @@ class Demo:
             firing=counts.firing,
             window=self.window,
             baseline=service.config.baseline,
+            callbacks=self._callbacks(view),
+        )
+
+    @staticmethod
+    def _callbacks(view: StoreView) -> CallbackTotals | None:
+        """Callbacks since the start and the queue by state, where the tables tell them."""
+        if view.features is None or not view.features.outcomes:
+            return None
+        totals = [f.callbacks for f in view.figures.values()]
+        return CallbackTotals(
+            delivered=sum(c.delivered for c in totals),
+            dead=sum(c.dead for c in totals),
+            duplicates=sum(c.duplicates for c in totals),
+            states=view.queue_states,
         )
 
     def _loop(self, service: Service, alerts: AlertReceiver) -> None:
@@ -506,6 +549,7 @@ class Demo:
                 self.view.note(f"[{clock(elapsed)}] phase {phase}: {current.describe()}")
             while not self.events.empty():
                 self.view.alert(self.events.get_nowait(), elapsed)
+            self._watch_frozen(elapsed)
             self.view.update(self._snapshot(service, alerts))
             if self.traffic is not None and self.traffic.failure is not None:
                 raise DatabaseError(f"demo traffic failed: {self.traffic.failure}")
@@ -515,6 +559,28 @@ class Demo:
         while not self.events.empty():
             self.view.alert(self.events.get_nowait(), self.elapsed())
         self.view.update(self._snapshot(service, alerts), force=True)
+
+    def _watch_frozen(self, elapsed: float) -> None:
+        """Say when the stopped worker stops, and when it comes back."""
+        worker = self.freezing
+        if worker is None:
+            return
+        holding = worker.holding
+        if holding == self._held:
+            return
+        if holding is not None:
+            self.view.note(
+                f"[{clock(elapsed)}] {worker.name} stops after delivering callback {holding}, "
+                f"before recording it (as if killed): the callback stays in flight, then "
+                f"stuck once its {format_duration(FROZEN_LEASE)} lease runs out, and another "
+                "worker delivers it again"
+            )
+        else:
+            self.view.note(
+                f"[{clock(elapsed)}] {worker.name} is back and records its delivery of "
+                f"callback {self._held}: a second successful attempt, counted as a duplicate"
+            )
+        self._held = holding
 
     def _summary(self, config: Config, alerts: AlertReceiver, elapsed: float) -> int:
         try:

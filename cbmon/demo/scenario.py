@@ -26,8 +26,16 @@ class Phase:
     ships_per_second: float = 5.0
     burst_orders: int = 0  # orders placed evenly over the phase, on top of the rate
     fault: str = ""  # a fault of the mechanism held over the phase (cbmon/demo/faults.py)
+    # One worker stops right after a delivery, before recording it (as a killed one would),
+    # and comes back when the phase ends: its rows stick past their lease, another worker
+    # delivers them again, and the late record of the first delivery is a duplicate.
+    freeze_worker: bool = False
 
     def describe(self) -> str:
+        if self.failure_rate >= 1:
+            return "receivers down, longer than the retries"
+        if self.freeze_worker:
+            return "a worker stops mid-lease"
         latency = f"{self.latency * 1000:.0f} ms" if self.latency < 1 else f"{self.latency:g} s"
         failing = f", {self.failure_rate:.1%} failing" if self.failure_rate else ""
         fault = f"; {FAULT_WORDS[self.fault]}" if self.fault else ""
@@ -72,6 +80,9 @@ class Scenario:
 
 
 HEALTHY_LATENCY = 0.04
+# The lease of the worker the "callbacks" scenario stops: longer than one delivery can take
+# (one claim at a time, the receivers' slowest answer), shorter than the phase it stops in.
+FROZEN_LEASE = 8.0
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -115,6 +126,20 @@ SCENARIOS: dict[str, Scenario] = {
                 Phase("repaired", 1.0, HEALTHY_LATENCY, 0.0),
             ),
         ),
+        Scenario(
+            "callbacks",
+            "receivers go down past the retries (dead letters), slow down (end to end rises), "
+            "and a worker stops mid-lease (its callbacks delivered twice)",
+            (
+                Phase("healthy", 0.1, HEALTHY_LATENCY, 0.0),
+                Phase("down", 0.25, HEALTHY_LATENCY, 1.0),
+                Phase("recovered", 0.4, HEALTHY_LATENCY, 0.0),
+                # slower than the workers can keep up with: callbacks wait, end to end rises
+                Phase("slow", 0.6, 1.2, 0.0),
+                Phase("worker lost", 0.8, HEALTHY_LATENCY, 0.0, freeze_worker=True),
+                Phase("recovered", 1.0, HEALTHY_LATENCY, 0.0),
+            ),
+        ),
     )
 }
 
@@ -130,4 +155,7 @@ def slo_window(cycle: float) -> float:
 
 def shortest_cycle(scenario: Scenario) -> float:
     """Below this a scenario's alerts may not have time to fire and resolve."""
+    if scenario.name == "callbacks":
+        # the stopped worker's phase outlasts its lease, with time to deliver again
+        return max(4 * MIN_WINDOW, (FROZEN_LEASE + 4) / 0.2)
     return 0.0 if scenario.name == "steady" else 4 * MIN_WINDOW

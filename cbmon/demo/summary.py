@@ -40,6 +40,21 @@ def _row(row: Row, baseline: Baseline) -> list[str]:
 _HEADERS = ("event type", "calls", "failures", "success", "avg ms", "p95 ms", "rate", "latency")
 
 
+def _callbacks(report: Report) -> list[str]:
+    """Callbacks, not attempts: their outcomes, the retries' work, and end to end."""
+    own = report.overall.lifecycle
+    if own is None or not own.callbacks:
+        return []
+    c = report.overall.figures.callbacks
+    end = present.number(own.end.p95_ms)
+    return [
+        f"  callbacks: {own.callbacks}, delivered {c.delivered}, dead {c.dead}, duplicates "
+        f"{c.duplicates}; first try {present.percent(own.first_try_rate)}; failed first "
+        f"attempts delivered by a retry {present.percent(own.recovered_share)}; end to end "
+        f"p95 {end} ms"
+    ]
+
+
 def render(report: Report, alerts: AlertCounts, schema: str) -> list[str]:
     t = report.baseline
     rows = [_row(report.overall, t), *(_row(row, t) for row in report.event_types)]
@@ -47,6 +62,7 @@ def render(report: Report, alerts: AlertCounts, schema: str) -> list[str]:
         f"Summary (cbmon report over the run, schema {schema}):",
         *("  " + line for line in present.table(_HEADERS, rows, text_columns=(0, 6, 7))),
     ]
+    lines += _callbacks(report)
     if report.queue is not None:
         queue = report.queue
         lines.append(f"  queue now: {queue.backlog} waiting (backlog {queue.verdict.label})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -25,6 +25,16 @@ from cbmon.slo.objectives import DEFAULT, Baseline
 _ALL = "(all)"
 _EVENT_TYPE_WIDTH = 20  # longer event types are cut in the panel; the summary has them whole
 _INDENT = "    "  # continuation lines of a wrapped line
+
+
+@dataclass(frozen=True)
+class CallbackTotals:
+    """Callbacks since the start, and the queue by state now (None: no lease columns)."""
+
+    delivered: int = 0
+    dead: int = 0
+    duplicates: int = 0
+    states: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class Snapshot:
     firing: Sequence[str]  # "alertname/severity" of the alerts firing now
     window: float = 30.0  # seconds the indicators are judged over
     baseline: Baseline = DEFAULT
+    callbacks: CallbackTotals | None = None  # None where the tables do not tell callbacks
 
 
 def clock(seconds: float) -> str:
@@ -109,6 +120,12 @@ def status_line(snapshot: Snapshot) -> str:
     p95, backlog = _find(ind, "p95_latency", OVERALL), _find(ind, "backlog", OVERALL)
     attempts, failures = _totals(snapshot, OVERALL)
     db = "" if snapshot.database_up else " | database DOWN"
+    told = snapshot.callbacks
+    if told is not None:
+        db = (
+            f" | callbacks delivered {told.delivered} dead {told.dead}"
+            f" duplicates {told.duplicates}{db}"
+        )
     return (
         f"[{_elapsed(snapshot)} {snapshot.phase}] calls {attempts} failed {failures}"
         f" | success {words.rate(rate)} {words.state(rate)}"
@@ -155,6 +172,7 @@ def panel(
         f"{snapshot.phase_text}",
         *("  " + line for line in present.table(_HEADERS, rows, (0, 4, 6), _WIDTHS)),
         f"  calls, failed: since the start; success, avg, p95 (estimated): last {window}",
+        *_callback_lines(snapshot, words),
         f"  queue backlog {snapshot.backlog} {words.state(backlog)}{db}",
     ]
     fitted = [present.fit(line, width, ellipsis) for line in lines]
@@ -163,6 +181,45 @@ def panel(
         f"firing now: {_firing(snapshot.firing)}"
     )
     return fitted + present.wrap(alerts, width, indent=_INDENT, ellipsis=ellipsis)
+
+
+# The queue's states as the panel names them (QUEUE_STATES order).
+_STATE_WORDS = {
+    "due": "due",
+    "retry_scheduled": "retrying",
+    "in_flight": "in flight",
+    "stuck": "stuck",
+    "dead": "dead",
+}
+
+
+def _callback_lines(snapshot: Snapshot, words: _Words) -> list[str]:
+    """Callbacks, not attempts: what became of them since the start, their indicators over
+    the window, and the queue by state."""
+    totals = snapshot.callbacks
+    if totals is None:
+        return []
+    ind = snapshot.indicators
+    rate = _find(ind, "callback_success_rate", OVERALL)
+    dead = _find(ind, "dead_letters", OVERALL)
+    end = _find(ind, "end_to_end_p95", OVERALL)
+    limits = snapshot.baseline.limit("callback_success_rate")
+    delivered = present.percent(_value(rate), 2, present.boundaries(limits))
+    p95 = _value(end)
+    shown = present.MISSING if p95 is None else f"{p95:.2f}s"
+    lines = [
+        f"  callbacks since the start: delivered {totals.delivered}, dead {totals.dead}, "
+        f"duplicates {totals.duplicates}",
+        f"  last {format_duration(snapshot.window)}: delivered {delivered} {words.state(rate)}, "
+        f"dead {present.count(_value(dead))} {words.state(dead)}, "
+        f"e2e p95 {shown} {words.state(end)}",
+    ]
+    if totals.states is not None:
+        states = ", ".join(
+            f"{totals.states.get(name, 0)} {word}" for name, word in _STATE_WORDS.items()
+        )
+        lines.append(f"  queue by state: {states}")
+    return lines
 
 
 def _firing(keys: Sequence[str]) -> str:

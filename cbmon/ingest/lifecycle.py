@@ -96,6 +96,12 @@ def features(config: Config, columns: Mapping[str, str | None], indexed: bool) -
     return Features(outcomes, times, targets, states, dead, tuple(notes))
 
 
+def report_notes(found: Features) -> tuple[str, ...]:
+    """What is off of the callbacks' figures a report gives (outcomes, queue wait and end to
+    end), one line each; per target and the queue's states are serve's, not a report's."""
+    return tuple(n for n in found.notes if n.startswith(("callback outcomes", "queue wait")))
+
+
 def success(alias: str, status: str, count: int) -> sql.Composable:
     """``alias.status`` is a success status (the bound ``success_i`` parameters)."""
     statuses = sql.SQL(", ").join(sql.Placeholder(f"success_{i}") for i in range(count))

@@ -222,6 +222,38 @@ class InvalidDurations:
         self._since, self._count, self._sample = now, 0, None
 
 
+def read_lifecycle(
+    cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any], config: Config
+) -> tuple[Features, dict[str, str | None]]:
+    """Which lifecycle columns the tables have (``table.column`` -> type, None when absent)
+    and what that turns on: what serve reads, and what ``cbmon report`` and ``cbmon check``
+    read the same way."""
+    tables = config.tables
+    logs, queue = tables.logs, tables.queue
+    columns: dict[str, str | None] = {}
+    for table, names in (
+        (logs, (logs.queue_id, logs.attempt, logs.http_status, logs.target, logs.created_at)),
+        (queue, (queue.locked_until, queue.next_attempt_at, queue.outcome, queue.created_at)),
+    ):
+        relation = catalog.regclass_text(_table(table.table_schema, table.table), conn)
+        for name in names:
+            if name is not None:
+                columns[f"{table.table_schema}.{table.table}.{name}"] = catalog.column_type(
+                    cur, relation, name
+                )
+    logs_relation = catalog.regclass_text(_table(logs.table_schema, logs.table), conn)
+    indexed = logs.queue_id is not None and catalog.leads_an_index(
+        cur, logs_relation, logs.queue_id
+    )
+    return lifecycle.features(config, columns, indexed), columns
+
+
+def lifecycle_features(
+    cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any], config: Config
+) -> Features:
+    return read_lifecycle(cur, conn, config)[0]
+
+
 class Poller:
     """Owns the readers' state. ``poll`` is called by one thread only, never concurrently."""
 
@@ -423,26 +455,8 @@ class Poller:
 
     def _lifecycle(self, cur: psycopg.Cursor[Any], conn: psycopg.Connection[Any]) -> Features:
         """Which lifecycle columns the tables have, and whether the log's queue_id is indexed."""
-        tables = self._config.tables
-        logs, queue = tables.logs, tables.queue
-        columns: dict[str, str | None] = {}
-        for table, names in (
-            (logs, (logs.queue_id, logs.attempt, logs.http_status, logs.target, logs.created_at)),
-            (queue, (queue.locked_until, queue.next_attempt_at, queue.outcome, queue.created_at)),
-        ):
-            relation = catalog.regclass_text(_table(table.table_schema, table.table), conn)
-            for name in names:
-                if name is not None:
-                    columns[f"{table.table_schema}.{table.table}.{name}"] = catalog.column_type(
-                        cur, relation, name
-                    )
-        logs_relation = catalog.regclass_text(self.logs.source.table, conn)
-        indexed = logs.queue_id is not None and catalog.leads_an_index(
-            cur, logs_relation, logs.queue_id
-        )
-        self._column_types = columns
-        found = lifecycle.features(self._config, columns, indexed)
-        self._queue_query = _queue_query(queue, found)
+        found, self._column_types = read_lifecycle(cur, conn, self._config)
+        self._queue_query = _queue_query(self._config.tables.queue, found)
         return found
 
     def _without_history(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from cbmon.report.model import Bucket, Report, Row
+from cbmon.report.model import TRIES_LABELS, Bucket, Report, Row, tries_counts
 
 FIGURES = (
     "calls",
@@ -27,7 +27,75 @@ FIGURES = (
     "observed",
 )
 VERDICTS = ("verdict_success_rate", "verdict_avg_latency")
-COLUMNS = ("event_type", *FIGURES, *VERDICTS)
+# Callbacks, not attempts (empty where the tables do not tell callbacks apart).
+TRIES_COLUMNS = tuple(f"tries_{label}" for label in TRIES_LABELS)
+CALLBACK_FIGURES = (
+    "callbacks",
+    "delivered",
+    "dead",
+    "callback_success_rate",
+    "duplicates",
+    "first_attempts",
+    "first_try",
+    "first_try_rate",
+    "first_failed",
+    "recovered",
+    "recovered_share",
+    *TRIES_COLUMNS,
+    "wait_p50_ms",
+    "wait_p95_ms",
+    "wait_p99_ms",
+    "end_p50_ms",
+    "end_p95_ms",
+    "end_p99_ms",
+    "end_max_ms",
+)
+CALLBACK_VERDICTS = (
+    "verdict_callback_success_rate",
+    "verdict_dead_letters",
+    "verdict_end_to_end_p95",
+)
+CALLBACK_COUNTS = (
+    "callbacks",
+    "delivered",
+    "dead",
+    "duplicates",
+    "first_attempts",
+    "first_try",
+    "first_failed",
+    "recovered",
+    *TRIES_COLUMNS,
+)
+COLUMNS = ("event_type", *FIGURES, *VERDICTS, *CALLBACK_FIGURES, *CALLBACK_VERDICTS)
+
+
+def _callback_record(row: Row) -> dict[str, Any]:
+    own = row.lifecycle
+    if own is None:
+        return {}
+    c = row.figures.callbacks
+    return {
+        "callbacks": own.callbacks,
+        "delivered": c.delivered,
+        "dead": c.dead,
+        "callback_success_rate": c.success_rate,
+        "duplicates": c.duplicates,
+        "first_attempts": own.first_attempts,
+        "first_try": own.first_try,
+        "first_try_rate": own.first_try_rate,
+        "first_failed": own.first_failed,
+        "recovered": own.recovered,
+        "recovered_share": own.recovered_share,
+        **dict(zip(TRIES_COLUMNS, tries_counts(c), strict=True)),
+        "wait_p50_ms": own.wait.p50_ms,
+        "wait_p95_ms": own.wait.p95_ms,
+        "wait_p99_ms": own.wait.p99_ms,
+        "end_p50_ms": own.end.p50_ms,
+        "end_p95_ms": own.end.p95_ms,
+        "end_p99_ms": own.end.p99_ms,
+        "end_max_ms": own.end.max_ms,
+        **{f"verdict_{i.slo}": i.state.label for i in own.indicators},
+    }
 
 
 def _record(row: Row) -> dict[str, Any]:
@@ -47,6 +115,7 @@ def _record(row: Row) -> dict[str, Any]:
         "observed": figures.observed,
         "verdict_success_rate": row.verdicts.success_rate.label,
         "verdict_avg_latency": row.verdicts.avg_latency.label,
+        **_callback_record(row),
     }
 
 
@@ -99,7 +168,9 @@ def series_frame(report: Report, *, overall_only: bool = False) -> pd.DataFrame:
         frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
         frame = full.merge(frame, on=["bucket", "event_type"], how="left")
     counts = ["calls", "failures", "errors", "observed"]
+    if report.lifecycle:
+        counts += CALLBACK_COUNTS
     frame[counts] = frame[counts].fillna(0).astype("int64")
-    for name in VERDICTS:
+    for name in (*VERDICTS, *(CALLBACK_VERDICTS if report.lifecycle else ())):
         frame[name] = frame[name].astype(object).where(frame[name].notna(), "unknown")
     return frame.reindex(columns=columns)

@@ -16,23 +16,37 @@ from cbmon.report.model import Report
 from cbmon.report.period import step_name
 from cbmon.report.text import (
     BUDGET_HEADERS,
+    CALLBACK_COMPARE_HEADERS,
+    CALLBACK_HEADERS,
+    CALLBACK_TITLE,
     COMPARE_HEADERS,
     EMPTY_NOTE,
+    NONE_TOLD,
     OVERALL,
+    TIMES_HEADERS,
+    TIMES_TITLE,
     TOP_HEADERS,
     TOP_TEXT,
     budget_rows,
     budget_title,
+    callback_compare_rows,
+    callback_compare_title,
+    callback_rows,
+    callback_thresholds_line,
     compare_rows,
     compare_title,
     headline,
+    lifecycle_line,
     queue_line,
     summary_rows,
     thresholds_line,
+    times_rows,
+    told,
+    told_either,
     when,
 )
 from cbmon.slo import wording
-from cbmon.slo.objectives import AVG_LATENCY, SUCCESS_RATE, Baseline, Limits
+from cbmon.slo.objectives import AVG_LATENCY, END_TO_END_P95, SUCCESS_RATE, Baseline, Limits
 
 _HEADERS = (
     "event type",
@@ -127,6 +141,10 @@ _SERIES_COLOURS = {
     "calls": "#54aeff",
     "failures": "#cf222e",
     "errors": "#bc4c00",
+    "e2e p50": "#54aeff",
+    "e2e p95": "#0969da",
+    "e2e p99": "#0a3069",
+    "dead": "#cf222e",
 }
 
 
@@ -215,11 +233,77 @@ def charts(report: Report) -> list[str]:
         floor=0.0,
         whole=True,
     )
-    return [rate, latency, calls, problems]
+    found = [rate, latency, calls, problems]
+    if told(report):
+        found += _callback_charts(report, frame, axis)
+    return found
+
+
+def _callback_charts(report: Report, frame: pd.DataFrame, axis: svg.Axis) -> list[str]:
+    """End to end (queued to delivered) percentiles against their limits, and dead letters,
+    per bucket."""
+    per = step_name(report.period.by or 3600.0)
+    limits = _limits(report.baseline, END_TO_END_P95.slo)
+    thresholds = [
+        svg.Threshold(
+            "normal",
+            "p95 " + wording.bound(END_TO_END_P95, limits, "normal"),
+            limits.normal * 1000,
+            present.HTML_COLOURS[Level.WARNING],
+        )
+    ]
+    if limits.alert is not None:
+        thresholds.append(
+            svg.Threshold(
+                "alert",
+                "p95 " + wording.bound(END_TO_END_P95, limits, "alert"),
+                limits.alert * 1000,
+                present.HTML_COLOURS[Level.CRITICAL],
+            )
+        )
+    end = svg.chart(
+        f"End to end per {per}: queued to delivered, retries included (ms, log scale)",
+        axis,
+        [
+            _series(frame, "e2e p50", "end_p50_ms"),
+            _series(frame, "e2e p95", "end_p95_ms", width=3.0),
+            _series(frame, "e2e p99", "end_p99_ms"),
+        ],
+        thresholds,
+        y_format=lambda v: f"{v:.0f}" if v >= 1 else f"{v:g}",
+        log=True,
+    )
+    # On a scale of their own: a few dead letters beside thousands of deliveries would not show.
+    dead = svg.chart(
+        f"Dead letters per {per} (callbacks out of retries, all event types)",
+        axis,
+        [_series(frame, "dead", "dead", kind="bar")],
+        floor=0.0,
+        whole=True,
+    )
+    return [end, dead]
 
 
 def _limits(baseline: Baseline, slo: str) -> Limits:
     return baseline.limit(slo) or Limits(0.0)
+
+
+def _callback_tables(report: Report) -> list[str]:
+    parts: list[str] = []
+    if report.lifecycle and not told(report) and not report.empty:
+        parts.append(f'<p class="note">{escape(NONE_TOLD)}</p>')
+    if told(report):
+        rows = callback_rows(report, unknown=_UNKNOWN)
+        last = len(CALLBACK_HEADERS)
+        parts += [f"<h2>{escape(CALLBACK_TITLE)}</h2>"]
+        parts.append(_table(CALLBACK_HEADERS, rows, states=(last - 2, last - 1)))
+        times = times_rows(report, unknown=_UNKNOWN)
+        parts += [f"<h2>{escape(TIMES_TITLE)}</h2>"]
+        parts.append(_table(TIMES_HEADERS, times, states=(len(TIMES_HEADERS) - 1,)))
+    note = lifecycle_line(report)
+    if note is not None:
+        parts.append(f'<p class="note">{escape(note)}</p>')
+    return parts
 
 
 def render_html(report: Report) -> str:
@@ -244,9 +328,13 @@ def render_html(report: Report) -> str:
     states = (len(headers) - 2, len(headers) - 1)
     parts += ["<h2>Callbacks</h2>", _table(headers, rows, states=states)]
     parts.append(f'<p class="note">{_EXPLAIN}</p>')
+    parts += _callback_tables(report)
     if report.previous is not None:
         parts += [f"<h2>{escape(compare_title(report))}</h2>"]
         parts.append(_table(COMPARE_HEADERS, compare_rows(report)))
+        if told_either(report):
+            parts += [f"<h2>Callbacks {escape(callback_compare_title(report))}</h2>"]
+            parts.append(_table(CALLBACK_COMPARE_HEADERS, callback_compare_rows(report)))
     if report.budgets:
         parts += [f"<h2>{escape(budget_title(report))}</h2>"]
         parts.append(_table(BUDGET_HEADERS, budget_rows(report), (0, 1)))
@@ -260,5 +348,7 @@ def render_html(report: Report) -> str:
     parts.append("<h2>Over time</h2>")
     parts += charts(report)
     parts.append(f'<p class="note">{escape(thresholds_line(report, _UNKNOWN))}</p>')
+    if told_either(report):
+        parts.append(f'<p class="note">{escape(callback_thresholds_line(report))}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -11,7 +11,16 @@ import math
 from datetime import datetime
 from typing import Any
 
-from cbmon.report.model import Bucket, Period, Previous, Report, Row
+from cbmon.report.model import (
+    TRIES_LABELS,
+    Bucket,
+    Latency,
+    Period,
+    Previous,
+    Report,
+    Row,
+    tries_counts,
+)
 from cbmon.report.period import step_name
 from cbmon.slo.objectives import Limits
 
@@ -38,8 +47,42 @@ def row_dict(row: Row) -> dict[str, Any]:
         errors=figures.errors,
         observed=figures.observed,
         verdicts={name: state.label for name, state in row.verdicts.items()},
+        callbacks=_callbacks(row),
     )
+    if row.lifecycle is not None:
+        data["verdicts"].update({i.slo: i.state.label for i in row.lifecycle.indicators})
     return data
+
+
+def _percentiles(latency: Latency) -> dict[str, float | None]:
+    found = {"p50_ms": latency.p50_ms, "p95_ms": latency.p95_ms, "p99_ms": latency.p99_ms}
+    return {name: None if value is None else float(value) for name, value in found.items()}
+
+
+def _callbacks(row: Row) -> dict[str, Any] | None:
+    """What happened to callbacks (not attempts); None when the tables do not tell them apart."""
+    own = row.lifecycle
+    if own is None:
+        return None
+    c = row.figures.callbacks
+    end = _percentiles(own.end)
+    end["max_ms"] = None if own.end.max_ms is None else float(own.end.max_ms)
+    return {
+        "callbacks": own.callbacks,
+        "delivered": c.delivered,
+        "dead": c.dead,
+        "success_rate": c.success_rate,
+        "duplicates": c.duplicates,
+        "first_attempts": own.first_attempts,
+        "first_try": own.first_try,
+        "first_try_rate": own.first_try_rate,
+        "first_failed": own.first_failed,
+        "recovered": own.recovered,
+        "recovered_share": own.recovered_share,
+        "tries": dict(zip(TRIES_LABELS, tries_counts(c), strict=True)),
+        "queue_wait": _percentiles(own.wait),
+        "end_to_end": end,
+    }
 
 
 def _bucket(bucket: Bucket) -> dict[str, Any]:
@@ -64,6 +107,25 @@ def _span(period: Period) -> dict[str, Any]:
     return {"from": _time(period.start), "to": _time(period.end), "seconds": period.seconds}
 
 
+def _callback_thresholds(report: Report) -> dict[str, Any]:
+    baseline = report.baseline
+    rate, dead, end = (
+        baseline.limit(slo) or Limits(0.0)
+        for slo in ("callback_success_rate", "dead_letters", "end_to_end_p95")
+    )
+    return {
+        "callback_success_rate": {"normal": rate.normal, "alert": rate.alert},
+        "dead_letters": {
+            "normal": int(dead.normal),
+            "alert": None if dead.alert is None else int(dead.alert),
+        },
+        "end_to_end_p95_ms": {
+            "normal": round(end.normal * 1000, 6),
+            "alert": None if end.alert is None else round(end.alert * 1000, 6),
+        },
+    }
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     baseline = report.baseline
     rate, latency, backlog = (
@@ -83,6 +145,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "empty": report.empty,
         },
         "verdict": report.verdict.label,
+        "callbacks": {"enabled": report.lifecycle, "notes": list(report.lifecycle_notes)},
         "overall": overall,
         "event_types": [row_dict(row) for row in report.event_types],
         "queue": {
@@ -124,6 +187,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "normal": int(backlog.normal),
                 "alert": None if backlog.alert is None else int(backlog.alert),
             },
+            **_callback_thresholds(report),
             "slow_callback_ms": round(baseline.slow_callback * 1000, 6),
             "min_events": baseline.min_events,
         },

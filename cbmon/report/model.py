@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cbmon.domain import Figures, Level
+from cbmon.domain import TRIES, Callbacks, Figures, Level
 from cbmon.slo.budget import Budget
-from cbmon.slo.judge import Verdicts, judge_slo
+from cbmon.slo.judge import Indicator, Verdicts, judge_slo
 from cbmon.slo.objectives import BACKLOG, Baseline
 
 INDICATORS = ("success_rate", "avg_latency")
@@ -27,14 +27,72 @@ class Latency:
     max_ms: float | None = None
 
 
+# The tries a finished callback used, as the report lists them: 1, 2, 3, 4, then more.
+TRIES_LABELS: tuple[str, ...] = (*(str(bound) for bound in TRIES), f"{TRIES[-1] + 1}+")
+
+
+def tries_counts(callbacks: Callbacks) -> tuple[int, ...]:
+    """Finished callbacks by the tries they used (as :data:`TRIES_LABELS`), from the
+    cumulative counts serve exports."""
+    cumulative = (*callbacks.tries, callbacks.finished)
+    return tuple(n - (cumulative[i - 1] if i else 0) for i, n in enumerate(cumulative))
+
+
+def _share(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What happened to callbacks (queue rows), beside the attempts' figures: delivered, dead,
+    duplicates and tries are the figures' :class:`~cbmon.domain.Callbacks`, counted as serve
+    counts them; these are the rest, exact from the database.
+
+    ``wait`` is queued to first attempt, ``end`` queued to delivered (retries included), both
+    in milliseconds. A failed first attempt is ``recovered`` when a retry delivered it."""
+
+    callbacks: int = 0  # callbacks with an attempt in the period
+    first_attempts: int = 0
+    first_try: int = 0  # first attempts that delivered their callback
+    first_failed: int = 0
+    recovered: int = 0
+    wait: Latency = Latency()
+    end: Latency = Latency()
+    indicators: tuple[Indicator, ...] = ()  # callback_success_rate, dead_letters, end_to_end_p95
+
+    @property
+    def first_try_rate(self) -> float | None:
+        return _share(self.first_try, self.first_attempts)
+
+    @property
+    def recovered_share(self) -> float | None:
+        """The share of failed first attempts a retry delivered: exceptions handled
+        without anyone stepping in."""
+        return _share(self.recovered, self.first_failed)
+
+    @property
+    def worst(self) -> Level:
+        return max((i.state for i in self.indicators), default=Level.UNKNOWN)
+
+    def state(self, slo: str) -> Level:
+        return next((i.state for i in self.indicators if i.slo == slo), Level.UNKNOWN)
+
+
 @dataclass(frozen=True)
 class Row:
-    """Figures and verdicts for one event type; ``event_type`` is None for the overall row."""
+    """Figures and verdicts for one event type; ``event_type`` is None for the overall row.
+    ``lifecycle`` is None when the tables do not let callbacks be told apart."""
 
     event_type: str | None
     figures: Figures
     latency: Latency
     verdicts: Verdicts
+    lifecycle: Lifecycle | None = None
+
+    @property
+    def worst(self) -> Level:
+        own = self.verdicts.worst
+        return own if self.lifecycle is None else max(own, self.lifecycle.worst)
 
     @property
     def avg_ms(self) -> float | None:
@@ -121,6 +179,10 @@ class Report:
     previous: Previous | None = None
     # Each objective's error budget spent over this report's period.
     budgets: tuple[Budget, ...] = ()
+    # Whether callbacks are told apart (the lifecycle columns are mapped), and what is off and
+    # why, in one line each.
+    lifecycle: bool = False
+    lifecycle_notes: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -131,6 +193,6 @@ class Report:
     def verdict(self) -> Level:
         """The worst verdict of the overall row, every event type and the queue (when the
         report ends now; a historical report leaves it unjudged)."""
-        states = [self.overall.verdicts.worst, self.queue.verdict]
-        states.extend(row.verdicts.worst for row in self.event_types)
+        states = [self.overall.worst, self.queue.verdict]
+        states.extend(row.worst for row in self.event_types)
         return max(states)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,12 +19,15 @@ from psycopg.rows import dict_row
 from cbmon.config import Config
 from cbmon.db import catalog, sqlfiles
 from cbmon.db.connect import first_line, local_settings
-from cbmon.domain import Figures
+from cbmon.domain import Features, Figures, Level
 from cbmon.durations import format_duration
 from cbmon.errors import ConfigError, DatabaseError
+from cbmon.ingest import lifecycle
+from cbmon.ingest.poller import lifecycle_features
 from cbmon.report.model import (
     Bucket,
     Latency,
+    Lifecycle,
     Period,
     Previous,
     Queue,
@@ -35,7 +38,8 @@ from cbmon.report.model import (
 from cbmon.report.period import PeriodRequest, check_step, default_step, previous, resolve
 from cbmon.report.progress import Progress
 from cbmon.slo import budget
-from cbmon.slo.judge import judge
+from cbmon.slo.judge import Indicator, callback_indicators, judge
+from cbmon.slo.objectives import DEAD_LETTERS
 
 DbRow = dict[str, Any]
 # The start of the step a row falls in; {created_at} read as UTC (the session's zone).
@@ -110,6 +114,72 @@ class _Source:
         return sqlfiles.template(f"report/{name}.sql").format(**identifiers, **starts)
 
 
+def callbacks_statement(config: Config, found: Features, name: str) -> sql.Composed:
+    """The callbacks' figures over the period (``name``: "summary" or "series"), from serve's
+    own lifecycle frame and aggregates (:mod:`cbmon.ingest.lifecycle`)."""
+    logs = config.tables.logs
+    assert logs.queue_id is not None
+    assert logs.attempt is not None
+    table = sql.Identifier(logs.table_schema, logs.table)
+    created_at, event_type = sql.Identifier(logs.created_at), sql.Identifier(logs.event_type)
+    # A row naming neither its callback nor its attempt counts for no callback figure: left
+    # out before the frame's probes, so a log without them costs one scan, not a probe a row.
+    where = sql.SQL(
+        "{created_at} >= %(from)s AND {created_at} < %(to)s AND (%(event_types)s::text[] IS NULL "
+        "OR COALESCE(NULLIF({event_type}::text, ''), 'unknown') = ANY (%(event_types)s::text[])) "
+        "AND ({queue_id} IS NOT NULL OR {attempt} IS NOT NULL)"
+    ).format(
+        created_at=created_at,
+        event_type=event_type,
+        queue_id=sql.Identifier(logs.queue_id),
+        attempt=sql.Identifier(logs.attempt),
+    )
+    frame = lifecycle.Frame(config, table, logs.id, found, len(logs.success_statuses))
+    aggregates = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(expression, sql.Identifier(key))
+        for key, expression in lifecycle.aggregates(config, found).items()
+    )
+    starts = {"bucket_start": _BUCKET_START.format(created_at=created_at)}
+    parts: dict[str, sql.Composable] = {
+        key: part.format(**starts) for key, part in _ATTEMPTS[name].items()
+    }
+    # Grouped by the event type as the report names it: the log's own column is there too.
+    parts["grouping"] = _CALLBACKS_GROUPING[name]
+    statuses = len(logs.success_statuses)
+    first_failed = sql.SQL("({attempt} = 1 AND {qid} IS NOT NULL AND NOT coalesce({ok}, false))")
+    return sqlfiles.template("report/callbacks.sql").format(
+        **parts,
+        aggregates=aggregates,
+        queue_id=sql.Identifier(logs.queue_id),
+        attempt=sql.Identifier(logs.attempt),
+        event_type=event_type,
+        logs=table,
+        first_failed=first_failed.format(
+            attempt=sql.Identifier("batch", logs.attempt),
+            qid=sql.Identifier("batch", logs.queue_id),
+            ok=lifecycle.success("batch", logs.status, statuses),
+        ),
+        later_queue_id=sql.Identifier("later", logs.queue_id),
+        batch_queue_id=sql.Identifier("batch", logs.queue_id),
+        later_id=sql.Identifier("later", logs.id),
+        batch_id=sql.Identifier("batch", logs.id),
+        later_succeeded=lifecycle.success("later", logs.status, statuses),
+        frame=frame.rows(where, None),
+    )
+
+
+def callbacks_params(config: Config) -> dict[str, Any]:
+    """The frame's own parameters: the success statuses one by one, the retries allowed."""
+    logs = config.tables.logs
+    statuses = {f"success_{i}": status for i, status in enumerate(logs.success_statuses)}
+    _, retries = lifecycle.max_retries(config, sql.Identifier(logs.event_type))
+    return {**statuses, **retries}
+
+
+_CALLBACKS_GROUPING = {
+    "summary": sql.SQL("(cbmon_event_type), ()"),
+    "series": sql.SQL("(bucket, cbmon_event_type), (bucket)"),
+}
 _ATTEMPTS: dict[str, dict[str, sql.SQL]] = {
     "summary": {
         "bucket_column": sql.SQL(""),
@@ -170,12 +240,49 @@ def _key(row: DbRow) -> str | None:
     return None if row["is_overall"] else str(row["event_type"])
 
 
+def _judged(
+    event_type: str, figures: Figures, config: Config, p95: float | None = None
+) -> tuple[Indicator, ...]:
+    """Judged as serve judges them, but for one thing: a period in which no callback finished
+    has no dead-letter verdict (serve's window is always now; a report's may be long past, and
+    an empty one stays unknown, as its attempts' verdicts do)."""
+    found = callback_indicators(event_type, figures, config.baseline, {event_type: p95})
+    if figures.callbacks.finished:
+        return tuple(found)
+    return tuple(replace(i, state=Level.UNKNOWN) if i.slo == DEAD_LETTERS.slo else i for i in found)
+
+
+def _lifecycle(row: DbRow | None, figures: Figures, key: str | None, config: Config) -> Lifecycle:
+    """The callbacks' figures of one row, judged (with the exact end-to-end p95)."""
+    event_type = key or ""
+    if row is None:
+        return Lifecycle(indicators=_judged(event_type, figures, config))
+    end = Latency(row["end_p50_ms"], row["end_p95_ms"], row["end_p99_ms"], row["end_max_ms"])
+    p95 = None if end.p95_ms is None else float(end.p95_ms) / 1000.0
+    indicators = _judged(event_type, figures, config, p95)
+    return Lifecycle(
+        callbacks=int(row["cb_callbacks"]),
+        first_attempts=int(row["cb_first_attempts"]),
+        first_try=int(row["cb_first_try"]),
+        first_failed=int(row["cb_first_failed"]),
+        recovered=int(row["cb_recovered"]),
+        wait=Latency(row["wait_p50_ms"], row["wait_p95_ms"], row["wait_p99_ms"]),
+        end=end,
+        indicators=indicators,
+    )
+
+
 def _rows(
-    summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config
+    summary: Sequence[DbRow],
+    errors: Sequence[DbRow],
+    config: Config,
+    callbacks: Sequence[DbRow] | None = None,
 ) -> tuple[Row, tuple[Row, ...]]:
-    """Join attempts and errors by event type; an event type with only errors has 0 calls."""
+    """Join attempts, errors and callbacks (None: not told apart) by event type; an event type
+    with only errors has 0 calls."""
     by_key: dict[str | None, DbRow] = {_key(row): row for row in summary}
     error_counts = {_key(row): int(row["errors"]) for row in errors}
+    outcomes = {_key(row): row for row in callbacks or ()}
     baseline = config.baseline
 
     def make(key: str | None) -> Row:
@@ -185,25 +292,33 @@ def _rows(
             figures, latency = Figures(errors=found), Latency()
         else:
             figures, latency = _figures(counted, found), _latency(counted)
-        return Row(key, figures, latency, judge(figures, baseline))
+        if callbacks is None:
+            return Row(key, figures, latency, judge(figures, baseline))
+        told = outcomes.get(key)
+        if told is not None:
+            figures = replace(figures, callbacks=lifecycle.callbacks(told))
+        own = _lifecycle(told, figures, key, config)
+        return Row(key, figures, latency, judge(figures, baseline), own)
 
     keys = sorted({key for key in (*by_key, *error_counts) if key is not None})
     return make(None), tuple(make(key) for key in keys)
 
 
 def _series(
-    summary: Sequence[DbRow], errors: Sequence[DbRow], config: Config
+    summary: Sequence[DbRow],
+    errors: Sequence[DbRow],
+    config: Config,
+    callbacks: Sequence[DbRow] | None = None,
 ) -> tuple[Bucket, ...]:
     """Buckets that hold attempts or errors, oldest first; renderers fill the empty ones."""
-    grouped: dict[datetime, tuple[list[DbRow], list[DbRow]]] = {}
-    for row in summary:
-        grouped.setdefault(row["bucket"], ([], []))[0].append(row)
-    for row in errors:
-        grouped.setdefault(row["bucket"], ([], []))[1].append(row)
+    grouped: dict[datetime, tuple[list[DbRow], list[DbRow], list[DbRow]]] = {}
+    for index, rows in enumerate((summary, errors, callbacks or ())):
+        for row in rows:
+            grouped.setdefault(row["bucket"], ([], [], []))[index].append(row)
     buckets = []
     for start in sorted(grouped):
-        attempts, recorded = grouped[start]
-        overall, per_type = _rows(attempts, recorded, config)
+        attempts, recorded, told = grouped[start]
+        overall, per_type = _rows(attempts, recorded, config, None if callbacks is None else told)
         buckets.append(Bucket(_utc(start), overall, per_type))
     return tuple(buckets)
 
@@ -214,6 +329,17 @@ class _Reader:
         self.config = config
         self.timeout = timeout
         self.source = _Source(config)
+        self.found = Features()  # what the tables tell of callbacks: read_report finds it
+
+    def callbacks(self, params: Mapping[str, Any], name: str) -> list[DbRow] | None:
+        """The callbacks' figures, None when the tables do not tell callbacks apart."""
+        if not self.found.outcomes:
+            return None
+        statement = callbacks_statement(self.config, self.found, name)
+        params = {**params, **callbacks_params(self.config)}
+        return _query(
+            self.conn, statement, params, f"reading {self.source.logs_name}", self.timeout
+        )
 
     def run(
         self,
@@ -250,16 +376,17 @@ class _Raw:
 
     summary: list[DbRow]
     errors: list[DbRow]
+    callbacks: list[DbRow] | None
     top: list[DbRow]
     queue: DbRow
-    series: tuple[list[DbRow], list[DbRow]] | None
+    series: tuple[list[DbRow], list[DbRow], list[DbRow] | None] | None
 
 
 def _read(reader: _Reader, params: dict[str, Any], by: float | None, progress: Progress) -> _Raw:
     source = reader.source
     logs_what = f"reading {source.logs_name}"
     errors_what = f"reading {source.errors_name}"
-    summary, errors = _summary(reader, params, progress)
+    summary, errors, callbacks = _summary(reader, params, progress)
     with progress.step(f"counting {source.errors_name}"):
         top = reader.run("top_errors", source.errors, params, errors_what)
     with progress.step(f"reading {source.queue_name}"):
@@ -271,20 +398,25 @@ def _read(reader: _Reader, params: dict[str, Any], by: float | None, progress: P
             series = (
                 reader.run("series", source.logs, series_params, logs_what),
                 reader.run("errors_series", source.errors, series_params, errors_what),
+                reader.callbacks(series_params, "series"),
             )
-    return _Raw(summary, errors, top, queue, series)
+    return _Raw(summary, errors, callbacks, top, queue, series)
 
 
 def _summary(
     reader: _Reader, params: dict[str, Any], progress: Progress
-) -> tuple[list[DbRow], list[DbRow]]:
-    """Attempts and errors per event type and overall over ``params``' period."""
+) -> tuple[list[DbRow], list[DbRow], list[DbRow] | None]:
+    """Attempts, errors and callbacks per event type and overall over ``params``' period."""
     source = reader.source
     with progress.step(f"aggregating {source.logs_name}"):
         summary = reader.run("summary", source.logs, params, f"reading {source.logs_name}")
     with progress.step(f"counting {source.errors_name}"):
         errors = reader.run("errors", source.errors, params, f"reading {source.errors_name}")
-    return summary, errors
+    callbacks = None
+    if reader.found.outcomes:
+        with progress.step(f"following callbacks in {source.logs_name}"):
+            callbacks = reader.callbacks(params, "summary")
+    return summary, errors, callbacks
 
 
 def _previous(
@@ -296,7 +428,8 @@ def _previous(
 ) -> Previous:
     start, end = previous(*period)
     params = _params(config, start, end, request)
-    overall, per_type = _rows(*_summary(reader, params, progress), config)
+    summary, errors, callbacks = _summary(reader, params, progress)
+    overall, per_type = _rows(summary, errors, config, callbacks)
     return Previous(Period(start, end, request.event_types), overall, per_type)
 
 
@@ -324,6 +457,8 @@ def read_report(
         # Zoneless timestamps meet the period's bounds in the session's zone: read them as UTC.
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
         reader.source.read_duration_type(conn, config)
+        with conn.cursor() as cur:
+            reader.found = lifecycle_features(cur, conn, config)
         now_row = conn.execute("SELECT now()").fetchone()
         now: datetime = now_row[0] if now_row is not None else datetime.now(UTC)
         start, end = resolve(request.period, now)
@@ -331,7 +466,7 @@ def read_report(
         if by is not None:
             check_step(start, end, by)
         raw = _read(reader, _params(config, start, end, request), by, progress)
-        overall, per_type = _rows(raw.summary, raw.errors, config)
+        overall, per_type = _rows(raw.summary, raw.errors, config, raw.callbacks)
         _check_event_types(reader, request.event_types, per_type)
         before = (
             _previous(reader, config, request, (start, end), progress) if request.compare else None
@@ -360,7 +495,7 @@ def read_report(
             )
             for row in raw.top
         ),
-        series=None if raw.series is None else _series(*raw.series, config),
+        series=None if raw.series is None else _series(*raw.series[:2], config, raw.series[2]),
         baseline=baseline,
         budgets=tuple(
             budget.from_figures(
@@ -371,6 +506,8 @@ def read_report(
         ),
         generated_at=_utc(now),
         previous=before,
+        lifecycle=reader.found.outcomes,
+        lifecycle_notes=lifecycle.report_notes(reader.found),
     )
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 from cbmon import present
 from cbmon.domain import Level
 from cbmon.durations import format_duration
-from cbmon.report.frame import series_frame, summary_frame
-from cbmon.report.model import Report, Row
+from cbmon.report.frame import TRIES_COLUMNS, series_frame, summary_frame
+from cbmon.report.model import TRIES_LABELS, Report, Row
 from cbmon.report.period import step_name
 from cbmon.slo import wording
-from cbmon.slo.objectives import Baseline
+from cbmon.slo.objectives import CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95, Baseline
 
 OVERALL = "(all)"
 EMPTY_NOTE = "No callback attempts and no errors were recorded in this period."
@@ -118,17 +118,159 @@ def _figure_cells(record: dict[Any, Any], t: Baseline) -> list[str]:
     ]
 
 
+def series_headers(report: Report) -> tuple[str, ...]:
+    extra = ("delivered", "dead", "e2e p95 ms") if told(report) else ()
+    return (*_SERIES_HEADERS, *extra)
+
+
 def series_rows(report: Report) -> list[list[str]]:
     frame = series_frame(report, overall_only=True)
     t = report.baseline
-    return [
-        [
+    rows = []
+    for record in frame.to_dict("records"):
+        cells = [
             when(record["bucket"].to_pydatetime()),
             *_figure_cells(record, t),
             str(record["errors"]),
         ]
-        for record in frame.to_dict("records")
+        if told(report):
+            cells += [str(record["delivered"]), str(record["dead"]), millis(record["end_p95_ms"])]
+        rows.append(cells)
+    return rows
+
+
+# -- callbacks, not attempts ------------------------------------------------------------------
+CALLBACK_TITLE = (
+    "Callbacks (each queued callback once, retries included; first try: delivered by its "
+    "first attempt; recovered: failed first attempts a retry delivered)"
+)
+CALLBACK_HEADERS = (
+    "event type",
+    "callbacks",
+    "delivered",
+    "dead",
+    "delivered %",
+    "first try",
+    "recovered",
+    "duplicates",
+    *(f"{label} {'try' if label == '1' else 'tries'}" for label in TRIES_LABELS),
+    "delivery",
+    "dead letters",
+)
+TIMES_TITLE = "Callback times in ms: queued to first attempt (wait), queued to delivered (e2e)"
+TIMES_HEADERS = (
+    "event type",
+    "wait p50",
+    "wait p95",
+    "wait p99",
+    "e2e p50",
+    "e2e p95",
+    "e2e p99",
+    "e2e max",
+    "end to end",
+)
+
+
+def callback_rate(value: Any, baseline: Baseline) -> str:
+    """Delivered over finished callbacks, honest about its own limits."""
+    limits = baseline.limit(CALLBACK_SUCCESS_RATE.slo)
+    return present.percent(_number(value), 3, present.boundaries(limits))
+
+
+def callback_rows(report: Report, unknown: str = present.MISSING) -> list[list[str]]:
+    """One row per event type of what happened to its callbacks, the overall row first."""
+    t = report.baseline
+    return [
+        [
+            str(record["event_type"]) or OVERALL,
+            *(str(record[name]) for name in ("callbacks", "delivered", "dead")),
+            callback_rate(record["callback_success_rate"], t),
+            percent(record["first_try_rate"], 2),
+            percent(record["recovered_share"], 2),
+            str(record["duplicates"]),
+            *(str(record[name]) for name in TRIES_COLUMNS),
+            _word(str(record["verdict_callback_success_rate"]), unknown),
+            _word(str(record["verdict_dead_letters"]), unknown),
+        ]
+        for record in summary_frame(report).to_dict("records")
     ]
+
+
+def times_rows(report: Report, unknown: str = present.MISSING) -> list[list[str]]:
+    names = (
+        *("wait_p50_ms", "wait_p95_ms", "wait_p99_ms"),
+        *("end_p50_ms", "end_p95_ms", "end_p99_ms", "end_max_ms"),
+    )
+    return [
+        [
+            str(record["event_type"]) or OVERALL,
+            *(millis(record[name]) for name in names),
+            _word(str(record["verdict_end_to_end_p95"]), unknown),
+        ]
+        for record in summary_frame(report).to_dict("records")
+    ]
+
+
+def callback_thresholds_line(report: Report) -> str:
+    """The callbacks' part of the baseline in one line, beside :func:`thresholds_line`."""
+    parts = [
+        f"{o.label} {wording.bounds(o, report.baseline.limit(o.slo))}"
+        for o in (CALLBACK_SUCCESS_RATE, DEAD_LETTERS, END_TO_END_P95)
+    ]
+    return f"Callbacks' baseline: {'; '.join(parts)}"
+
+
+def lifecycle_line(report: Report) -> str | None:
+    """What of the callbacks' figures is off, and why, in one line (None: all on)."""
+    if not report.lifecycle_notes:
+        return None
+    return "Callbacks: " + "; ".join(report.lifecycle_notes)
+
+
+CALLBACK_COMPARE_HEADERS = (
+    "event type",
+    "delivered",
+    "before",
+    "dead",
+    "before",
+    "delivered %",
+    "before",
+    "first try",
+    "before",
+    "recovered",
+    "before",
+    "e2e p95 ms",
+    "before",
+    "duplicates",
+    "before",
+)
+
+
+def callback_compare_rows(report: Report) -> list[list[str]]:
+    """What happened to callbacks now and in the period before, per event type."""
+    previous = report.previous
+    assert previous is not None
+    t = report.baseline
+    now = {row.event_type: row for row in (report.overall, *report.event_types)}
+    names = sorted({row.event_type or "" for row in (*report.event_types, *previous.event_types)})
+
+    def own(show: Callable[[Row], str]) -> Callable[[Row], str]:
+        return lambda r: present.MISSING if r.lifecycle is None else show(r)
+
+    rows = []
+    for name in [None, *names]:
+        pair = (now.get(name), previous.row(name))
+        c = (
+            own(lambda r: str(r.figures.callbacks.delivered)),
+            own(lambda r: str(r.figures.callbacks.dead)),
+            own(lambda r: callback_rate(r.figures.callbacks.success_rate, t)),
+            own(lambda r: present.percent(r.lifecycle.first_try_rate if r.lifecycle else None)),
+            own(lambda r: present.percent(r.lifecycle.recovered_share if r.lifecycle else None)),
+            own(lambda r: present.number(r.lifecycle.end.p95_ms if r.lifecycle else None)),
+            own(lambda r: str(r.figures.callbacks.duplicates)),
+        )
+        rows.append([name or OVERALL, *(cell for show in c for cell in _pair(pair, show))])
+    return rows
 
 
 def headline(report: Report) -> str:
@@ -180,6 +322,12 @@ def compare_title(report: Report) -> str:
         f"Compared with the previous {format_duration(before.seconds)} "
         f"({when(before.start)} to {when(before.end)})"
     )
+
+
+def callback_compare_title(report: Report) -> str:
+    """``compared with the previous 1h (...)``, after the word Callbacks."""
+    title = compare_title(report)
+    return title[0].lower() + title[1:]
 
 
 def compare_rows(report: Report) -> list[list[str]]:
@@ -260,9 +408,13 @@ def render_table(report: Report) -> str:
     if report.empty:
         lines += [EMPTY_NOTE, ""]
     lines += present.table(_HEADERS, summary_rows(report))
+    lines += _callback_tables(report)
     if report.previous is not None:
         lines += ["", compare_title(report) + ":"]
         lines += present.table(COMPARE_HEADERS, compare_rows(report))
+        if told_either(report):
+            lines += ["", f"Callbacks {callback_compare_title(report)}:"]
+            lines += present.table(CALLBACK_COMPARE_HEADERS, callback_compare_rows(report))
     if report.budgets:
         lines += ["", f"{budget_title(report)}:"]
         lines += present.table(BUDGET_HEADERS, budget_rows(report), text_columns=(0, 1))
@@ -273,9 +425,47 @@ def render_table(report: Report) -> str:
         lines += ["  " + line for line in top]
     if report.series is not None:
         lines += ["", f"{series_title(report)}:"]
-        lines += present.table(_SERIES_HEADERS, series_rows(report))
+        lines += present.table(series_headers(report), series_rows(report))
     lines += ["", thresholds_line(report)]
+    if told_either(report):
+        lines.append(callback_thresholds_line(report))
     return "\n".join(lines) + "\n"
+
+
+def told(report: Report) -> bool:
+    """Whether the period holds any attempt of a known callback, so the callbacks' tables
+    have something to say."""
+    own = report.overall.lifecycle
+    return report.lifecycle and own is not None and own.callbacks > 0
+
+
+def _told_before(report: Report) -> bool:
+    own = None if report.previous is None else report.previous.overall.lifecycle
+    return own is not None and own.callbacks > 0
+
+
+def told_either(report: Report) -> bool:
+    """Callbacks in the period or in the one compared with it."""
+    return told(report) or _told_before(report)
+
+
+NONE_TOLD = "Callbacks: no attempt in this period names its callback (queue_id)."
+
+
+def _callback_tables(report: Report) -> list[str]:
+    lines: list[str] = []
+    if report.lifecycle and not told(report) and not report.empty:
+        lines += ["", NONE_TOLD]
+    if told(report):
+        lines += ["", f"{CALLBACK_TITLE}:"]
+        lines += present.table(CALLBACK_HEADERS, callback_rows(report))
+        if report.overall.figures.callbacks.ended or report.overall.figures.callbacks.waited:
+            lines += ["", f"{TIMES_TITLE}:"]
+            lines += present.table(TIMES_HEADERS, times_rows(report))
+    note = lifecycle_line(report)
+    if note is not None:
+        lines += ["", note]
+    return lines
 
 
 def render_markdown(report: Report) -> str:
@@ -283,9 +473,23 @@ def render_markdown(report: Report) -> str:
     if report.empty:
         lines += [f"_{EMPTY_NOTE}_", ""]
     lines += present.markdown_table(_HEADERS, summary_rows(report))
+    if report.lifecycle and not told(report) and not report.empty:
+        lines += ["", f"_{NONE_TOLD}_"]
+    if told(report):
+        lines += ["", f"### {CALLBACK_TITLE}", ""]
+        lines += present.markdown_table(CALLBACK_HEADERS, callback_rows(report))
+        if report.overall.figures.callbacks.ended or report.overall.figures.callbacks.waited:
+            lines += ["", f"### {TIMES_TITLE}", ""]
+            lines += present.markdown_table(TIMES_HEADERS, times_rows(report))
+    note = lifecycle_line(report)
+    if note is not None:
+        lines += ["", f"_{note}_"]
     if report.previous is not None:
         lines += ["", f"### {compare_title(report)}", ""]
         lines += present.markdown_table(COMPARE_HEADERS, compare_rows(report))
+        if told_either(report):
+            lines += ["", f"### Callbacks {callback_compare_title(report)}", ""]
+            lines += present.markdown_table(CALLBACK_COMPARE_HEADERS, callback_compare_rows(report))
     if report.budgets:
         lines += ["", f"### {budget_title(report)}", ""]
         lines += present.markdown_table(BUDGET_HEADERS, budget_rows(report), (0, 1))
@@ -295,6 +499,8 @@ def render_markdown(report: Report) -> str:
         lines += present.markdown_table(TOP_HEADERS, _top_rows(report), TOP_TEXT)
     if report.series is not None:
         lines += ["", f"### {series_title(report)}", ""]
-        lines += present.markdown_table(_SERIES_HEADERS, series_rows(report))
+        lines += present.markdown_table(series_headers(report), series_rows(report))
     lines += ["", f"_{thresholds_line(report)}_"]
+    if told_either(report):
+        lines += ["", f"_{callback_thresholds_line(report)}_"]
     return "\n".join(lines) + "\n"

@@ -160,6 +160,16 @@ def traffic(age: float, baseline: Baseline) -> Indicator:
     return Indicator(TRAFFIC, OVERALL, age, judge_slo(TRAFFIC, age, baseline), 0)
 
 
+def callback_indicators(
+    event_type: str,
+    figures: Figures,
+    baseline: Baseline,
+    end_p95: Mapping[str, float | None] | None = None,
+) -> list[Indicator]:
+    """The callbacks' indicators of one set of figures, as :func:`evaluate` judges them."""
+    return _callbacks(event_type, figures, baseline, max(baseline.min_events, 1), end_p95)
+
+
 def _callbacks(
     event_type: str,
     figures: Figures,

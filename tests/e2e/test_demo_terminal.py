@@ -144,3 +144,44 @@ def test_colour_on_the_terminal_and_none_with_no_color(
     plain = "\n".join(tmux.screen(history=True, escapes=True, session="plain"))
     assert "\x1b[32m" not in plain
     assert "DEMO-EXIT=0" in plain
+
+
+def test_the_callbacks_scenario_shows_dead_letters_end_to_end_and_a_duplicate(
+    tmux: Tmux, pg_dsn: str, demo_schema: str
+) -> None:
+    """Receivers down past the retries fire the dead-letter alert, slow ones the end-to-end
+    one, and the worker stopped mid-lease leaves a duplicate: all on the 80x24 panel."""
+    command = _demo(pg_dsn, demo_schema, "callbacks", "60s")
+    _start(tmux, command, _terminal_env(CBMON_LOG_LEVEL="warning"))
+    duplicates = re.compile(
+        r"^  callbacks since the start: delivered \d+, dead (\d+), duplicates (\d+)$"
+    )
+    seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 110
+    while time.monotonic() < deadline:
+        screen = tmux.screen()
+        assert _too_wide(screen) == [], "\n".join(screen)
+        assert _panels(screen) <= 1, "\n".join(screen)
+        seen += [(int(m[1]), int(m[2])) for line in screen if (m := duplicates.match(line))]
+        if any(line.startswith("DEMO-EXIT=") for line in screen):
+            break
+        time.sleep(0.7)
+    history = tmux.screen(history=True)
+    text = "\n".join(history)
+    assert "DEMO-EXIT=0" in text, text
+    assert _too_wide(history) == [], text
+    assert _panels(history) == 1, text
+    joined = re.sub(r"\n {4}(?=\S)", " ", text)
+    alerts = [line for line in joined.splitlines() if re.match(r"\[\d+:\d\d\] alert ", line)]
+    for line in alerts:
+        assert ALERT.match(line), line
+    assert any(" FIRING CallbackDeadLetters " in line for line in alerts), joined
+    assert any(" CallbackEndToEndSlow " in line for line in alerts), joined
+    assert "cbmon-demo-worker-1 stops after delivering callback" in joined
+    assert "cbmon-demo-worker-1 is back" in joined
+    assert seen
+    assert max(dead for dead, _ in seen) > 0
+    assert max(duplicate for _, duplicate in seen) >= 1, seen
+    summary = re.search(r"  callbacks: \d+, delivered \d+, dead (\d+), duplicates (\d+);", joined)
+    assert summary is not None, joined
+    assert int(summary[2]) >= 1

@@ -55,9 +55,15 @@ class Traffic:
                 "20 + g * 2 FROM generate_series(1, 40) g",
                 (fail,),
             )
+            # Callbacks told apart: queued 200 ms before their first, delivering attempt, so
+            # the callbacks' panels (tries, end to end, queue wait) have data too.
             conn.execute(
-                "INSERT INTO callback_logs (event_type, status, execution_time) "
-                "SELECT 'payment_settled', 'COMPLETED', 30 + g FROM generate_series(1, 20) g"
+                "WITH queued AS ("
+                " INSERT INTO callback_queue (event_type, created_at, processed_at, outcome)"
+                " SELECT 'payment_settled', now() - interval '200 milliseconds', now(),"
+                " 'delivered' FROM generate_series(1, 20) RETURNING id) "
+                "INSERT INTO callback_logs (event_type, status, execution_time, queue_id, attempt) "
+                "SELECT 'payment_settled', 'COMPLETED', 30 + id % 20, id, 1 FROM queued"
             )
             if fail:
                 conn.execute(

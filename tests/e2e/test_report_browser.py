@@ -88,3 +88,44 @@ def test_a_screenshot_of_the_report(reports: dict[str, Path], tmp_path: Path) ->
     shot = tmp_path / "report.png"
     assert screenshot(reports["24h compared"].as_uri(), shot, 1000, 3000) == (1000, 3000)
     assert shot.stat().st_size > 50_000  # a page of tables and four charts, not a blank
+
+
+# A day of callbacks told apart: most delivered at once, some after a retry or three, a few
+# dead letters, queue waits from milliseconds to minutes so end to end spans decades.
+CALLBACKS = """
+INSERT INTO callback_queue (id, event_type, created_at)
+OVERRIDING SYSTEM VALUE
+SELECT i, (ARRAY['order_created', 'order_shipped'])[1 + i % 2], now() - i * interval '30 seconds'
+FROM generate_series(1, 2880) AS i;
+INSERT INTO callback_logs (event_type, status, execution_time, queue_id, attempt, created_at)
+SELECT q.event_type,
+       CASE WHEN (q.id % 101 = 0) OR (a < 1 + q.id % 4 AND q.id % 9 = 0) THEN 'FAILED'
+            ELSE 'COMPLETED' END,
+       20 + q.id % 50, q.id, a,
+       q.created_at + (q.id % 7) * interval '100 milliseconds'
+           + (a - 1) * (1 + q.id % 120) * interval '1 second'
+FROM callback_queue AS q,
+     generate_series(1, CASE WHEN q.id % 101 = 0 THEN 4 WHEN q.id % 9 = 0 THEN 1 + q.id % 4
+                             ELSE 1 END) AS a
+WHERE q.id <= 2880;
+"""
+
+
+def test_the_callbacks_charts_keep_their_texts_apart(pg: PgSchema, tmp_path: Path) -> None:
+    pg.conn.execute(CALLBACKS)
+    config = write_config(pg, tmp_path / "cbmon.yml")
+    for args in (["--since", "24h"], ["--since", "3h", "--by", "1m"]):
+        page = tmp_path / "callbacks.html"
+        base = ["--dsn", pg.dsn, "--config", str(config), "--format", "html", "-o", str(page)]
+        ran = cbmon("report", *base, *args)
+        assert ran.code == 0, ran.stderr
+        boxes = measure_charts(page)
+        assert len({box.chart for box in boxes}) == 6, args  # end to end and dead letters too
+        assert [box.text for box in boxes if not box.inside] == [], args
+        collisions = [
+            (a.text, b.text)
+            for i, a in enumerate(boxes)
+            for b in boxes[i + 1 :]
+            if a.chart == b.chart and a.overlaps(b)
+        ]
+        assert collisions == [], (args, collisions)

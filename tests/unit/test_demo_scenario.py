@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from cbmon.demo.scenario import SCENARIOS, Phase, slo_window
+from cbmon.demo.run import RETRY_POLICY
+from cbmon.demo.scenario import FROZEN_LEASE, SCENARIOS, Phase, shortest_cycle, slo_window
 
 
 def _phases(name: str, cycle: float) -> list[Phase]:
@@ -58,3 +61,34 @@ def test_the_scenario_repeats_when_the_demo_runs_until_stopped() -> None:
     assert degraded.at(5.0, 120.0).phase.name == "healthy"
     assert degraded.at(60.0, 120.0).phase.name == "critical"
     assert degraded.at(125.0, 120.0).phase.name == "healthy"
+
+
+@pytest.mark.parametrize("cycle", [60.0, 120.0, 600.0])
+def test_callbacks_scenario_shows_dead_letters_slow_deliveries_and_a_lost_lease(
+    cycle: float,
+) -> None:
+    cycle = max(cycle, shortest_cycle(SCENARIOS["callbacks"]))
+    phases = _phases("callbacks", cycle)
+    names = [p.name for p in phases]
+    assert names == ["healthy", "down", "recovered", "slow", "worker lost", "recovered"]
+    spans = dict.fromkeys(names, 0.0)
+    start = 0.0
+    for phase in phases:
+        spans[phase.name] = (phase.until - start) * cycle
+        start = phase.until
+    down = phases[1]
+    assert down.failure_rate == 1.0
+    # The retries (0.5 s, 1 s, 2 s at most) run out well inside the phase: dead letters.
+    policy = json.loads(RETRY_POLICY)
+    retries = sum(
+        min(policy["backoff_seconds"] * 2**n, policy["max_backoff_seconds"])
+        for n in range(policy["max_retries"])
+    )
+    assert spans["down"] > 2 * retries
+    # Slower than the 1 s end-to-end normal on its own: end to end rises.
+    assert phases[3].latency > 1.0
+    # The stopped worker's lease runs out within its phase, with seconds to deliver again.
+    assert phases[4].freeze_worker
+    assert spans["worker lost"] >= FROZEN_LEASE + 4
+    assert not any(p.freeze_worker for p in phases if p is not phases[4])
+    assert phases[4].describe() == "a worker stops mid-lease"

@@ -9,7 +9,15 @@ from dataclasses import replace
 import pytest
 
 from cbmon.demo.receivers import AlertEvent, changes
-from cbmon.demo.view import LiveView, Snapshot, alert_line, alert_word, panel, status_line
+from cbmon.demo.view import (
+    CallbackTotals,
+    LiveView,
+    Snapshot,
+    alert_line,
+    alert_word,
+    panel,
+    status_line,
+)
 from cbmon.domain import Level
 from cbmon.present import plain, visible_len
 from cbmon.slo.judge import OVERALL, Indicator
@@ -248,3 +256,40 @@ def test_an_escalation_is_one_line_saying_so() -> None:
     assert alert_line(ended, 0).endswith(
         "alert RESOLVED CallbackLatencyHigh (warning): latency 9 ms"
     )
+
+
+def _told() -> Snapshot:
+    """A snapshot of a demo whose tables tell callbacks apart, in a bad moment."""
+    indicators = [
+        *_snapshot().indicators,
+        Indicator("callback_success_rate", OVERALL, 0.9123, Level.CRITICAL, 300),
+        Indicator("dead_letters", OVERALL, 27.0, Level.WARNING, 300),
+        Indicator("end_to_end_p95", OVERALL, 7.25, Level.CRITICAL, 280),
+    ]
+    states = {"due": 12, "retry_scheduled": 30, "in_flight": 4, "stuck": 1, "dead": 27}
+    return replace(
+        _snapshot(),
+        indicators=indicators,
+        callbacks=CallbackTotals(delivered=1234, dead=27, duplicates=2, states=states),
+    )
+
+
+def test_panel_shows_callbacks_their_indicators_and_the_queue_by_state() -> None:
+    lines = panel(_told())
+    assert "  callbacks since the start: delivered 1234, dead 27, duplicates 2" in lines
+    assert "  last 30s: delivered 91.23% CRITICAL, dead 27 WARNING, e2e p95 7.25s CRITICAL" in lines
+    assert "  queue by state: 12 due, 30 retrying, 4 in flight, 1 stuck, 27 dead" in lines
+    assert lines.index("  queue backlog 12 ok") > lines.index(
+        "  queue by state: 12 due, 30 retrying, 4 in flight, 1 stuck, 27 dead"
+    )
+    assert "callbacks delivered 1234 dead 27 duplicates 2" in status_line(_told())
+    # Without the lifecycle columns the panel is as before.
+    assert not any("callbacks since" in line for line in panel(_snapshot()))
+
+
+@pytest.mark.parametrize("width", [79, 99])
+def test_the_callbacks_panel_fits_80_by_24(width: int) -> None:
+    busy = replace(_busy(), indicators=_told().indicators, callbacks=_told().callbacks)
+    lines = panel(busy, width, colour=True)
+    assert max(visible_len(line) for line in lines) <= width
+    assert len(lines) <= 14  # room for the notes and alerts above it on a 24-row terminal

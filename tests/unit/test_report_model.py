@@ -108,7 +108,9 @@ def test_json_shape() -> None:
         "errors",
         "observed",
         "verdicts",
+        "callbacks",
     ]
+    assert row["callbacks"] is None  # callbacks not told apart
     assert row["success_rate"] == 0.995
     assert row["slow_share"] == 0.25
     assert row["verdicts"] == {"success_rate": "warning", "avg_latency": "ok"}

@@ -141,6 +141,8 @@ def composed() -> Iterator[tuple[str, str | sql.Composable]]:
     ]
     for name, identifiers in named:
         yield f"report.{name}", report.statement(name, identifiers)
+    for name in ("summary", "series"):
+        yield f"report.callbacks.{name}", report_query.callbacks_statement(config, every, name)
     statements = worker._Statements("callbacks")
     for name, value in vars(statements).items():
         if isinstance(value, sql.Composable):
