@@ -20,7 +20,9 @@ from cbmon.demo.scenario import SCENARIOS
     show_default=True,
     help="steady: healthy; degraded: slow and failing receivers, then recovery; "
     "backlog: stalled receivers and a queue past 5000; mechanism: a drained token bucket, a "
-    "disabled route and a stuck listener inside the database.",
+    "disabled route and a stuck listener inside the database; callbacks: receivers down "
+    "past the retries (dead letters), slow receivers (end to end), a worker stopped "
+    "mid-lease (a duplicate).",
 )
 @click.option(
     "--duration",

@@ -18,6 +18,7 @@ import pytest
 from cbmon import __version__
 from cbmon.cli import cli, main
 from cbmon.cli.options import Duration
+from cbmon.demo.scenario import SCENARIOS
 
 
 @dataclass(frozen=True)
@@ -332,3 +333,9 @@ def test_help_explains_durations_wherever_one_is_taken(cbmon: Cbmon, path: list[
     takes = any(isinstance(param.type, Duration) for param in command.params)
     said = "Durations are written the Prometheus way: 500ms, 5s, 1m, 24h" in ran.out
     assert said == (takes or path == []), ran.out
+
+
+def test_demo_help_says_what_each_scenario_does(cbmon: Cbmon) -> None:
+    words = " ".join(cbmon("demo", "--help").out.split())
+    for name in SCENARIOS:
+        assert f"{name}: " in words, name
