@@ -50,13 +50,19 @@ def use_colour(stream: TextIO) -> bool:
 
 def _shown(value: float, digits: int, boundaries: Iterable[float]) -> str:
     """``value`` with ``digits`` decimals, or more when fewer would print a boundary it is not
-    at: 598 of 601 is 99.5008 %, shown 99.501 %, never 99.50 %, which is a warning."""
+    at: 598 of 601 is 99.5008 %, shown 99.501 %, never 99.50 %, which is a warning. A value
+    that is not zero is never shown as zero (a limit of 0.0001 % is not "0.00%")."""
     text = f"{value:.{digits}f}"
     for places in range(digits, digits + 6):
         text = f"{value:.{places}f}"
         near = [b for b in boundaries if text == f"{b:.{places}f}" and value != b]
+        if value != 0 and float(text) == 0:
+            continue
         if not near:
             return text
+    if not near:  # closer to zero than any sensible number of decimals
+        least = f"{10.0 ** -(digits + 5):.{digits + 5}f}"
+        return "<" + least if value > 0 else ">-" + least
     # Closer to a boundary than any sensible number of decimals: say which side it is on.
     return ("<" if value < near[0] else ">") + text
 

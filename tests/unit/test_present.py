@@ -62,6 +62,14 @@ def test_percent_without_boundaries_rounds_plainly() -> None:
     assert percent(0.12345, digits=1) == "12.3%"
 
 
+def test_a_value_that_is_not_zero_is_never_shown_as_zero() -> None:
+    """A limit of 0.0001 % (a NOTIFY queue judged tightly) reads as itself, not "0.00%"."""
+    assert percent(0.000001) == "0.0001%"
+    assert percent(0.0) == "0.00%"
+    assert percent(1e-15) == "<0.0000001%"
+    assert millis(0.0000004) == "0.0004 ms"
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [
