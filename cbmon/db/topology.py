@@ -34,6 +34,7 @@ Pooler = Literal["none", "session", "transaction", "statement"]
 # How long the probe waits for a pooler to serve a second connection while the first holds a
 # backend: a pool that cannot is a pool in transaction mode with one server connection.
 PROBE_WAIT = 2.0
+PROBE_ROUNDS = 3  # rounds of the pool-mode probe before it says "session"
 
 
 def parse_lsn(text: str) -> int:
@@ -55,29 +56,43 @@ def pooling(
     """The pool mode of the pooler ``conn`` goes through (call it only when one is in between:
     the pid the server reported at login is not the backend's). ``open_other`` opens a second
     connection like ``conn``; ``bound(conn, seconds)`` is a context bounding a wait on it, raising
-    :class:`DatabaseError` when the time is up."""
+    :class:`DatabaseError` when the time is up.
+
+    In session mode ``conn``'s backend is its own: ``conn`` always finds it, and no other
+    client ever does. In transaction mode it goes back to the pool after each statement, and
+    either is seen soon: ``conn`` on another backend, or the other on ``conn``'s, though not
+    at once when other clients share the pool (the backend may be theirs for a moment): a few
+    rounds, and "session" only when none showed it."""
     first = _pid(conn)
     other = open_other()
     try:
         other.autocommit = False
-        try:
-            theirs = _pid(other)  # inside a transaction: it holds its backend from here on
-        except psycopg.errors.FeatureNotSupported:
-            return "statement"  # "transaction blocks not allowed in statement pooling mode"
-        except psycopg.Error as exc:
-            if "statement pooling" in str(exc):
-                return "statement"
-            raise
-        if theirs == first:
-            return "transaction"
-        try:
+        for _ in range(PROBE_ROUNDS):
+            try:
+                theirs = _pid(other)  # inside a transaction: it holds its backend from here on
+            except psycopg.errors.FeatureNotSupported:
+                return "statement"  # "transaction blocks not allowed in statement pooling mode"
+            except psycopg.Error as exc:
+                if "statement pooling" in str(exc):
+                    return "statement"
+                raise
+            if theirs == first:
+                return "transaction"
+            try:
+                with bound(conn, PROBE_WAIT):
+                    if _pid(conn) != first:  # while the other holds a backend
+                        return "transaction"
+            except (psycopg.Error, DatabaseError) as exc:
+                # No second backend within the wait: a pool of one, in transaction mode.
+                log.debug("pooler probe: %s", exc)
+                return "transaction"
+            # The other's backend back to the pool, released last: a pool hands out the last
+            # released first (pgbouncer does), so in transaction mode conn gets that one.
+            other.rollback()
             with bound(conn, PROBE_WAIT):
-                mine = _pid(conn)
-        except (psycopg.Error, DatabaseError) as exc:
-            # No second backend within the wait: a pool of one, in transaction mode.
-            log.debug("pooler probe: %s", exc)
-            return "transaction"
-        return "transaction" if mine != first else "session"
+                if _pid(conn) != first:
+                    return "transaction"
+        return "session"
     finally:
         try:
             other.close()

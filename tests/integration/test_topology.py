@@ -4,6 +4,7 @@ in transaction mode in front of a private primary, and libpq's target modes with
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
+from cbmon.db import topology
 from cbmon.db.connect import connect, link_of, local_settings
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
@@ -43,6 +45,32 @@ def test_a_direct_connection_has_no_pooler(replicated: Replicated) -> None:
 def test_the_pool_mode_is_told_apart(poolers: dict[str, Pgbouncer], mode: str) -> None:
     with connect(poolers[mode].dsn()) as conn:
         assert link_of(conn).pooler == mode
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_the_pool_mode_is_told_apart_while_another_client_borrows_the_backend(
+    poolers: dict[str, Pgbouncer], mode: str
+) -> None:
+    """Another client of the pool takes the backend cbmon just used, and gives it back just
+    before cbmon asks again, which finds its old backend: in transaction mode that is not
+    session mode (it would mean SETs that leak, and a LISTEN that hears nothing)."""
+    dsn = poolers[mode].dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn) as borrower:
+        rounds = []
+
+        def open_other() -> psycopg.Connection[Any]:
+            borrower.execute("SELECT 1")  # in a transaction: holds the backend cbmon released
+            return psycopg.connect(dsn)
+
+        @contextlib.contextmanager
+        def bound(_: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+            if not rounds:
+                borrower.commit()  # the backend back to the pool just before cbmon asks
+            rounds.append(seconds)
+            yield
+
+        assert topology.pooling(conn, open_other, bound) == mode
+        assert rounds  # the borrowed backend was given back while the probe ran
 
 
 def test_no_session_setting_leaks_to_the_pools_other_clients(
