@@ -56,7 +56,7 @@ def test_the_pool_mode_is_told_apart_while_another_client_borrows_the_backend(
     session mode (it would mean SETs that leak, and a LISTEN that hears nothing)."""
     dsn = poolers[mode].dsn()
     with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn) as borrower:
-        rounds = []
+        rounds: list[float] = []
 
         def open_other() -> psycopg.Connection[Any]:
             borrower.execute("SELECT 1")  # in a transaction: holds the backend cbmon released

@@ -72,7 +72,11 @@ def poll_errors(samples: dict[str, float]) -> float:
 def scrape(url: str, *, database: bool = False) -> dict[str, float]:
     """``/metrics`` as ``{'name{label="v"}': value}``, labels sorted. The ``database`` label,
     the same on every sample of one database's cbmon, is left out unless ``database``."""
-    text = requests.get(url, timeout=5).text
+    return samples_of(requests.get(url, timeout=5).text, database=database)
+
+
+def samples_of(text: str, *, database: bool = False) -> dict[str, float]:
+    """An exposition's samples as :func:`scrape` gives them."""
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
