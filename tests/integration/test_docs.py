@@ -358,7 +358,10 @@ def _run(place: Place, block: Block, command: str, env: dict[str, str]) -> None:
 
 
 def _slow(block: Block, command: str) -> bool:
-    return "cbmon demo" in command
+    """Commands that run a process for a while (a demo, a server, promtool over every
+    generated test) belong to the slow layer; tests/integration/test_rules.py runs the
+    generated tests in the fast one."""
+    return any(word in command for word in ("cbmon demo", "cbmon serve", "promtool test rules"))
 
 
 @pytest.mark.parametrize(

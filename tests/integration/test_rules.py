@@ -194,7 +194,7 @@ def _silent_alerts(tests: list[Path]) -> set[str]:
     return silent
 
 
-@pytest.mark.parametrize("name", ["default", "changed"])
+@pytest.mark.parametrize("name", ["default", pytest.param("changed", marks=pytest.mark.slow)])
 def test_every_alert_is_tested_firing_and_silent(tmp_path: Path, name: str) -> None:
     tests = generated(tmp_path, CONFIGS[name])
     tests += generated(tmp_path / "traffic", CONFIGS[name], "--traffic")
