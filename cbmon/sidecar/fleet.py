@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from cbmon import scope
-from cbmon.config import Config, parse_listen
+from cbmon.config import Config
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar.service import Service
-from cbmon.web import status, webconfig
+from cbmon.sidecar.service import Service, start_server
+from cbmon.web import status
 from cbmon.web.exposition import Exposition, by_database
 from cbmon.web.pages import FleetPages
 from cbmon.web.server import MetricsServer
@@ -90,27 +90,13 @@ class Fleet:
             # What it says on starting is about it, and so is every thread it starts.
             with scope.scoped(service.database):
                 service.start_pipeline()
-        host, port = parse_listen(self.config.file.listen)
-        web, tls = None, None
-        path = self.config.file.web_config_file
-        if path is not None:
-            web = webconfig.load(path)
-            tls = webconfig.context(web, path.parent)
-        try:
-            self.server = MetricsServer(
-                (host, port),
-                self.exposition,
-                self.readiness,
-                web,
-                tls,
-                pages=FleetPages(self.snapshots),
-                reload=self._reload_over_http if self._lifecycle else None,
-            )
-        except OSError as exc:
-            raise CbmonError(
-                f"cannot listen on {self.config.file.listen}: {exc.strerror}"
-            ) from None
-        self.server.start()
+        self.server = start_server(
+            self.config,
+            self.exposition,
+            self.readiness,
+            FleetPages(self.snapshots),
+            self._reload_over_http if self._lifecycle else None,
+        )
         return self.server
 
     def run(self) -> None:

@@ -60,8 +60,8 @@ from cbmon.web.collector import (
 from cbmon.web.exposition import Exposition, by_database
 from cbmon.web.mechanism import MechanismCollector
 from cbmon.web.mechanism import summary as mechanism_summary
-from cbmon.web.pages import StatusPages
-from cbmon.web.server import MetricsServer
+from cbmon.web.pages import Pages, StatusPages
+from cbmon.web.server import MetricsServer, Readiness, Reload
 
 log = logging.getLogger(__name__)
 
@@ -360,27 +360,13 @@ class Service:
         )
 
     def _start_server(self) -> MetricsServer:
-        host, port = parse_listen(self.config.file.listen)
-        web, tls = None, None
-        path = self.config.file.web_config_file
-        if path is not None:
-            web = webconfig.load(path)
-            tls = webconfig.context(web, path.parent)
-        try:
-            self.server = MetricsServer(
-                (host, port),
-                self.exposition,
-                self.readiness,
-                web,
-                tls,
-                pages=StatusPages(self.status),
-                reload=self._reload_over_http if self._lifecycle else None,
-            )
-        except OSError as exc:
-            raise CbmonError(
-                f"cannot listen on {self.config.file.listen}: {exc.strerror}"
-            ) from None
-        self.server.start()
+        self.server = start_server(
+            self.config,
+            self.exposition,
+            self.readiness,
+            StatusPages(self.status),
+            self._reload_over_http if self._lifecycle else None,
+        )
         return self.server
 
     def poll_once(self, *, catch_up: bool = False) -> PollResult:
@@ -647,3 +633,27 @@ def _log_transitions(notes: list[Notification], changes: list[Transition]) -> No
                 scope,
                 change.summary,
             )
+
+
+def start_server(
+    config: Config,
+    exposition: Exposition,
+    readiness: Readiness,
+    pages: Pages,
+    reload: Reload | None,
+) -> MetricsServer:
+    """The HTTP server of ``config`` (its listen address and web configuration), started."""
+    host, port = parse_listen(config.file.listen)
+    web, tls = None, None
+    path = config.file.web_config_file
+    if path is not None:
+        web = webconfig.load(path)
+        tls = webconfig.context(web, path.parent)
+    try:
+        server = MetricsServer(
+            (host, port), exposition, readiness, web, tls, pages=pages, reload=reload
+        )
+    except OSError as exc:
+        raise CbmonError(f"cannot listen on {config.file.listen}: {exc.strerror}") from None
+    server.start()
+    return server
