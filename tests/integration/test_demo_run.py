@@ -81,6 +81,7 @@ def test_a_second_demo_on_the_same_schema_is_refused_before_it_drops_anything(
     assert tables[0] >= 3  # the reference tables are all still there
 
 
+@pytest.mark.slow  # starts an embedded server
 def test_the_embedded_server_is_stopped_only_by_whoever_started_it(tmp_path: Path) -> None:
     data_dir = tmp_path / "pgdata"
     owner = EmbeddedPostgres(data_dir).start()

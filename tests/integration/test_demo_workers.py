@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from cbmon.delivery.retry import RetryPolicy
 from cbmon.demo.workers import FreezingWorker, LeasedOptions
 from cbmon.ingest.poller import Poller
@@ -54,6 +56,7 @@ def running(worker: Worker) -> Iterator[Worker]:
         worker.close()
 
 
+@pytest.mark.slow  # waits out a lease
 def test_a_worker_stopped_mid_lease_leaves_a_stuck_callback_then_a_duplicate(
     pg: PgSchema,
 ) -> None:

@@ -19,6 +19,7 @@ def _installed(package: str) -> str:
     return package
 
 
+@pytest.mark.slow  # starts and restarts a server of each package
 @pytest.mark.parametrize("package", BACKENDS)
 def test_each_package_starts_serves_restarts_and_stops_a_server(
     package: str, tmp_path: Path

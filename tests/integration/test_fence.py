@@ -163,6 +163,7 @@ def test_writers_in_every_order_read_from_the_standby(replicated: Replicated) ->
     assert_matches(state, truth(pg, start))
 
 
+@pytest.mark.slow  # writers racing for seconds; the other standby tests stay fast
 def test_concurrent_writers_read_from_the_standby(replicated: Replicated) -> None:
     """The randomized run (savepoints, long transactions, rollbacks, two-phase commits) with
     every poll on the standby."""

@@ -124,7 +124,11 @@ def test_rewrites_and_retention_are_no_reset(pg: PgSchema, change: str) -> None:
 
 
 @pytest.mark.standby
-@pytest.mark.parametrize("lossy", [True, False], ids=["last-commits-lost", "all-replicated"])
+@pytest.mark.parametrize(
+    "lossy",
+    [True, pytest.param(False, marks=pytest.mark.slow)],
+    ids=["last-commits-lost", "all-replicated"],
+)
 def test_a_failover_counts_every_row_of_the_new_history_once(lab_root: Any, lossy: bool) -> None:
     """The primary dies; its standby, promoted, becomes the primary. When the standby had not
     received the last commits, its sequence hands out their ids again to new rows."""

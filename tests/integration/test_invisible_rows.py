@@ -53,6 +53,7 @@ def idle_cost(pg: PgSchema, poller: Poller, state: Store, conn: psycopg.Connecti
     return (entries_read(pg, conn) - before) // 3
 
 
+@pytest.mark.slow  # 300k rows held open
 def test_an_idle_poll_does_not_walk_rows_an_open_transaction_holds(quiet_pg: PgSchema) -> None:
     pg = quiet_pg
     poller, state = Poller(pg.config()), Store(500)

@@ -120,6 +120,7 @@ def test_randomized_on_the_quiet_cluster(quiet_pg: PgSchema) -> None:
     run(quiet_pg, two_phase=True)
 
 
+@pytest.mark.slow  # the quiet cluster's run stays fast
 def test_randomized_on_the_shared_server(pg: PgSchema) -> None:
     row = pg.conn.execute("SHOW max_prepared_transactions").fetchone()
     run(pg, two_phase=row is not None and int(row[0]) > 0)

@@ -70,6 +70,7 @@ def test_a_200_mb_answer_is_read_up_to_64_kib_and_dropped() -> None:
     assert hook.sent < HUGE // 4  # the rest never left: the connection was closed
 
 
+@pytest.mark.slow  # waits out several deadlines
 def test_an_outbox_facing_a_drip_feed_keeps_trying_and_says_why() -> None:
     with hostile(DRIP_STATUS, interval=0.1) as hook:
         outbox = Outbox(hook.url, None, timeout=0.3, retry=RetryPolicy(initial=0.05, max_retries=1))

@@ -48,6 +48,7 @@ def closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
+@pytest.mark.slow  # 200 sockets held open
 def test_a_scrape_is_answered_while_200_idle_clients_are_connected(server: MetricsServer) -> None:
     idle = [connect(server) for _ in range(200)]
     try:

@@ -148,6 +148,7 @@ def replay_delayed(pair: Replicated, delay: str) -> Iterator[None]:
             admin.execute("SELECT pg_reload_conf()")
 
 
+@pytest.mark.slow  # a standby's replay waited for
 @pytest.mark.standby
 def test_on_a_standby_it_listens_on_the_primary_and_a_woken_poll_sees_the_commit(
     replicated: Replicated,
