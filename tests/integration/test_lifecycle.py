@@ -6,21 +6,18 @@ receivers on 127.0.0.1."""
 from __future__ import annotations
 
 import random
-import threading
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cbmon.delivery.retry import RetryPolicy
 from cbmon.domain import QUEUE_STATES, WAIT_BUCKETS
 from cbmon.ingest.poller import Poller
 from cbmon.ingest.store import Store
-from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.web.collector import CallbackCollector
 from tests.conftest import PgSchema
 from tests.support.counting import max_id, poll_into, poll_until_no_gaps
-from tests.support.processes import wait_for
+from tests.support.delivering import deliver
 from tests.support.receiver import Reply, receiver
 
 LOG = (
@@ -112,23 +109,6 @@ def test_outcomes_equal_sql_whatever_order_the_attempts_commit_in(pg: PgSchema) 
     assert sample(state, "cbmon_callbacks_delivered_total", event_type="pay") == c.delivered
 
 
-def deliver(pg: PgSchema, url: str) -> None:
-    """The reference worker delivers to ``url`` until every queued callback is settled."""
-    stop = threading.Event()
-    options = WorkerOptions(
-        default_url=url, poll_interval=0.05, retry=RetryPolicy(initial=0.01, cap=300.0)
-    )
-    worker = Worker(pg.dsn, schema=pg.name, options=options, stop=stop)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: _waiting(pg) == 0, timeout=30)
-    finally:
-        stop.set()
-        thread.join(10)
-        worker.close()
-
-
 def test_the_reference_worker_a_third_try_delivers_and_retries_run_out(pg: PgSchema) -> None:
     """A receiver failing twice then answering: one delivered callback with three tries. A
     receiver that always fails: one dead letter, the queue row dead."""
@@ -156,14 +136,6 @@ def test_the_reference_worker_a_third_try_delivers_and_retries_run_out(pg: PgSch
         "due": 0, "retry_scheduled": 0, "in_flight": 0, "stuck": 0, "dead": 1,
     }  # fmt: skip
     assert sample(state, "cbmon_callbacks_dead_total", event_type="ship") == 1
-
-
-def _waiting(pg: PgSchema) -> int:
-    row = pg.conn.execute(
-        "SELECT count(*) FROM callback_queue WHERE processed_at IS NULL"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_queue_wait_and_end_to_end_equal_sql_bucket_by_bucket(pg: PgSchema) -> None:

@@ -10,7 +10,6 @@ import csv
 import io
 import itertools
 import json
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,16 +19,14 @@ import pytest
 from click.testing import CliRunner
 
 from cbmon.cli import cli
-from cbmon.delivery.retry import RetryPolicy
 from cbmon.domain import Level
-from cbmon.reference.worker import Worker, WorkerOptions
 from cbmon.report import build_report, renderer
 from cbmon.report.model import TRIES_LABELS, Report
 from cbmon.report.period import PeriodRequest
 from cbmon.report.progress import Progress
 from cbmon.report.query import ReportRequest
 from tests.conftest import PgSchema
-from tests.support.processes import wait_for
+from tests.support.delivering import deliver
 from tests.support.receiver import Reply, receiver
 from tests.support.report_data import write_config
 
@@ -113,31 +110,6 @@ def enqueue(pg: PgSchema, count: int, event_type: str) -> None:
         "INSERT INTO callback_queue (event_type) SELECT %s FROM generate_series(1, %s)",
         (event_type, count),
     )
-
-
-def waiting(pg: PgSchema) -> int:
-    row = pg.conn.execute(
-        "SELECT count(*) FROM callback_queue WHERE processed_at IS NULL"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def deliver(pg: PgSchema, url: str) -> None:
-    """The reference worker delivers to ``url`` until every queued callback is settled."""
-    stop = threading.Event()
-    options = WorkerOptions(
-        default_url=url, poll_interval=0.05, retry=RetryPolicy(initial=0.01, cap=300.0)
-    )
-    worker = Worker(pg.dsn, schema=pg.name, options=options, stop=stop)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: waiting(pg) == 0, timeout=60)
-    finally:
-        stop.set()
-        thread.join(10)
-        worker.close()
 
 
 def traffic(pg: PgSchema) -> None:
