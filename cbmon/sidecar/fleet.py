@@ -6,11 +6,17 @@ thread of its own, so a slow or dead database never delays another's polls. One 
 serves them all: ``/metrics`` merges their families, each sample labelled ``database``
 (:class:`~cbmon.web.exposition.ByDatabase`), ``/`` shows the fleet worst first, and each
 database has its pages under ``/databases/NAME/``.
+
+A reload (SIGHUP, ``POST /-/reload``) reads the file once for them all: a database still
+listed reloads as one ``cbmon serve`` does, one newly listed starts polling, one no longer
+listed stops (its state file keeps its alerts, should it come back), and one whose DSN changed
+starts again on the new one.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +27,9 @@ from prometheus_client.process_collector import ProcessCollector
 from cbmon import scope
 from cbmon.config import Config
 from cbmon.errors import CbmonError, ConfigError
-from cbmon.sidecar.service import Service, start_server
+from cbmon.sidecar.service import Service, not_reloaded, start_server
 from cbmon.web import status
-from cbmon.web.exposition import Exposition, by_database
+from cbmon.web.exposition import ByDatabase, Exposition
 from cbmon.web.pages import FleetPages
 from cbmon.web.server import MetricsServer
 
@@ -39,7 +45,7 @@ def _target(load: Callable[[], Config], name: str) -> Callable[[], Config]:
         for target in load().fleet:
             if target.database == name:
                 return target
-        raise ConfigError(f"targets: {name} is no longer listed; restart cbmon to remove it")
+        raise ConfigError(f"targets: {name} is no longer listed")
 
     return reload
 
@@ -55,23 +61,35 @@ class Fleet:
         if not config.fleet:
             raise ConfigError(f"{config.source}: targets: lists no database")
         self.config = config
-        load = reload_from or (lambda: config)
-        self.services = [
-            Service(target, reload_from=_target(load, target.database)) for target in config.fleet
-        ]
-        process = CollectorRegistry()
+        self._load = reload_from or (lambda: config)
+        # Replaced whole, never changed in place: a scrape or a page reads one list.
+        self.services = [self._service(target) for target in config.fleet]
+        self._polled, self._live = ByDatabase({}), ByDatabase({})
+        polled, live, process = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
+        polled.register(self._polled)
+        live.register(self._live)
         ProcessCollector(registry=process)
-        self.exposition = Exposition(
-            by_database({s.database: s.polled for s in self.services}),
-            by_database({s.database: s.live for s in self.services}),
-            process,
-        )
-        for service in self.services:
-            service.exposition = self.exposition  # each poll refreshes the fleet's
+        self.exposition = Exposition(polled, live, process)
+        self._exported()
         self._lifecycle = lifecycle
         self.stop_event = threading.Event()
         self.server: MetricsServer | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
+        self._reload_lock = threading.Lock()
+        self._reload_requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._reloader = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
+
+    def _service(self, target: Config) -> Service:
+        return Service(target, reload_from=_target(self._load, target.database))
+
+    def _exported(self) -> None:
+        """Export what the services listed now export, and let each poll refresh it all."""
+        services = self.services
+        self._polled.registries = {s.database: s.polled for s in services}
+        self._live.registries = {s.database: s.live for s in services}
+        for service in services:
+            service.exposition = self.exposition  # each poll refreshes the fleet's
+        self.exposition.refresh()
 
     def readiness(self) -> tuple[bool, str]:
         """Ready while any database is: one database down must not take the others' metrics
@@ -87,9 +105,7 @@ class Fleet:
 
     def start(self) -> MetricsServer:
         for service in self.services:
-            # What it says on starting is about it, and so is every thread it starts.
-            with scope.scoped(service.database):
-                service.start_pipeline()
+            self._start_pipeline(service)
         self.server = start_server(
             self.config,
             self.exposition,
@@ -97,24 +113,37 @@ class Fleet:
             FleetPages(self.snapshots),
             self._reload_over_http if self._lifecycle else None,
         )
+        self._reloader.start()
         return self.server
+
+    @staticmethod
+    def _start_pipeline(service: Service) -> None:
+        # What it says on starting is about it, and so is every thread it starts.
+        with scope.scoped(service.database):
+            service.start_pipeline()
 
     def run(self) -> None:
         """Poll every database, each in its own thread, until :meth:`stop`."""
         for service in self.services:
-            thread = threading.Thread(
-                target=self._poll, args=(service,), name=f"poll {service.database}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+            self._start_polling(service)
         self.stop_event.wait()
         # A poll in flight is cut short by stop(); a connection attempt to a database that
         # hangs is not, and is left behind (its thread is a daemon) rather than waited for.
         deadline = time.monotonic() + STOP_WAIT
-        for thread in self._threads:
+        for thread in list(self._threads.values()):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.info("%s: still waiting on its database; not waited for", thread.name)
+
+    def _start_polling(self, service: Service) -> None:
+        running = self._threads.get(service.database)
+        if running is not None and running.is_alive():
+            return  # started by a reload that came before run()
+        thread = threading.Thread(
+            target=self._poll, args=(service,), name=f"poll {service.database}", daemon=True
+        )
+        self._threads[service.database] = thread
+        thread.start()
 
     @staticmethod
     def _poll(service: Service) -> None:
@@ -125,17 +154,93 @@ class Fleet:
             # The others go on; this one stays down, on its page and in cbmon_database_up.
             log.error("database %s is no longer polled: %s", service.database, exc)
 
+    # -- reloading ---------------------------------------------------------------------------
     def request_reload(self, source: str) -> None:
-        for service in self.services:
-            service.request_reload(source)
+        """Reload soon, in the fleet's reload thread: safe from a signal handler."""
+        self._reload_requests.put(source)
+
+    def _reload_loop(self) -> None:
+        while (source := self._reload_requests.get()) is not None:
+            self.reload(source)
 
     def _reload_over_http(self) -> tuple[bool, str]:
-        answers = []
-        for service in self.services:
-            with scope.scoped(service.database):
-                answers.append((service.database, *service.reload("POST /-/reload")))
-        said = "; ".join(f"{name}: {text}" for name, _, text in answers)
-        return all(ok for _, ok, _ in answers), said
+        return self.reload("POST /-/reload")
+
+    def reload(self, source: str) -> tuple[bool, str]:
+        """Read the file once; reload each database still listed, start those newly listed,
+        stop those no longer listed. Returns whether the file was valid and what it did, one
+        ``name: what`` per database."""
+        with self._reload_lock:
+            try:
+                loaded = self._load()
+                if not loaded.fleet:
+                    raise ConfigError(
+                        f"{loaded.source}: targets: lists no database; a fleet stays one "
+                        "until a restart"
+                    )
+            except CbmonError as exc:
+                for service in self.services:
+                    with scope.scoped(service.database):
+                        service.reload_failed(source, exc)
+                return False, not_reloaded(exc)
+            return True, self._reconcile(source, {t.database: t for t in loaded.fleet})
+
+    def _reconcile(self, source: str, targets: dict[str, Config]) -> str:
+        running = {service.database: service for service in self.services}
+        gone = [name for name in running if name not in targets]
+        # A database whose DSN changed is another database under the same name: started
+        # again on the new DSN (with its state file, which follows the DSN).
+        moved = [n for n in running if n in targets and targets[n].dsn != running[n].config.dsn]
+        said: dict[str, str] = {}
+        for name in gone + moved:
+            self._retire(running[name], moved=name in moved)
+            said[name] = "removed" if name in gone else "started again on its new DSN"
+        for name, target in targets.items():
+            if name in running and name not in moved:
+                with scope.scoped(name):
+                    said[name] = running[name].reload(source, target)[1]
+        kept = [running[name] for name in running if name not in gone and name not in moved]
+        born = []
+        for name in [n for n in targets if n not in running or n in moved]:
+            with scope.scoped(name):
+                try:
+                    service = self._service(targets[name])
+                    service.start_pipeline()
+                except CbmonError as exc:
+                    said[name] = f"not started: {not_reloaded(exc)}"
+                    log.error("database %s is not polled: %s", name, not_reloaded(exc))
+                    continue
+            born.append(service)
+            if name not in moved:
+                said[name] = "added"
+                log.info("database %s added to the fleet (%s): polled from now on", name, source)
+        order = list(targets)
+        self.services = sorted([*kept, *born], key=lambda s: order.index(s.database))
+        self._exported()
+        if not self.stop_event.is_set():
+            for service in born:
+                self._start_polling(service)
+        return "; ".join(f"{name}: {said[name]}" for name in [*targets, *gone])
+
+    def _retire(self, service: Service, *, moved: bool) -> None:
+        """Stop polling ``service`` for good; its alerts stay in its state file."""
+        with scope.scoped(service.database):
+            firing = len(service.evaluator.tracker.active())
+            service.stop()
+            thread = self._threads.pop(service.database, None)
+            if thread is not None:
+                thread.join(timeout=STOP_WAIT)
+            service.close()
+            if moved:
+                log.info("database %s has a new DSN: polling it again from there", service.database)
+            else:
+                log.warning(
+                    "database %s removed from the fleet: no longer polled or exported; %d "
+                    "alert(s) it had firing are neither resolved nor sent again from here "
+                    "(its state file keeps them, should it be listed again)",
+                    service.database,
+                    firing,
+                )
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -145,6 +250,9 @@ class Fleet:
 
     def close(self) -> None:
         self.stop_event.set()
+        self._reload_requests.put(None)
+        if self._reloader.is_alive():
+            self._reloader.join(timeout=2)
         if self.server is not None:
             self.server.stop()
         for service in self.services:

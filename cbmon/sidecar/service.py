@@ -513,20 +513,17 @@ class Service:
     def _reload_over_http(self) -> tuple[bool, str]:
         return self.reload("POST /-/reload")
 
-    def reload(self, source: str) -> tuple[bool, str]:
-        """Load the configuration again; if it is valid, the poll thread applies what can
-        change live before its next poll. Returns whether it was valid and, in one line, what
-        it does or what is wrong (also logged, and exported by the reload metrics)."""
+    def reload(self, source: str, loaded: Config | None = None) -> tuple[bool, str]:
+        """Load the configuration again (or take ``loaded``, which a fleet has read once for
+        all its databases); if it is valid, the poll thread applies what can change live
+        before its next poll. Returns whether it was valid and, in one line, what it does or
+        what is wrong (also logged, and exported by the reload metrics)."""
         with self._reload_lock:
             try:
-                loaded = self._reload_from()
+                loaded = self._reload_from() if loaded is None else loaded
             except CbmonError as exc:
-                said = "; ".join(secrets.scrub(str(exc)).splitlines())
-                self.reloads.failed()
-                log.error(
-                    "configuration not reloaded (%s); the running one is kept: %s", source, said
-                )
-                return False, said
+                self.reload_failed(source, exc)
+                return False, not_reloaded(exc)
             secrets.learn(secrets_of(loaded))  # a rotated secret is masked before it is used
             outcome = plan(self._latest, loaded)
             if outcome.changed:
@@ -544,6 +541,15 @@ class Service:
             self.pacer.wake()  # the next poll, with what changed, comes at once
             self._nudge.set()
         return True, said
+
+    def reload_failed(self, source: str, exc: CbmonError) -> None:
+        """A reload found the configuration invalid: said, exported, and nothing changes."""
+        self.reloads.failed()
+        log.error(
+            "configuration not reloaded (%s); the running one is kept: %s",
+            source,
+            not_reloaded(exc),
+        )
 
     def _apply_reload(self) -> None:
         """On the poll thread, between polls: what a reload accepted takes effect."""
@@ -603,7 +609,13 @@ class Service:
         self.alertmanagers.stop()
         self._save()
         self._drop_connection()
+        self.leadership.close()  # the lock is free for another at once (a fleet lives on)
         self.poller.fences.close()
+
+
+def not_reloaded(exc: CbmonError) -> str:
+    """Why a reload was refused, in one line and without a secret."""
+    return "; ".join(secrets.scrub(str(exc)).splitlines())
 
 
 def _log_transitions(notes: list[Notification], changes: list[Transition]) -> None:

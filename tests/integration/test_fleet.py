@@ -339,3 +339,104 @@ def test_every_thread_of_a_database_names_it_in_its_lines(
             assert any(
                 f": database {database}: {start}" in line for line in text.getvalue().splitlines()
             ), (kind, database)
+
+
+def test_a_reload_starts_the_databases_newly_listed_and_stops_those_no_longer_listed(
+    pg: PgSchema, pg_dsn: str, tmp_path: Path
+) -> None:
+    """The file is read once: a target added polls and exports at once, one removed leaves
+    /metrics and its page and frees its lock, one whose DSN changed polls again from the new
+    one, and a file with an error changes nothing."""
+    path = tmp_path / "fleet.yml"
+
+    def write(targets: list[dict[str, Any]] | str) -> None:
+        config: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "poll_interval": "100ms",
+            "wake": {"listen": False},
+            "slo": {"window": "1m", "for": "0s", "min_events": 10},
+            "alerting": {"webhooks": ["http://127.0.0.1:9/hook"]},
+            "targets": targets,
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def databases(samples: dict[str, float]) -> set[str]:
+        return {key.split('database="')[1].split('"')[0] for key in samples if 'database="' in key}
+
+    with reference_schema(pg_dsn) as other, fleet_log() as (text, _):
+        orders = {"name": "orders", "dsn": pg.dsn, "tables": _tables(pg)}
+        billing = {"name": "billing", "dsn": other.dsn, "tables": _tables(other)}
+        write([orders])
+        _insert(pg, ok=50, failed=50)  # orders breaches: two alerts firing
+        with fleet_running(path, lifecycle=True) as fleet:
+            assert fleet.server is not None
+            base = fleet.server.url
+            metrics = base + "/metrics"
+            until(
+                metrics,
+                lambda s: (
+                    s.get(
+                        'cbmon_alerts_firing{alertname="CallbackSuccessRateLow",'
+                        'database="orders",severity="critical"}'
+                    )
+                    == 2
+                ),
+            )
+            (leaving,) = fleet.services
+            wait_for(lambda: leaving.dispatcher.is_leader)
+
+            write([orders, billing])
+            answer = requests.post(f"{base}/-/reload", timeout=10)
+            assert answer.status_code == 200
+            assert "billing: added" in answer.text
+            until(metrics, lambda s: s.get('cbmon_database_up{database="billing"}') == 1)
+            _insert(other, ok=7, failed=3)  # counted from the tail, as at a start
+            until(
+                metrics,
+                lambda s: (
+                    s.get('cbmon_callback_attempts_total{database="billing",event_type="pay"}')
+                    == 10
+                ),
+            )
+            page = requests.get(f"{base}/databases/billing/api/v1/status", timeout=5)
+            assert page.status_code == 200
+
+            write([billing])
+            answer = requests.post(f"{base}/-/reload", timeout=10)
+            assert answer.status_code == 200
+            assert "orders: removed" in answer.text
+            assert databases(scrape(metrics, database=True)) == {"billing"}
+            assert requests.get(f"{base}/databases/orders/", timeout=5).status_code == 404
+            assert [snapshot.database.name for snapshot in fleet.snapshots()] == ["billing"]
+            # Its lock is free: another replica could take it now.
+            assert leaving.leadership.key is not None
+            taken = pg.conn.execute(
+                "SELECT pg_try_advisory_lock(%s)", [leaving.leadership.key]
+            ).fetchone()
+            assert taken == (True,)
+            pg.conn.execute("SELECT pg_advisory_unlock(%s)", [leaving.leadership.key])
+            (warning,) = [line for line in text.getvalue().splitlines() if "removed" in line]
+            assert "database orders removed from the fleet" in warning
+            assert "2 alert(s) it had firing" in warning
+
+            polled = fleet.services[0]
+            write([{**billing, "dsn": other.dsn + "?application_name=cbmon-moved"}])
+            answer = requests.post(f"{base}/-/reload", timeout=10)
+            assert answer.status_code == 200
+            assert "billing: started again on its new DSN" in answer.text
+            assert fleet.services[0] is not polled
+            until(metrics, lambda s: s.get('cbmon_database_up{database="billing"}') == 1)
+            _insert(other, ok=1, failed=0)
+            until(
+                metrics,
+                lambda s: (
+                    s.get('cbmon_callback_attempts_total{database="billing",event_type="pay"}') == 1
+                ),
+            )
+
+            path.write_text("targets: [{name: x}\n", encoding="utf-8")  # not YAML
+            answer = requests.post(f"{base}/-/reload", timeout=10)
+            assert answer.status_code != 200
+            after = scrape(metrics, database=True)
+            assert databases(after) == {"billing"}
+            assert after['cbmon_config_last_reload_successful{database="billing"}'] == 0
