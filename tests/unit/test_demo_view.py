@@ -277,7 +277,9 @@ def _told() -> Snapshot:
 def test_panel_shows_callbacks_their_indicators_and_the_queue_by_state() -> None:
     lines = panel(_told())
     assert "  callbacks since the start: delivered 1234, dead 27, duplicates 2" in lines
-    assert "  last 30s: delivered 91.23% CRITICAL, dead 27 WARNING, e2e p95 7.25s CRITICAL" in lines
+    assert (
+        "  last 30s: delivered 91.23% CRITICAL, dead 27 WARNING, e2e p95 7250ms CRITICAL" in lines
+    )
     assert "  queue by state: 12 due, 30 retrying, 4 in flight, 1 stuck, 27 dead" in lines
     assert lines.index("  queue backlog 12 ok") > lines.index(
         "  queue by state: 12 due, 30 retrying, 4 in flight, 1 stuck, 27 dead"
@@ -293,3 +295,15 @@ def test_the_callbacks_panel_fits_80_by_24(width: int) -> None:
     lines = panel(busy, width, colour=True)
     assert max(visible_len(line) for line in lines) <= width
     assert len(lines) <= 14  # room for the notes and alerts above it on a 24-row terminal
+
+
+def test_the_end_to_end_time_never_seems_to_sit_on_its_threshold() -> None:
+    """Just under the 1 s objective is shown under it, not as the threshold itself."""
+    told = _told()
+    indicators = [
+        i if i.slo != "end_to_end_p95" else Indicator(i.slo, i.event_type, 0.99996, Level.OK, 280)
+        for i in told.indicators
+    ]
+    lines = panel(replace(told, indicators=indicators))
+    (line,) = [line for line in lines if "e2e p95" in line]
+    assert "e2e p95 999.96ms ok" in line
