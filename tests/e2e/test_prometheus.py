@@ -143,11 +143,12 @@ def _all_dashboard_queries_return_data(
     assert missing == [], "\n".join(missing)
 
 
-# The mechanism's sources and the metric names each feeds (docs/metrics.md#the-mechanism).
+# The mechanism's sources and the names each feeds (docs/metrics.md#the-mechanism): its
+# metrics, and the recorded series made of them.
 MECHANISM_SOURCES = {
     "notify_queue": "cbmon_notify_queue_usage_ratio",
     "listeners": "cbmon_listener_up",
-    "scheduler": "cbmon_scheduler_job_",
+    "scheduler": "scheduler_job",
     "rate_limits": "cbmon_rate_limit",
     "router": "cbmon_route_problems",
     "handlers": "cbmon_handler_",

@@ -360,3 +360,25 @@ def test_provisioning_files() -> None:
     [provider] = dash["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"]
+
+
+@pytest.mark.parametrize("missed", [0.0, 1.0, 2.9, 2.999, 3.0, 3.5, 10.0])
+def test_a_scheduler_job_is_red_where_cbmon_counts_it_failing(missed: float) -> None:
+    """Runs missed (the worst job's time without a success over its interval) turns red where
+    the judge counts the job failing, at the default mechanism.missed_runs; the count of
+    failing jobs turns red from one, where CallbackSchedulerJobFailing fires."""
+    from cbmon.config.schema import Mechanism
+    from cbmon.domain import Job
+    from cbmon.slo.mechanism import job_failing
+
+    missed_runs = Mechanism().missed_runs
+    interval, now = 60.0, 10_000.0
+    job = Job("drain", enabled=True, interval=interval, since=now - missed * interval)
+    failing = job_failing(job, now, missed_runs) is not None
+    dashboard = load_dashboard(ROOT / "dashboards" / "cbmon-overview.json")
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    assert _colour(_steps(by_title["Runs missed (worst job)"]), missed) == (
+        "red" if failing else "green"
+    )
+    count = judge_slo("scheduler_jobs_failing", float(failing), DEFAULT)
+    assert _colour(_steps(by_title["Scheduler jobs failing"]), float(failing)) == COLOURS[count]
