@@ -64,12 +64,11 @@ class Fleet:
         self._load = reload_from or (lambda: config)
         # Replaced whole, never changed in place: a scrape or a page reads one list.
         self.services = [self._service(target) for target in config.fleet]
-        self._polled, self._live = ByDatabase({}), ByDatabase({})
-        polled, live, process = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
-        polled.register(self._polled)
+        self._live = ByDatabase({})
+        live, process = CollectorRegistry(), CollectorRegistry()
         live.register(self._live)
         ProcessCollector(registry=process)
-        self.exposition = Exposition(polled, live, process)
+        self.exposition = Exposition({}, live, process)
         self._exported()
         self._lifecycle = lifecycle
         self.stop_event = threading.Event()
@@ -85,11 +84,10 @@ class Fleet:
     def _exported(self) -> None:
         """Export what the services listed now export, and let each poll refresh it all."""
         services = self.services
-        self._polled.registries = {s.database: s.polled for s in services}
         self._live.registries = {s.database: s.live for s in services}
         for service in services:
-            service.exposition = self.exposition  # each poll refreshes the fleet's
-        self.exposition.refresh()
+            service.exposition = self.exposition  # each poll refreshes its part of the fleet's
+        self.exposition.set_polled({s.database: s.polled for s in services})
 
     def readiness(self) -> tuple[bool, str]:
         """Ready while any database is: one database down must not take the others' metrics

@@ -187,7 +187,7 @@ class Service:
         ProcessCollector(registry=process)
         # Refreshed after each poll; a fleet puts its own, of every database, in its place.
         self.exposition = Exposition(
-            by_database({self.database: self.polled}),
+            {self.database: self.polled},
             by_database({self.database: self.live}),
             process,
         )
@@ -427,7 +427,7 @@ class Service:
         self.alertmanagers.update(self.evaluator.alerts(), changed=bool(notes))
         if notes or self.dispatcher.dirty.is_set():
             self._save()
-        self.exposition.refresh()
+        self.exposition.refresh(self.database)
         return result
 
     def _probe_mechanism(self) -> None:
@@ -489,7 +489,7 @@ class Service:
         failures += 1
         reason = poll_error_reason(exc)
         self.store.poll_failed(reason)
-        self.exposition.refresh()
+        self.exposition.refresh(self.database)
         self._drop_connection()
         # Capped relative to the poll interval: back within a few polls of the database.
         cap = min(self.reconnect.cap, max(1.0, 3 * interval))
@@ -572,7 +572,7 @@ class Service:
             ca_file=alerting.ca_file,
         )
         self._save()
-        self.exposition.refresh()
+        self.exposition.refresh(self.database)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
