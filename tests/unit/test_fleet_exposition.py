@@ -34,7 +34,7 @@ class _Families:
             "cbmon_callback_attempts", "Attempts.", labels=["event_type"], created=1.5
         )
         attempts.add_metric(["pay"], self.attempts, created=1.5)
-        attempts.add_metric(["ship \"x\"\\n"], 2 * self.attempts, created=2.5)
+        attempts.add_metric(['ship "x"\\n'], 2 * self.attempts, created=2.5)
         yield attempts
         if self.own:
             yield GaugeMetricFamily(f"cbmon_only_{self.name}", "Only here.", value=1)
