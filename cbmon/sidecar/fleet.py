@@ -150,7 +150,7 @@ class Fleet:
             service.run()
         except CbmonError as exc:
             # The others go on; this one stays down, on its page and in cbmon_database_up.
-            log.error("database %s is no longer polled: %s", service.database, exc)
+            log.error("no longer polled: %s", exc)  # the line names the database
 
     # -- reloading ---------------------------------------------------------------------------
     def request_reload(self, source: str) -> None:
@@ -206,12 +206,12 @@ class Fleet:
                     service.start_pipeline()
                 except CbmonError as exc:
                     said[name] = f"not started: {not_reloaded(exc)}"
-                    log.error("database %s is not polled: %s", name, not_reloaded(exc))
+                    log.error("not polled: %s", not_reloaded(exc))
                     continue
+                if name not in moved:
+                    said[name] = "added"
+                    log.info("added to the fleet (%s): polled from now on", source)
             born.append(service)
-            if name not in moved:
-                said[name] = "added"
-                log.info("database %s added to the fleet (%s): polled from now on", name, source)
         order = list(targets)
         self.services = sorted([*kept, *born], key=lambda s: order.index(s.database))
         self._exported()
@@ -230,13 +230,12 @@ class Fleet:
                 thread.join(timeout=STOP_WAIT)
             service.close()
             if moved:
-                log.info("database %s has a new DSN: polling it again from there", service.database)
+                log.info("a new DSN: polled again from there")
             else:
                 log.warning(
-                    "database %s removed from the fleet: no longer polled or exported; %d "
-                    "alert(s) it had firing are neither resolved nor sent again from here "
-                    "(its state file keeps them, should it be listed again)",
-                    service.database,
+                    "removed from the fleet: no longer polled or exported; %d alert(s) it had "
+                    "firing are neither resolved nor sent again from here (its state file keeps "
+                    "them, should it be listed again)",
                     firing,
                 )
 

@@ -415,9 +415,12 @@ def test_a_reload_starts_the_databases_newly_listed_and_stops_those_no_longer_li
             ).fetchone()
             assert taken == (True,)
             pg.conn.execute("SELECT pg_advisory_unlock(%s)", [leaving.leadership.key])
-            (warning,) = [line for line in text.getvalue().splitlines() if "removed" in line]
-            assert "database orders removed from the fleet" in warning
+            said = text.getvalue().splitlines()
+            (warning,) = [line for line in said if "removed" in line]
+            assert "WARNING" in warning
+            assert "database orders: removed from the fleet" in warning
             assert "2 alert(s) it had firing" in warning
+            assert any("database billing: added to the fleet" in line for line in said)
 
             polled = fleet.services[0]
             write([{**billing, "dsn": other.dsn + "?application_name=cbmon-moved"}])
