@@ -69,7 +69,7 @@ def render(snapshots: Sequence[Snapshot], now: float) -> str:
         f"<title>{esc(title)}</title>"
         f'<meta http-equiv="refresh" content="{status_page.NOSCRIPT_REFRESH}">'
         f"<style>{status_page._style()}</style></head><body><main>"
-        f'<header class="top"><h1>cbmon <small>fleet of {len(snapshots)} databases</small></h1>'
+        f'<header class="top"><h1>cbmon <small>fleet of {_databases(len(snapshots))}</small></h1>'
         + (
             f'<span class="verdict {status_page._state_class(worst)}">{esc(verdict)}</span>'
             if worst is not None
@@ -80,3 +80,7 @@ def render(snapshots: Sequence[Snapshot], now: float) -> str:
         f"<thead>{head}</thead><tbody>{rows}</tbody></table></div></section>"
         f"<footer>{links}</footer></main></body></html>"
     )
+
+
+def _databases(count: int) -> str:
+    return f"{count} database" if count == 1 else f"{count} databases"

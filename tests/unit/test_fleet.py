@@ -118,6 +118,10 @@ def test_the_fleet_is_shown_worst_first() -> None:
     assert text.index(">down<") < text.index(">failing<") < text.index(">healthy<")
     assert "DATABASE DOWN" in text
     assert 'href="/databases/failing/"' in text
+    assert "fleet of 3 databases" in text
+    one = FleetPages(lambda: _snapshots()[:1]).answer("/")
+    assert one is not None
+    assert "fleet of 1 database<" in one.body.decode()
 
 
 def test_the_fleet_status_lists_each_database() -> None:
