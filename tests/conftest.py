@@ -288,3 +288,28 @@ def read_only_dsn(pg: PgSchema) -> Iterator[str]:
     finally:
         pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         pg.conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+CONTROL = Path("/usr/share/postgresql/15/extension/pg_cron.control")
+
+
+@pytest.fixture(scope="module")
+def cron_dsn() -> Iterator[str]:
+    """A private cluster with pg_cron preloaded, its jobs run by background workers in the
+    database postgres."""
+    require_servers()
+    if not CONTROL.exists():
+        if os.environ.get("CBMON_REQUIRE_BINARIES"):
+            pytest.fail("pg_cron (postgresql-15-cron) is not installed")
+        pytest.skip("pg_cron (postgresql-15-cron) is not installed")
+    from tests.support.cluster import Cluster, lab
+
+    with lab() as root:
+        preload = {
+            "shared_preload_libraries": "'pg_cron'",
+            "cron.database_name": "'postgres'",
+            "cron.use_background_workers": "on",
+            "max_worker_processes": "16",
+        }
+        cluster = Cluster(root, "cron").init(**preload).start()
+        yield cluster.dsn()

@@ -1,6 +1,7 @@
 """The mechanism's faults the demo's ``mechanism`` scenario causes, one phase at a time: a
-token bucket drained by the traffic, a disabled route, a listener that stops reading. Each is
-undone when its phase ends, so the alerts it raises resolve."""
+token bucket drained by the traffic, a disabled route, a listener that stops reading, the
+scheduler's job switched off (where pg_cron runs the reference job). Each is undone when its
+phase ends, so the alerts it raises resolve."""
 
 from __future__ import annotations
 
@@ -29,10 +30,18 @@ SQL: dict[str, tuple[LiteralString, LiteralString]] = {
 }
 
 
+# cron.alter_job: pg_cron 1.3 and later; its owner (the demo's user, who scheduled it) may
+JOB_ACTIVE: LiteralString = (
+    "SELECT cron.alter_job(jobid, active := %s) FROM cron.job WHERE jobname = %s"
+)
+
+
 class Faults:
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, dsn: str, schema: str, job: str | None = None) -> None:
+        """``job``: the scheduler's job of the reference mechanism, where pg_cron runs it."""
         self.dsn = dsn
         self.schema = sql.Identifier(schema)
+        self.job = job
         self.current = ""
         self._stuck: psycopg.Connection[Any] | None = None
 
@@ -44,6 +53,14 @@ class Faults:
         self.current = fault
         if fault in SQL:
             conn.execute(sql.SQL(SQL[fault][0]).format(schema=self.schema))
+        elif fault == "job_disabled":
+            if self.job is None:
+                log.info(
+                    "demo: no scheduler job to switch off here (pg_cron is not preloaded for "
+                    "this database); the phase changes nothing"
+                )
+                return
+            conn.execute(JOB_ACTIVE, (False, self.job))
         elif fault == "stuck_listener":
             # Listening, then idle in a transaction: it reads no notification, so every one
             # sent after it stays in the server's queue until the transaction ends.
@@ -60,6 +77,8 @@ class Faults:
     def _undo(self, conn: psycopg.Connection[Any]) -> None:
         if self.current in SQL:
             conn.execute(sql.SQL(SQL[self.current][1]).format(schema=self.schema))
+        elif self.current == "job_disabled" and self.job is not None:
+            conn.execute(JOB_ACTIVE, (True, self.job))
         self.close()
 
     def close(self) -> None:

@@ -230,6 +230,7 @@ class Demo:
         self.data_dir: Path | None = None
         self.events: queue.Queue[AlertEvent] = queue.Queue()
         self.traffic: Traffic | None = None
+        self.scheduler_job: str | None = None
         self.freezing: FreezingWorker | None = None  # the worker the scenario stops, if any
         self._held: int | None = None  # the callback it held when last looked at
 
@@ -338,13 +339,14 @@ class Demo:
             )
         finally:
             conn.close()
-        mechanism.apply(
+        installed = mechanism.apply(
             dsn,
             schema=self.options.schema,
             executor_role=EXECUTOR_ROLE,
             signatures=False,
             wake=True,  # alerts within a fraction of a second of the rows that cause them
         )
+        self.scheduler_job = installed.scheduler_job  # where pg_cron runs the reference job
 
     def _receivers(self, stack: ExitStack) -> tuple[CallbackReceivers, AlertReceiver]:
         release = threading.Event()
@@ -434,7 +436,7 @@ class Demo:
 
     def _traffic(self, stack: ExitStack, dsn: str) -> None:
         stop = threading.Event()
-        traffic = Traffic(dsn, self.options.schema, self.conditions, stop)
+        traffic = Traffic(dsn, self.options.schema, self.conditions, stop, job=self.scheduler_job)
         thread = threading.Thread(target=traffic.run, name="cbmon demo traffic")
         thread.start()
         self.traffic = traffic

@@ -46,6 +46,7 @@ FAULT_WORDS = {
     "throttled": "a token bucket of 2 drops most order_created callbacks",
     "unrouted": "the order_shipped route is disabled",
     "stuck_listener": "a listener stops reading and the NOTIFY queue fills",
+    "job_disabled": "the queue's scheduled job is switched off (where pg_cron runs it)",
 }
 
 
@@ -117,12 +118,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "mechanism",
             "the mechanism breaks inside the database: a drained token bucket, a disabled "
-            "route, a listener that stops reading; each is repaired in turn",
+            "route, a listener that stops reading, the scheduler's job switched off (where "
+            "pg_cron runs it); each is repaired in turn",
             (
                 Phase("healthy", 0.1, HEALTHY_LATENCY, 0.0),
-                Phase("throttled", 0.35, HEALTHY_LATENCY, 0.0, fault="throttled"),
-                Phase("unrouted", 0.55, HEALTHY_LATENCY, 0.0, fault="unrouted"),
-                Phase("stuck listener", 0.75, HEALTHY_LATENCY, 0.0, fault="stuck_listener"),
+                Phase("throttled", 0.3, HEALTHY_LATENCY, 0.0, fault="throttled"),
+                Phase("unrouted", 0.45, HEALTHY_LATENCY, 0.0, fault="unrouted"),
+                Phase("stuck listener", 0.6, HEALTHY_LATENCY, 0.0, fault="stuck_listener"),
+                Phase("job disabled", 0.75, HEALTHY_LATENCY, 0.0, fault="job_disabled"),
                 Phase("repaired", 1.0, HEALTHY_LATENCY, 0.0),
             ),
         ),

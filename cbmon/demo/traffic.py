@@ -62,8 +62,10 @@ class Traffic:
         conditions: Callable[[float], Conditions],
         stop: threading.Event,
         *,
+        job: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``job``: the scheduler's job of the reference mechanism, where pg_cron runs it."""
         self.dsn = dsn
         self.conditions = conditions
         self.stop = stop
@@ -76,7 +78,7 @@ class Traffic:
             "orders": sql.SQL("{}.orders").format(s),
             "items": sql.SQL("{}.order_items").format(s),
         }
-        self.faults = Faults(dsn, schema)
+        self.faults = Faults(dsn, schema, job)
         self._place = sql.SQL(PLACE).format(**names)
         self._ship = sql.SQL(SHIP).format(**names)
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from psycopg import sql
 
 from cbmon.reference import mechanism
-from tests.conftest import PgSchema, reference_schema, require_servers
-from tests.support.cluster import Cluster
+from tests.conftest import PgSchema, reference_schema
 
 
 @pytest.fixture(autouse=True)
@@ -23,31 +20,6 @@ def _switch_interval() -> Iterator[None]:
     interval = sys.getswitchinterval()
     yield
     sys.setswitchinterval(interval)
-
-
-CONTROL = Path("/usr/share/postgresql/15/extension/pg_cron.control")
-
-
-@pytest.fixture(scope="module")
-def cron_dsn() -> Iterator[str]:
-    """A private cluster with pg_cron preloaded, its jobs run by background workers in the
-    database postgres."""
-    require_servers()
-    if not CONTROL.exists():
-        if os.environ.get("CBMON_REQUIRE_BINARIES"):
-            pytest.fail("pg_cron (postgresql-15-cron) is not installed")
-        pytest.skip("pg_cron (postgresql-15-cron) is not installed")
-    from tests.support.cluster import lab
-
-    with lab() as root:
-        settings = {
-            "shared_preload_libraries": "'pg_cron'",
-            "cron.database_name": "'postgres'",
-            "cron.use_background_workers": "on",
-            "max_worker_processes": "16",
-        }
-        cluster = Cluster(root, "cron").init(**settings).start()
-        yield cluster.dsn()
 
 
 @pytest.fixture
