@@ -280,6 +280,7 @@ def one(pg: PgSchema, query: str) -> Any:
     return row
 
 
+@pytest.mark.slow
 def test_check_finds_a_disabled_scheduler_job_critical(cron: PgSchema, tmp_path: Path) -> None:
     """On a cluster with pg_cron: the reference job disabled is critical at once."""
     pg = cron

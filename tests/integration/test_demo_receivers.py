@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
 import requests
 
 from cbmon.delivery import signing
@@ -17,6 +18,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
     return requests.post(url, data=body, headers=headers, timeout=5).status_code
 
 
+@pytest.mark.slow
 def test_callback_receivers_verify_signatures_and_fail_the_scenario_share() -> None:
     secret = signing.new_secret()
     phase = Phase("test", 1.0, 0.0, 0.25)
@@ -36,6 +38,7 @@ def test_callback_receivers_verify_signatures_and_fail_the_scenario_share() -> N
         receivers.close()
 
 
+@pytest.mark.slow
 def test_alert_receiver_counts_firing_and_resolved_once_per_notification() -> None:
     secret = signing.new_secret()
     events: list[AlertEvent] = []

@@ -68,6 +68,7 @@ def test_a_wrong_secret_does_not_verify() -> None:
         Webhook(new_secret()).verify(request.body, request.headers)
 
 
+@pytest.mark.slow
 def test_retry_budget_then_delivered_when_the_receiver_comes_back() -> None:
     back = threading.Event()
     with receiver() as hook:
@@ -153,6 +154,7 @@ def test_a_hanging_receiver_delays_nobody_else() -> None:
         notifier.close()
 
 
+@pytest.mark.slow
 def test_a_receiver_that_does_not_answer_times_out_and_is_retried() -> None:
     release = threading.Event()
     with receiver() as slow:

@@ -65,6 +65,7 @@ def settle(pair: Replicated, poller: Poller, state: Store, conn: psycopg.Connect
     raise AssertionError(f"gaps still open: {poller.logs.gaps}")
 
 
+@pytest.mark.slow
 def test_a_row_committed_polls_later_is_counted_from_the_standby(replicated: Replicated) -> None:
     """The reported defect: A takes an id, B a higher one and commits, A commits several polls
     later. The standby's pg_locks never shows A; the primary's does."""
@@ -126,6 +127,7 @@ def test_a_rolled_back_id_is_given_up_from_the_standby(replicated: Replicated) -
     assert_matches(state, truth(pg, start))
 
 
+@pytest.mark.slow
 def test_writers_in_every_order_read_from_the_standby(replicated: Replicated) -> None:
     """Three open transactions on the primary, their commits and rollbacks shuffled, one held
     across many polls, polls on the standby between every step, replay paused now and then."""

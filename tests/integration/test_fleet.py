@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 
@@ -49,6 +50,7 @@ def _tables(pg: PgSchema) -> dict[str, dict[str, str]]:
     return {table: {"schema": pg.name} for table in ("logs", "errors", "queue")}
 
 
+@pytest.mark.slow
 def test_each_database_is_polled_on_its_own_and_named_everywhere(
     pg: PgSchema, pg_dsn: str, tmp_path: Path
 ) -> None:

@@ -90,6 +90,7 @@ def test_an_idle_poll_does_not_walk_rows_an_open_transaction_holds(quiet_pg: PgS
     assert state.view().figures["bulk"].attempts == INVISIBLE
 
 
+@pytest.mark.slow
 def test_rolled_back_rows_are_given_up_and_cost_nothing_after(quiet_pg: PgSchema) -> None:
     pg = quiet_pg
     poller, state = Poller(pg.config(reader={"batch_size": 50_000})), Store(500)
@@ -114,6 +115,7 @@ def test_rolled_back_rows_are_given_up_and_cost_nothing_after(quiet_pg: PgSchema
     assert "bulk" not in state.view().figures
 
 
+@pytest.mark.slow
 def test_a_history_that_outruns_the_statement_timeout_is_left_out_once(
     quiet_pg: PgSchema, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -49,6 +49,7 @@ def test_the_validator_ships_the_versions_users_run() -> None:
     [v if v in (VERSIONS[0], VERSIONS[-1]) else pytest.param(v, marks=pytest.mark.slow)
      for v in VERSIONS],
 )  # fmt: skip
+@pytest.mark.slow
 def test_every_object_is_valid_for_the_kubernetes_api(version: str) -> None:
     unvalidated = set()
     for name in FILES:
@@ -85,6 +86,7 @@ def test_the_kustomization_applies_every_file_but_the_example_secrets() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_prometheusrule_is_alerts_yml_as_generated() -> None:
     generated = subprocess.run(
         ["bash", str(ROOT / "scripts" / "prometheusrule")],
@@ -108,6 +110,7 @@ def _mounts(container: dict[str, Any]) -> dict[str, str]:
     return {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
 
 
+@pytest.mark.slow
 def test_two_replicas_and_every_selector_finds_the_pods() -> None:
     deployment = one("Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -181,6 +181,7 @@ def test_three_writers_every_order_every_outcome(quiet_pg: PgSchema) -> None:
     assert check_schedules(quiet_pg, 3, iter(schedules)) == len(schedules)
 
 
+@pytest.mark.slow
 def test_three_writers_sampled(quiet_pg: PgSchema) -> None:
     """The fast layer's share of the three-writer schedules: a seeded sample of them (the
     slow layer runs every one)."""

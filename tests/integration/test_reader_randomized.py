@@ -116,6 +116,7 @@ def run(
     assert poller.logs.open_gap_ids == 0
 
 
+@pytest.mark.slow
 def test_randomized_on_the_quiet_cluster(quiet_pg: PgSchema) -> None:
     run(quiet_pg, two_phase=True)
 

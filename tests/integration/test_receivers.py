@@ -36,6 +36,7 @@ def post(url: str, timeout: float = 1.0, ca_file: Path | None = None) -> Attempt
 
 
 @pytest.mark.parametrize("behaviour", [DRIP_STATUS, SILENT])
+@pytest.mark.slow
 def test_no_status_line_by_the_deadline_is_a_timeout_and_the_connection_is_cut(
     behaviour: str,
 ) -> None:
@@ -48,6 +49,7 @@ def test_no_status_line_by_the_deadline_is_a_timeout_and_the_connection_is_cut(
             wait_for(lambda: hook.closed == 1)  # cut, not left dripping
 
 
+@pytest.mark.slow
 def test_a_2xx_whose_body_drips_is_delivered_and_cut_at_the_deadline() -> None:
     with hostile(DRIP_BODY, interval=0.1) as hook:
         attempt = post(hook.url, timeout=0.5)

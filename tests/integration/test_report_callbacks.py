@@ -201,6 +201,7 @@ def delivered(pg: PgSchema) -> PgSchema:
     return pg
 
 
+@pytest.mark.slow
 def test_every_callback_figure_equals_sql(delivered: PgSchema) -> None:
     pg = delivered
     found = report(pg, period=PeriodRequest(since=3600.0))
@@ -233,6 +234,7 @@ def test_every_callback_figure_equals_sql(delivered: PgSchema) -> None:
     assert found.verdict >= Level.WARNING
 
 
+@pytest.mark.slow
 def test_every_format_carries_the_callbacks(delivered: PgSchema) -> None:
     pg = delivered
     found = report(pg, period=PeriodRequest(since=3600.0), by=60.0)
@@ -329,6 +331,7 @@ def test_compare_gives_the_callbacks_of_the_period_before(pg: PgSchema, tmp_path
     assert "(all)" in row
 
 
+@pytest.mark.slow
 def test_check_judges_the_callbacks(delivered: PgSchema) -> None:
     from cbmon.check import run_check, to_nagios, to_table
 
@@ -372,6 +375,7 @@ def test_without_the_lifecycle_columns_the_report_says_so_in_one_line(pg: PgSche
     assert "Callbacks (each queued" not in table
 
 
+@pytest.mark.slow
 def test_an_event_type_filter_keeps_its_callbacks_only(delivered: PgSchema) -> None:
     found = report(delivered, period=PeriodRequest(since=3600.0), event_types=("pay",))
     expected = truth(delivered, found.period.start, found.period.end)

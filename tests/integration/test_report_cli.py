@@ -106,6 +106,7 @@ def test_backlog_verdict_counts_for_fail_on(pg: PgSchema, config: Path) -> None:
         (["--output", "/nonexistent/dir/report.txt"], 2, "--output: cannot write"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line(
     pg: PgSchema, config: Path, args: list[str], code: int, words: str
 ) -> None:

@@ -87,6 +87,7 @@ def test_csv_matches_json(pg: PgSchema, loaded: tuple[Path, dict[str, Any]]) -> 
     ]
 
 
+@pytest.mark.slow
 def test_html_is_one_file_with_charts(
     pg: PgSchema, loaded: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

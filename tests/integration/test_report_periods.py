@@ -65,6 +65,7 @@ def test_compare_gives_the_previous_period_of_the_same_length(pg: PgSchema, load
     assert report_json(pg, loaded, *PERIOD)["previous"] is None
 
 
+@pytest.mark.slow
 def test_compare_is_shown_in_every_format(pg: PgSchema, loaded: Path) -> None:
     title = "Compared with the previous 10h (2026-02-28 15:00:00Z to 2026-03-01 01:00:00Z)"
     table = run(pg, loaded, *PERIOD, "--compare").stdout
@@ -120,6 +121,7 @@ def test_the_footer_names_an_unjudged_figure_as_the_table_does(pg: PgSchema, loa
     assert "fewer than 20 events: not judged (-)" in table
 
 
+@pytest.mark.slow
 def test_by_accepts_minutes_and_matches_sql(pg: PgSchema, loaded: Path) -> None:
     data = report_json(pg, loaded, *PERIOD, "--by", "15m")
     assert data["period"]["by"] == "15m"

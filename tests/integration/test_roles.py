@@ -55,6 +55,7 @@ def fixes(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(("REVOKE", "ALTER"))]
 
 
+@pytest.mark.slow
 def test_the_audit_closes_every_way_to_write(quiet_pg: PgSchema, audited: str) -> None:
     before = audit(quiet_pg, audited)
     assert before.returncode == 1
@@ -158,6 +159,7 @@ def psql(dsn: str, script: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_print_into_a_schema_that_does_not_exist_yet_works(
     quiet_pg: PgSchema, tmp_path: Path
 ) -> None:

@@ -89,6 +89,7 @@ def test_promtool_check_rules_passes(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
+@pytest.mark.slow
 def test_hand_written_unit_tests_pass(path: Path) -> None:
     result = promtool("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -73,6 +73,7 @@ def dribble(sock: socket.socket, most: int) -> int:
     return most
 
 
+@pytest.mark.slow
 def test_a_client_dribbling_bytes_is_cut_off(server: MetricsServer) -> None:
     with connect(server) as sock:
         assert dribble(sock, most=400) < 400  # 20 s: far past the 0.5 s the server allows

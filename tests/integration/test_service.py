@@ -144,6 +144,7 @@ def test_exposition_passes_promtool(pg: PgSchema) -> None:
     assert result.stderr.strip() == b""
 
 
+@pytest.mark.slow
 def test_database_down_at_start_then_up(pg: PgSchema) -> None:
     """cbmon starts without its database, says so, and counts once the database answers."""
     with forwarder(pg.dsn) as database:

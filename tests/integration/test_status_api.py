@@ -193,6 +193,7 @@ def test_check_from_url_is_unknown_on_an_answer_that_is_not_the_api(
     assert out.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_check_from_url_is_unknown_when_nothing_answers_or_too_slowly() -> None:
     port = free_port()
     code, out = check("--from-url", f"http://127.0.0.1:{port}")

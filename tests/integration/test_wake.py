@@ -92,6 +92,7 @@ def test_a_burst_of_commits_costs_a_poll_per_floor_not_one_per_commit(pg: PgSche
         assert 1 <= service.pacer.wakes - heard < 50
 
 
+@pytest.mark.slow
 def test_the_listener_comes_back_after_its_session_is_ended(pg: PgSchema) -> None:
     schema.apply(pg.dsn, schema=pg.name, role=None, wake=True)
     with running(pg) as service:

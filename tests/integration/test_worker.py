@@ -171,6 +171,7 @@ def _options(url: str | None = None, **kw: Any) -> WorkerOptions:
 # -- behaviour -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_workers_deliver_each_row_exactly_once(
     pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
 ) -> None:
@@ -205,6 +206,7 @@ RETRY_DELAY = (
 
 
 @pytest.mark.parametrize(("asked", "attempts"), [(10, 4), (3, 4), (1, 2), (0, 1)])
+@pytest.mark.slow
 def test_retries_at_most_three_times_then_gives_up(
     pg: PgSchema,
     mech: mechanism.Installed,
@@ -252,6 +254,7 @@ def test_retries_at_most_three_times_then_gives_up(
     assert len(target.hits) == attempts
 
 
+@pytest.mark.slow
 def test_timeout_is_logged_without_time_then_retried(
     pg: PgSchema, mech: mechanism.Installed, receiver: Callable[[Behaviour], Receiver]
 ) -> None:
@@ -335,6 +338,7 @@ def test_notification_wakes_an_idle_worker(
     assert worker.stats.completed == 1
 
 
+@pytest.mark.slow
 def test_polling_serves_the_foundation_tables_alone(
     pg: PgSchema, receiver: Callable[[Behaviour], Receiver]
 ) -> None:

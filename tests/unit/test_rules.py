@@ -317,6 +317,7 @@ def test_humanize_duration_as_prometheus(value: float, text: str) -> None:
 # -- the command and the package --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tests_option_writes_rules_and_tests_and_prints_the_tests(tmp_path: Path) -> None:
     out = run("--tests", str(tmp_path / "t"))
     paths = [Path(line) for line in out.splitlines()]
