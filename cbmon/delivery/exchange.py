@@ -76,13 +76,16 @@ def post(
     worker.start()
     worker.join(timeout)
     elapsed = time.monotonic() - started
+    late = f"no complete answer within {format_duration(timeout)}"
     if worker.is_alive():
         exchange.cut()
         if exchange.status is not None:  # answered in time, only its body dragged on
             return Answer(exchange.status, exchange.retry_after, elapsed, cut=True)
-        reason = f"no complete answer within {format_duration(timeout)}"
-        raise Failed(reason, timed_out=True, elapsed=elapsed)
+        raise Failed(late, timed_out=True, elapsed=elapsed)
     if exchange.failure is not None:
+        if _timed_out(exchange.failure):
+            # The socket's own timeout, the same deadline, ran out a moment before ours did.
+            raise Failed(late, timed_out=True, elapsed=elapsed)
         raise Failed(explain(exchange.failure), elapsed=elapsed)
     assert exchange.status is not None
     return Answer(exchange.status, exchange.retry_after, elapsed)
@@ -233,6 +236,12 @@ def explain(exc: BaseException) -> str:
             if isinstance(cause, kind):
                 return text
     return type(exc).__name__
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # Not urllib3's TimeoutError: its NewConnectionError (a refusal) derives from it.
+    timeouts = (TimeoutError, requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError)
+    return any(isinstance(cause, timeouts) for cause in _causes(exc))
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -152,6 +152,24 @@ def test_no_reply_within_the_timeout_is_a_timeout(hook: Receiver) -> None:
     assert attempt.error == "no complete answer within 200ms"
 
 
+def test_the_sockets_own_timeout_running_out_first_is_the_same_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The socket's timeout and cbmon's deadline are the same length: whichever runs out
+    first, the attempt timed out and says so in the same words."""
+    import requests
+
+    from cbmon.delivery import exchange
+
+    def read_timeout(self: exchange._Exchange) -> None:
+        self.failure = requests.exceptions.ReadTimeout("read timed out")
+
+    monkeypatch.setattr(exchange._Exchange, "run", read_timeout)
+    attempt = post(f"http://127.0.0.1:9/{TOKEN}", timeout=0.2)
+    assert (attempt.timed_out, attempt.delivered) == (True, False)
+    assert attempt.error == "no complete answer within 200ms"
+
+
 @pytest.mark.parametrize(
     "reply",
     [
