@@ -22,6 +22,7 @@ from cbmon.errors import ConfigError, DatabaseError
 from cbmon.reference import mechanism
 from cbmon.reference.worker import Claim, Worker, WorkerOptions
 from tests.conftest import PgSchema
+from tests.support.delivering import waiting
 from tests.support.processes import wait_for
 
 # -- receivers -------------------------------------------------------------------------------
@@ -139,14 +140,6 @@ def _enqueue(pg: PgSchema, event_type: str, count: int = 1) -> list[int]:
     return sorted(int(r[0]) for r in rows)
 
 
-def _waiting(pg: PgSchema) -> int:
-    row = pg.conn.execute(
-        "SELECT count(*) FROM callback_queue WHERE processed_at IS NULL"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _run(workers: list[Worker], until: Callable[[], bool], timeout: float = 20.0) -> None:
     """Run the workers in threads until ``until()`` holds, then stop them and wait."""
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
@@ -182,7 +175,7 @@ def test_concurrent_workers_deliver_each_row_exactly_once(
         Worker(pg.dsn, schema=pg.name, options=_options(target.url, batch_size=5), stop=stop)
         for _ in range(3)
     ]
-    _run(workers, lambda: _waiting(pg) == 0)
+    _run(workers, lambda: waiting(pg) == 0)
 
     assert sorted(target.ids()) == sorted(f"msg_{i}" for i in ids)  # each once, none twice
     logs = pg.conn.execute(
@@ -224,7 +217,7 @@ def test_retries_at_most_three_times_then_gives_up(
     def settled() -> bool:
         if worker.process_once():
             delays.extend(float(row[0]) for row in pg.conn.execute(RETRY_DELAY))
-        return _waiting(pg) == 0
+        return waiting(pg) == 0
 
     with Worker(pg.dsn, schema=pg.name, options=_options()) as worker:
         wait_for(settled, timeout=20, every=0.01)
@@ -262,7 +255,7 @@ def test_timeout_is_logged_without_time_then_retried(
     _route(pg, "slow", target.url)
     [queue_id] = _enqueue(pg, "slow")
     worker = Worker(pg.dsn, schema=pg.name, options=_options(timeout=0.3))
-    _run([worker], lambda: _waiting(pg) == 0)
+    _run([worker], lambda: waiting(pg) == 0)
     logs = pg.conn.execute(
         "SELECT attempt, status, http_status, execution_time IS NULL FROM callback_logs"
         " ORDER BY attempt"
@@ -380,7 +373,7 @@ def test_unreachable_receivers_fail_without_a_response(
         ("nowhere", "FAILED", None, None, "no receiver URL for nowhere"),
         ("refused", "FAILED", None, None, "request failed: connection refused"),
     ]
-    assert _waiting(pg) == 0
+    assert waiting(pg) == 0
 
 
 def test_retry_after_is_honoured(
