@@ -38,18 +38,6 @@ log = logging.getLogger(__name__)
 STOP_WAIT = 2.0  # seconds, for every poll thread together
 
 
-def _target(load: Callable[[], Config], name: str) -> Callable[[], Config]:
-    """Loads the configuration again and picks one database's out of it."""
-
-    def reload() -> Config:
-        for target in load().fleet:
-            if target.database == name:
-                return target
-        raise ConfigError(f"targets: {name} is no longer listed")
-
-    return reload
-
-
 class Fleet:
     def __init__(
         self,
@@ -78,8 +66,10 @@ class Fleet:
         self._reload_requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._reloader = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
 
-    def _service(self, target: Config) -> Service:
-        return Service(target, reload_from=_target(self._load, target.database))
+    @staticmethod
+    def _service(target: Config) -> Service:
+        # No reload_from: the fleet reads the file once and hands each its part (reload).
+        return Service(target)
 
     def _exported(self) -> None:
         """Export what the services listed now export, and let each poll refresh it all."""
