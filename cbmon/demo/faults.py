@@ -30,7 +30,8 @@ SQL: dict[str, tuple[LiteralString, LiteralString]] = {
 }
 
 
-# cron.alter_job: pg_cron 1.3 and later; its owner (the demo's user, who scheduled it) may
+# cron.alter_job (pg_cron 1.3 and later), which the job's owner may call: the demo's user,
+# who scheduled it.
 JOB_ACTIVE: LiteralString = (
     "SELECT cron.alter_job(jobid, active := %s) FROM cron.job WHERE jobname = %s"
 )
